@@ -1,0 +1,24 @@
+#include "fdpass/unique_fd.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace fdpass {
+
+void UniqueFd::reset(int fd) {
+  if (fd >= 0 && fd == fd_) {
+    std::fprintf(stderr, "fdpass::UniqueFd::reset(%d): already owns this fd\n", fd);
+    std::abort();
+  }
+  int old = fd_;
+  fd_ = fd;
+  if (old >= 0) {
+    // The result is deliberately ignored: after close() returns, even with
+    // EINTR or EIO, Linux has released the descriptor (see close(2)).
+    (void)::close(old);
+  }
+}
+
+}  // namespace fdpass
