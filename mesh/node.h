@@ -1,0 +1,144 @@
+// mesh::Node: one process's membership in a shmesh mesh.
+//
+// A Node finds the other nodes through gRPC discovery (any member can be a
+// seed), and for every peer sets up a link: two sealed-memfd rings (one per
+// direction) and their doorbells, handed over the peer's Unix link socket with
+// SCM_RIGHTS. Payloads then go through shared memory only. The link socket
+// stays open: when a peer exits or is killed, the node notices the EOF at
+// once, drops the link and calls the peer-down handler.
+//
+//   auto node = mesh::Node::CreateFromFile("node.textproto");
+//   (*node)->SetMessageHandler([](const mesh::MessageView& m) { ... });
+//   (*node)->Start();
+//   (*node)->Send("other", "hello");
+//
+// Thread contract: thread-safe. Every public method may be called from any
+// thread, except that the Set*Handler methods must be called before Start().
+// Handlers run on the node's receive thread (messages, in order per peer) or
+// control thread (peer up/down); they must not block for long, and must not
+// call Stop() or destroy the Node.
+#ifndef SHMESH_MESH_NODE_H_
+#define SHMESH_MESH_NODE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "proto/mesh/v1/config.pb.h"
+#include "proto/mesh/v1/mesh.pb.h"
+
+namespace mesh {
+
+// A received message, borrowed: `payload` points into the shared-memory ring
+// and is valid only during the handler call. The sender can still write to
+// that memory (it is shared), so copy before validating what you parse.
+struct MessageView {
+  absl::string_view from;     // the sending peer's name
+  absl::string_view payload;  // the message bytes
+};
+
+// A received message, owned (from Node::Receive).
+struct Message {
+  std::string from;
+  std::string payload;
+};
+
+// A peer as passed to the peer-up and peer-down handlers.
+struct PeerInfo {
+  std::string name;
+  uint64_t id = 0;
+  int32_t pid = 0;
+};
+
+class NodeImpl;
+
+class Node {
+ public:
+  // Validates `config` (filling in defaults) and builds a stopped node.
+  // INVALID_ARGUMENT names the bad field.
+  static absl::StatusOr<std::unique_ptr<Node>> Create(
+      const mesh::v1::NodeConfig& config);
+  // Loads the config file first (text format, or JSON for *.json); errors
+  // name the file, line and field.
+  static absl::StatusOr<std::unique_ptr<Node>> CreateFromFile(
+      const std::string& path);
+
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Stops the node if it is running.
+  ~Node();
+
+  // Starts the gRPC server and link socket and begins joining through the
+  // seeds; returns without waiting for peers (see WaitForPeers). Seeds that
+  // cannot be reached are retried in the background. Errors: the run
+  // directory or sockets cannot be created (ALREADY_EXISTS if a live node
+  // already listens there), FAILED_PRECONDITION if called twice.
+  absl::Status Start();
+
+  // Leaves the mesh (telling the members), closes every link, stops the
+  // servers and removes this node's sockets. Idempotent.
+  void Stop();
+
+  // This node's name, id and gRPC target (with the real port if it was 0).
+  const std::string& name() const;
+  uint64_t id() const;
+  std::string grpc_address() const;
+  // The resolved config (defaults filled in).
+  const mesh::v1::NodeConfig& config() const;
+
+  // Sends `payload` to peer `peer`. Waits for ring space until `deadline`:
+  // absl::InfinitePast() (or any past time) fails at once with
+  // RESOURCE_EXHAUSTED when the ring is full; a later deadline returns
+  // DEADLINE_EXCEEDED if space did not free up in time. NOT_FOUND if there is
+  // no link to `peer`; INVALID_ARGUMENT if payload exceeds max_message_bytes;
+  // UNAVAILABLE if the link went down. Messages to one peer arrive in the
+  // order sent. Safe from many threads at once (per-peer lock).
+  absl::Status Send(absl::string_view peer, absl::string_view payload,
+                    absl::Time deadline = absl::InfiniteFuture());
+
+  // Sends `payload` to every linked peer, as Send does. Returns the peers
+  // that got it; the first error if none could (an empty mesh is OK: {}).
+  absl::StatusOr<std::vector<std::string>> Broadcast(
+      absl::string_view payload, absl::Time deadline = absl::InfiniteFuture());
+
+  // Receiving. With a message handler set, every message is passed to it on
+  // the receive thread. Without one, messages queue (bounded; a full queue
+  // stops draining the rings, which backpressures the senders) for Receive.
+  void SetMessageHandler(std::function<void(const MessageView&)> handler);
+  // Takes the next queued message, waiting until `deadline`:
+  // DEADLINE_EXCEEDED if none came, FAILED_PRECONDITION with a handler set,
+  // CANCELLED once the node is stopped.
+  absl::StatusOr<Message> Receive(absl::Time deadline = absl::InfiniteFuture());
+  // A descriptor (borrowed; owned by the node) that is readable while
+  // Receive has a message queued: put it in your own poll/epoll loop.
+  int receive_fd() const;
+
+  // Called on the control thread when a link to a peer comes up or goes
+  // down (including when the peer process dies).
+  void SetPeerUpHandler(std::function<void(const PeerInfo&)> handler);
+  void SetPeerDownHandler(std::function<void(const PeerInfo&)> handler);
+
+  // Names of the peers currently linked, sorted.
+  std::vector<std::string> Peers() const;
+  // Waits until at least `n` peers are linked: DEADLINE_EXCEEDED otherwise.
+  absl::Status WaitForPeers(size_t n, absl::Time deadline);
+
+  // The topology as this node sees it; with `local_only` false, gathers every
+  // member's links over gRPC (members that do not answer in time leave their
+  // links marked unconfirmed).
+  absl::StatusOr<mesh::v1::TopologySnapshot> Topology(bool local_only = false);
+
+ private:
+  explicit Node(std::unique_ptr<NodeImpl> impl);
+  std::unique_ptr<NodeImpl> impl_;
+};
+
+}  // namespace mesh
+
+#endif  // SHMESH_MESH_NODE_H_
