@@ -1,0 +1,221 @@
+#include "mesh/link.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "fdpass/socket.h"
+#include "fdpass/status_macros.h"
+
+namespace mesh {
+namespace {
+
+constexpr uint32_t kLinkProtocolVersion = 1;
+// Descriptors that come with a ring: memfd, data doorbell, space doorbell.
+constexpr size_t kFdsPerRing = 3;
+
+bool UidAllowed(const LinkParams& self, uid_t uid) {
+  return std::find(self.allowed_uids.begin(), self.allowed_uids.end(), uid) != self.allowed_uids.end();
+}
+
+// Sends `msg` with the three descriptors of `ring` (borrowed: we keep ours).
+absl::Status SendWithRing(int sock, const google::protobuf::MessageLite& msg, const ringbuf::Ring& ring,
+                          absl::Time deadline) {
+  std::string bytes;
+  if (!msg.SerializeToString(&bytes)) return absl::InternalError("cannot serialize handshake message");
+  const int fds[kFdsPerRing] = {ring.region_fd(), ring.data_doorbell_fd(), ring.space_doorbell_fd()};
+  return fdpass::SendMessage(sock, bytes, absl::MakeConstSpan(fds), deadline);
+}
+
+// Maps the peer's ring from the descriptors of a handshake message, after
+// checking the capacity it claims against our bound.
+absl::StatusOr<ringbuf::Ring> MapPeerRing(std::vector<fdpass::UniqueFd> fds, uint64_t capacity,
+                                          const LinkParams& self, absl::string_view peer) {
+  if (fds.size() != kFdsPerRing) {
+    return absl::InvalidArgumentError(absl::StrCat("link handshake from '", peer, "' carried ", fds.size(),
+                                                   " descriptors, expected ", kFdsPerRing));
+  }
+  if (capacity == 0 || capacity > self.max_peer_ring_bytes || (capacity & (capacity - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("'", peer, "' offered a ring of ", capacity,
+                                                   " bytes; expected a power of two up to ",
+                                                   self.max_peer_ring_bytes));
+  }
+  SHMESH_ASSIGN_OR_RETURN(
+      ringbuf::SharedRegion region,
+      ringbuf::SharedRegion::Map(std::move(fds[0]), ringbuf::RingRegionSize(capacity)));
+  return ringbuf::Ring::Attach(std::move(region), std::move(fds[1]), std::move(fds[2]), self.wait);
+}
+
+}  // namespace
+
+Link::Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx, ringbuf::Ring rx,
+           const LinkParams& self)
+    : peer_(std::move(peer)),
+      since_(absl::Now()),
+      socket_(std::move(socket)),
+      tx_ring_(std::move(tx)),
+      rx_ring_(std::move(rx)) {}
+
+Link::~Link() { MarkDown(); }
+
+int Link::rx_doorbell_fd() const { return rx_ring_.data_doorbell_fd(); }
+
+absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const mesh::v1::Member& peer,
+                                                 absl::Time deadline) {
+  SHMESH_ASSIGN_OR_RETURN(fdpass::UniqueFd sock, fdpass::ConnectSeqpacket(peer.link_socket(), deadline));
+  // The listener's credentials were recorded when it called listen(): they
+  // must be those discovery announced for this peer.
+  SHMESH_ASSIGN_OR_RETURN(fdpass::PeerCred cred, fdpass::GetPeerCred(sock.get()));
+  if (cred.pid != peer.pid() || !UidAllowed(self, cred.uid)) {
+    return absl::PermissionDeniedError(absl::StrCat("link socket ", peer.link_socket(), " is served by pid ", cred.pid,
+                                                    " uid ", cred.uid, ", but '", peer.name(), "' announced pid ",
+                                                    peer.pid(), "; not linking"));
+  }
+  SHMESH_ASSIGN_OR_RETURN(ringbuf::Ring tx, ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait));
+  mesh::v1::LinkHello hello;
+  hello.set_version(kLinkProtocolVersion);
+  hello.set_name(self.name);
+  hello.set_id(self.id);
+  hello.set_to_name(peer.name());
+  hello.set_to_id(peer.id());
+  hello.set_ring_capacity_bytes(self.ring_capacity_bytes);
+  SHMESH_RETURN_IF_ERROR(SendWithRing(sock.get(), hello, tx, deadline));
+
+  auto msg = fdpass::ReceiveMessage(sock.get(), deadline);
+  if (!msg.ok()) {
+    return absl::Status(msg.status().code(), absl::StrCat("no link reply from '", peer.name(), "': ",
+                                                          msg.status().message()));
+  }
+  mesh::v1::LinkReply reply;
+  if (!reply.ParseFromString(msg->bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", peer.name(), "' sent a malformed LinkReply"));
+  }
+  if (reply.has_reject_reason()) {
+    return absl::AbortedError(absl::StrCat("'", peer.name(), "' refused the link: ", reply.reject_reason()));
+  }
+  if (!reply.has_welcome() || reply.welcome().name() != peer.name() || reply.welcome().id() != peer.id()) {
+    return absl::InvalidArgumentError(absl::StrCat("'", peer.name(), "' answered with the wrong identity"));
+  }
+  SHMESH_ASSIGN_OR_RETURN(
+      ringbuf::Ring rx, MapPeerRing(std::move(msg->fds), reply.welcome().ring_capacity_bytes(), self, peer.name()));
+  return std::shared_ptr<Link>(new Link(peer, std::move(sock), std::move(tx), std::move(rx), self));
+}
+
+absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const LinkParams& self,
+                                                   const MemberLookup& lookup, absl::Time deadline) {
+  // Best effort: the dialer logs our reason. A failure to send it changes
+  // nothing, the connection closes either way.
+  auto reject = [&](absl::Status why) {
+    mesh::v1::LinkReply reply;
+    reply.set_reject_reason(std::string(why.message()));
+    std::string bytes;
+    if (reply.SerializeToString(&bytes)) {
+      (void)fdpass::SendMessage(conn.get(), bytes, {}, absl::Now() + absl::Milliseconds(100));
+    }
+    return why;
+  };
+  SHMESH_ASSIGN_OR_RETURN(fdpass::PeerCred cred, fdpass::GetPeerCred(conn.get()));
+  if (!UidAllowed(self, cred.uid)) {
+    return reject(absl::PermissionDeniedError(
+        absl::StrCat("pid ", cred.pid, " runs as uid ", cred.uid, ", which is not in allowed_peer_uids")));
+  }
+  auto msg = fdpass::ReceiveMessage(conn.get(), deadline);
+  if (!msg.ok()) {
+    return absl::Status(msg.status().code(), absl::StrCat("no link hello from pid ", cred.pid, ": ",
+                                                          msg.status().message()));
+  }
+  mesh::v1::LinkHello hello;
+  if (!hello.ParseFromString(msg->bytes)) {
+    return reject(absl::InvalidArgumentError(absl::StrCat("pid ", cred.pid, " sent a malformed LinkHello")));
+  }
+  if (hello.version() != kLinkProtocolVersion) {
+    return reject(absl::InvalidArgumentError(absl::StrCat("pid ", cred.pid, " speaks link protocol ",
+                                                          hello.version(), ", we speak ", kLinkProtocolVersion)));
+  }
+  if (hello.to_name() != self.name || hello.to_id() != self.id) {
+    return reject(absl::FailedPreconditionError(absl::StrCat(
+        "hello from '", hello.name(), "' is for '", hello.to_name(), "' id ", absl::Hex(hello.to_id()),
+        ", not this node (a stale announcement?)")));
+  }
+  auto member = lookup(hello.name(), hello.id());
+  if (!member.ok()) return reject(member.status());
+  if (member->pid() != cred.pid) {
+    return reject(absl::PermissionDeniedError(absl::StrCat("pid ", cred.pid, " claims to be '", hello.name(),
+                                                           "', which discovery announced as pid ", member->pid())));
+  }
+  auto rx = MapPeerRing(std::move(msg->fds), hello.ring_capacity_bytes(), self, hello.name());
+  if (!rx.ok()) return reject(rx.status());
+  auto tx = ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait);
+  if (!tx.ok()) return reject(tx.status());
+  mesh::v1::LinkReply reply;
+  reply.mutable_welcome()->set_name(self.name);
+  reply.mutable_welcome()->set_id(self.id);
+  reply.mutable_welcome()->set_ring_capacity_bytes(self.ring_capacity_bytes);
+  SHMESH_RETURN_IF_ERROR(SendWithRing(conn.get(), reply, *tx, deadline));
+  return std::shared_ptr<Link>(new Link(*member, std::move(conn), std::move(*tx), std::move(*rx), self));
+}
+
+absl::Status Link::Send(absl::string_view payload, absl::Time deadline) {
+  // acquire pairs with the release in MarkDown (see link.h).
+  if (down_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError(absl::StrCat("link to '", peer_.name(), "' is down (the peer left or died)"));
+  }
+  absl::MutexLock lock(&send_mu_);
+  absl::Status s = tx_ring_.producer().Write(payload, deadline);
+  if (s.ok()) {
+    // relaxed: statistics only (see link.h); send_mu_ orders the writers.
+    tx_messages_.fetch_add(1, std::memory_order_relaxed);
+    tx_bytes_.fetch_add(payload.size(), std::memory_order_relaxed);
+  } else if (s.code() == absl::StatusCode::kResourceExhausted) {
+    tx_full_events_.fetch_add(1, std::memory_order_relaxed);
+  } else if (s.code() == absl::StatusCode::kDataLoss) {
+    MarkDown();
+  }
+  return s;
+}
+
+absl::StatusOr<size_t> Link::Drain(size_t max_frames, const std::function<void(absl::string_view)>& fn) {
+  uint64_t bytes = 0;
+  // One head store (and at most one doorbell) for the whole batch.
+  absl::StatusOr<size_t> drained =
+      rx_ring_.consumer().Drain(max_frames, [&](absl::Span<const uint8_t> frame) {
+        bytes += frame.size();
+        fn(absl::string_view(reinterpret_cast<const char*>(frame.data()), frame.size()));
+      });
+  if (!drained.ok()) return drained.status();
+  size_t n = *drained;
+  if (n > 0) {
+    // relaxed: statistics only; only this (receive) thread writes them.
+    rx_messages_.fetch_add(n, std::memory_order_relaxed);
+    rx_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+bool Link::PrepareToSleep() { return rx_ring_.consumer().PrepareToSleep(); }
+void Link::ClearDoorbell() { (void)rx_ring_.consumer().DrainDoorbell(); }
+
+void Link::MarkDown() {
+  // release pairs with the acquire in Send (see link.h).
+  down_.store(true, std::memory_order_release);
+}
+
+bool Link::down() const { return down_.load(std::memory_order_acquire); }
+
+LinkStats Link::Stats() const {
+  LinkStats s;
+  // relaxed: independent counters read for reporting; a snapshot need not be
+  // consistent across them.
+  s.tx_messages = tx_messages_.load(std::memory_order_relaxed);
+  s.tx_bytes = tx_bytes_.load(std::memory_order_relaxed);
+  s.tx_full_events = tx_full_events_.load(std::memory_order_relaxed);
+  s.rx_messages = rx_messages_.load(std::memory_order_relaxed);
+  s.rx_bytes = rx_bytes_.load(std::memory_order_relaxed);
+  s.tx_ring_bytes = tx_ring_.capacity();
+  s.rx_ring_bytes = rx_ring_.capacity();
+  return s;
+}
+
+}  // namespace mesh

@@ -1,0 +1,154 @@
+// Link: the data plane between this node and one peer.
+//
+// A link is two rings (ringbuf::Ring), one per direction, plus the Unix
+// SOCK_SEQPACKET socket they were handed over on. Each side creates the ring
+// it writes into and passes the memfd and both doorbell eventfds to the other
+// with SCM_RIGHTS. The handshake, step by step:
+//
+//   dialer (name sorts first)             acceptor
+//   1. connect(acceptor.link_socket)
+//   2. SO_PEERCRED: pid == announced?     accept(); SO_PEERCRED: uid allowed,
+//                                         and pid == the pid that discovery
+//                                         announced for hello.name/hello.id?
+//   3. send LinkHello + [memfd, data doorbell, space doorbell]
+//                                         4. check hello, map the sealed memfd
+//                                            (seals + size checked first)
+//                                         5. send LinkReply{welcome} + its fds
+//                                            (or LinkReply{reject_reason})
+//   6. check welcome, map the memfd
+//
+// The socket then stays open for the link's life and carries nothing; EOF
+// (or an error) on it means the peer is gone, kill -9 included.
+//
+// Thread contract: Send() is thread-safe (a per-link mutex serializes
+// producers, since each ring has one producer). Drain(), PrepareToSleep() and
+// ClearDoorbell() must be called only from the node's receive thread (the
+// ring's single consumer). Stats(), MarkDown() and the accessors are
+// thread-safe.
+#ifndef SHMESH_MESH_LINK_H_
+#define SHMESH_MESH_LINK_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "fdpass/unique_fd.h"
+#include "proto/mesh/v1/mesh.pb.h"
+#include "ringbuf/ring.h"
+
+namespace mesh {
+
+// What this node brings to a handshake.
+struct LinkParams {
+  std::string name;
+  uint64_t id = 0;
+  uint64_t ring_capacity_bytes = 0;
+  // Largest ring (bytes) accepted from a peer: bounds what a peer can make
+  // us map.
+  uint64_t max_peer_ring_bytes = 0;
+  std::vector<uint32_t> allowed_uids;
+  ringbuf::WaitOptions wait;
+};
+
+// Looks up the member a LinkHello claims to be (by name and id); NOT_FOUND if
+// discovery has not announced it.
+using MemberLookup =
+    std::function<absl::StatusOr<mesh::v1::Member>(const std::string& name,
+                                                   uint64_t id)>;
+
+// Counters of one link, as seen from this node.
+struct LinkStats {
+  uint64_t tx_messages = 0, tx_bytes = 0, tx_full_events = 0;
+  uint64_t rx_messages = 0, rx_bytes = 0;
+  uint64_t tx_ring_bytes = 0, rx_ring_bytes = 0;
+  uint64_t tx_queued_bytes = 0, rx_queued_bytes = 0;
+};
+
+class Link {
+ public:
+  // Dials `peer` (steps 1-6 above as the dialer). UNAVAILABLE if it cannot be
+  // reached, PERMISSION_DENIED if the process at the socket is not the
+  // announced one, ABORTED if the peer rejected us (its reason included).
+  static absl::StatusOr<std::shared_ptr<Link>> Dial(const LinkParams& self,
+                                                    const mesh::v1::Member& peer,
+                                                    absl::Time deadline);
+
+  // Completes the handshake on an accepted connection (takes ownership of
+  // `conn`). On any check failing, sends LinkReply{reject_reason} (best
+  // effort) and returns the error: PERMISSION_DENIED (uid or pid), NOT_FOUND
+  // (never announced), INVALID_ARGUMENT / FAILED_PRECONDITION (bad hello or
+  // descriptors).
+  static absl::StatusOr<std::shared_ptr<Link>> Accept(fdpass::UniqueFd conn,
+                                                      const LinkParams& self,
+                                                      const MemberLookup& lookup,
+                                                      absl::Time deadline);
+
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+  ~Link();
+
+  const mesh::v1::Member& peer() const { return peer_; }
+  const std::string& peer_name() const { return peer_.name(); }
+  absl::Time since() const { return since_; }
+  // Borrowed descriptors for the receive thread's epoll set.
+  int socket_fd() const { return socket_.get(); }
+  int rx_doorbell_fd() const;
+
+  // Writes one message into the tx ring. Waits for space until `deadline`
+  // (past deadline: RESOURCE_EXHAUSTED at once when full; else
+  // DEADLINE_EXCEEDED). UNAVAILABLE once the link is down.
+  absl::Status Send(absl::string_view payload, absl::Time deadline);
+
+  // Receive thread only. Passes up to `max_frames` waiting messages to `fn`
+  // (the view is valid during the call) and returns how many. DATA_LOSS if
+  // the peer corrupted the ring: the link is then unusable.
+  absl::StatusOr<size_t> Drain(size_t max_frames,
+                               const std::function<void(absl::string_view)>& fn);
+  // Receive thread only: announce we are about to sleep on the doorbell;
+  // false if a message arrived meanwhile (then do not sleep).
+  bool PrepareToSleep();
+  // Receive thread only: consume doorbell rings.
+  void ClearDoorbell();
+
+  // Marks the link down: Send fails with UNAVAILABLE from now on, and a
+  // Send waiting for space returns soon after. Thread-safe, idempotent.
+  void MarkDown();
+  bool down() const;
+
+  LinkStats Stats() const;
+
+ private:
+  Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx,
+       ringbuf::Ring rx, const LinkParams& self);
+
+  const mesh::v1::Member peer_;
+  const absl::Time since_;
+  fdpass::UniqueFd socket_;
+  ringbuf::Ring tx_ring_;
+  ringbuf::Ring rx_ring_;
+
+  // Serializes senders: tx_ring_.producer() has one-producer semantics.
+  // rx_ring_.consumer() is used by the receive thread only.
+  absl::Mutex send_mu_;
+
+  // Set once by MarkDown, read by senders. relaxed would do for the flag
+  // alone, but acquire/release makes the counters a sender read after seeing
+  // `down_` at least as new as the MarkDown call; it is off the hot path.
+  std::atomic<bool> down_{false};
+  // Counters: each is written by one side (senders under send_mu_, or the
+  // receive thread) and read by Stats() for reporting; relaxed is right
+  // because no other memory is published through them.
+  std::atomic<uint64_t> tx_messages_{0}, tx_bytes_{0}, tx_full_events_{0};
+  std::atomic<uint64_t> rx_messages_{0}, rx_bytes_{0};
+};
+
+}  // namespace mesh
+
+#endif  // SHMESH_MESH_LINK_H_
