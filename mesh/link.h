@@ -142,9 +142,10 @@ class Link {
   // alone, but acquire/release makes the counters a sender read after seeing
   // `down_` at least as new as the MarkDown call; it is off the hot path.
   std::atomic<bool> down_{false};
-  // Counters: each is written by one side (senders under send_mu_, or the
-  // receive thread) and read by Stats() for reporting; relaxed is right
-  // because no other memory is published through them.
+  // Counters: each has one writer at a time (senders under send_mu_, or the
+  // receive thread), which adds with a relaxed load + store (Bump in
+  // link.cc); Stats() reads them relaxed. Relaxed is right because no other
+  // memory is published through them.
   std::atomic<uint64_t> tx_messages_{0}, tx_bytes_{0}, tx_full_events_{0};
   std::atomic<uint64_t> rx_messages_{0}, rx_bytes_{0};
 };
