@@ -3,7 +3,8 @@
 // Config files are protobuf text format, or JSON when the path ends in
 // ".json". Every error names the file, the line (and column) where the parser
 // knows it, and the field, and says how to fix it, e.g.
-//   node.textproto:3:1: unknown field "nmae" in mesh.v1.NodeConfig
+//   node.textproto:3:1: Message type "mesh.v1.NodeConfig" has no field named
+//   "nmae". Fix the field name (see proto/mesh/v1/config.proto); did you mean "name"?
 // Thread contract: free functions, thread-safe.
 #ifndef SHMESH_MESH_CONFIG_H_
 #define SHMESH_MESH_CONFIG_H_

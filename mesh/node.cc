@@ -436,8 +436,24 @@ void NodeImpl::ReceiveLoop() {
     }
   };
 
+  auto retire_leavers = [&] {
+    // acquire pairs with the release store in HandleLeave.
+    if (!leaving_pending_.exchange(false, std::memory_order_acquire)) return;
+    std::vector<std::shared_ptr<Link>> leaving;
+    {
+      absl::MutexLock lock(&mu_);
+      leaving.swap(leaving_links_);
+    }
+    for (const auto& link : leaving) {
+      if (link->down()) continue;
+      (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view p) { Deliver(*link, p); });
+      fail_link(link, "peer left the mesh");
+    }
+  };
+
   while (!stopping()) {
     refresh();
+    retire_leavers();
     if (drain_all()) {
       last_activity = absl::Now();
       spins = 0;
@@ -569,14 +585,20 @@ void NodeImpl::HandleLeave(const std::string& leaver, uint64_t id) {
   }
   log_.Info("member left: %s", leaver);
   if (link != nullptr) {
-    link->MarkDown();
-    absl::MutexLock lock(&mu_);
-    dead_links_.push_back(link);
+    // The leaver sent its last messages before calling Leave: the receive
+    // thread drains them, then retires the link (as on EOF).
+    {
+      absl::MutexLock lock(&mu_);
+      leaving_links_.push_back(link);
+    }
+    // release pairs with the acquire exchange in ReceiveLoop.
+    leaving_pending_.store(true, std::memory_order_release);
+    WakeReceiver();
   } else {
     absl::MutexLock lock(&mu_);
     DropMemberLocked(leaver, id);
+    WakeControl();
   }
-  WakeControl();
 }
 
 void NodeImpl::LearnLocked(const mesh::v1::Member& m) {

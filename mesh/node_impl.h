@@ -166,6 +166,11 @@ class NodeImpl {
   std::set<uint64_t> tombstones_ ABSL_GUARDED_BY(mu_);
   // Links the receive thread found closed, for the control thread to retire.
   std::vector<std::shared_ptr<Link>> dead_links_ ABSL_GUARDED_BY(mu_);
+  // Links whose peer called Leave, for the receive thread to drain and then
+  // retire. `leaving_pending_` says the vector is non-empty without taking
+  // mu_ on every loop.
+  std::vector<std::shared_ptr<Link>> leaving_links_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> leaving_pending_{false};
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool seeds_joined_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_seed_try_ ABSL_GUARDED_BY(mu_);

@@ -123,6 +123,22 @@ TEST_F(NodeTest, StoppedPeerIsReportedDown) {
   EXPECT_EQ(a->Send("b", "x").code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(NodeTest, MessagesSentBeforeStopAreDelivered) {
+  Node* a = Add("a", {});
+  Node* b = Add("b", {"a"});
+  ASSERT_TRUE(a->Start().ok());
+  ASSERT_TRUE(b->Start().ok());
+  ASSERT_TRUE(b->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
+  constexpr int kCount = 5000;
+  for (int i = 0; i < kCount; ++i) ASSERT_TRUE(b->Send("a", absl::StrCat(i), absl::Now() + absl::Seconds(5)).ok());
+  b->Stop();  // sends Leave at once: a must still deliver all of the above
+  for (int i = 0; i < kCount; ++i) {
+    auto m = a->Receive(absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(m.ok()) << "message " << i << ": " << m.status();
+    ASSERT_EQ(m->payload, absl::StrCat(i));
+  }
+}
+
 TEST_F(NodeTest, FullRingFailsAtOnceOrAfterDeadline) {
   Node* a = Add("a", {});
   Node* b = Add("b", {"a"});

@@ -1,0 +1,528 @@
+// meshd: runs one shmesh node from a config file until SIGTERM or SIGINT.
+//
+//   meshd --config node.textproto [--print] [--stdin [--exit_on_eof]]
+//         [--log_level=debug|info|warning|error]
+//         [--wait_peers=N [--wait_timeout_ms=M]]
+//
+// Logs one timestamped line per event on stderr; with --print writes every
+// received message to stdout; with --stdin sends the lines it reads.
+//
+// Exit status: 0 after a clean stop (signal, or EOF with --exit_on_eof);
+// 1 the node could not start; 2 bad usage or a bad config file (one line on
+// stderr: "meshd: <what is wrong>").
+//
+// Threads: main() blocks SIGINT and SIGTERM before anything else (so every
+// thread the node starts inherits the mask), then waits on a signalfd and,
+// with --stdin, on stdin, in one poll loop. Node handlers run on the node's
+// threads and only log or print.
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "fdpass/unique_fd.h"
+#include "mesh/cmd/flags.h"
+#include "mesh/config.h"
+#include "mesh/node.h"
+#include "proto/mesh/v1/config.pb.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Path of the node's config file: protobuf text format, or JSON if "
+          "it ends in .json (see proto/mesh/v1/config.proto). Required.");
+ABSL_FLAG(bool, print, false,
+          "Print every received message to stdout as \"<from>: <payload>\", "
+          "one line each (non-printable bytes escaped as in C), flushed per "
+          "line.");
+ABSL_FLAG(bool, stdin, false,
+          "Send the lines read from stdin: \"@peer text\" sends \"text\" to "
+          "peer; \"@* text\" or any line not starting with '@' is broadcast "
+          "to every linked peer. Empty lines are skipped. Send errors are "
+          "logged, not fatal. EOF keeps the node running unless "
+          "--exit_on_eof. With --wait_peers, reading starts once the wait "
+          "ends.");
+ABSL_FLAG(bool, exit_on_eof, false,
+          "With --stdin: stop cleanly (exit 0) at the end of stdin, once "
+          "the peers have read what was sent (waiting at most 2 s).");
+ABSL_FLAG(int32_t, send_timeout_ms, 1000,
+          "With --stdin: how long a send may wait for ring space when the "
+          "ring to a peer is full (0: fail at once).");
+ABSL_FLAG(std::string, log_level, "",
+          "Override the config's log_level: debug, info, warning or error.");
+ABSL_FLAG(int32_t, wait_peers, 0,
+          "After starting, wait until this many peers are linked and log "
+          "when they are (or when --wait_timeout_ms passes; the node keeps "
+          "running either way).");
+ABSL_FLAG(int32_t, wait_timeout_ms, 10000,
+          "With --wait_peers: give up waiting after this many milliseconds "
+          "(0: no limit).");
+
+namespace {
+
+using ::mesh::v1::LogLevel;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+// With --exit_on_eof: how long to wait for peers to read the last lines.
+constexpr absl::Duration kEofFlushTimeout = absl::Seconds(2);
+
+constexpr char kUsage[] =
+    "usage: meshd --config FILE [--print] [--stdin [--exit_on_eof]] "
+    "[--log_level=LEVEL] [--wait_peers=N [--wait_timeout_ms=M]]\n";
+
+constexpr char kHelp[] =
+    R"(meshd: run one shmesh node from a config file until SIGTERM or SIGINT.
+
+usage: meshd --config FILE [flags]
+
+The node joins the mesh through the config's seeds, links with every member
+through shared memory, and serves the mesh.v1 control plane on its
+grpc_listen address (inspect it with meshctl). Log lines go to stderr:
+  2026-11-22T18:03:01.123Z meshd[a] INFO peer up: b (pid 4242)
+
+flags (--flag=value or --flag value; bools also --flag / --noflag):
+)";
+
+constexpr char kHelpTail[] = R"(
+exit status: 0 after a clean stop; 1 the node could not start; 2 bad usage or
+a bad config file.
+
+examples:
+  meshd --config examples/a.textproto
+  meshd --config a.textproto --print --wait_peers=2
+  printf '@b hello\nto everyone\n' | meshd --config a.textproto --stdin \
+      --wait_peers=1 --exit_on_eof
+)";
+
+std::string OneLine(absl::string_view s) {
+  return absl::StrReplaceAll(s, {{"\n", "; "}});
+}
+
+int UsageError(absl::string_view message) {
+  std::cerr << "meshd: " << OneLine(message) << "\n"
+            << kUsage << "Run meshd --help for details.\n";
+  return kExitUsage;
+}
+
+// Writes all of `s` to `fd` (borrowed), retrying short writes and EINTR;
+// gives up silently on other errors (a closed stderr or stdout).
+void WriteAll(int fd, absl::string_view s) {
+  while (!s.empty()) {
+    const ssize_t n = ::write(fd, s.data(), s.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    s.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// Timestamped log lines on stderr, one write(2) each:
+//   2026-11-22T18:03:01.123Z meshd[a] INFO peer up: b (pid 4242)
+// Thread-safe (immutable after construction).
+class Log {
+ public:
+  Log(std::string name, LogLevel level)
+      : name_(std::move(name)), level_(level) {}
+
+  bool Enabled(LogLevel level) const { return level >= level_; }
+  void Write(LogLevel level, absl::string_view message) const {
+    if (!Enabled(level)) return;
+    WriteAll(
+        STDERR_FILENO,
+        absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                      absl::UTCTimeZone()),
+                     " meshd[", name_, "] ", mesh::v1::LogLevel_Name(level),
+                     " ", OneLine(message), "\n"));
+  }
+  void Debug(absl::string_view m) const { Write(mesh::v1::DEBUG, m); }
+  void Info(absl::string_view m) const { Write(mesh::v1::INFO, m); }
+  void Warning(absl::string_view m) const { Write(mesh::v1::WARNING, m); }
+  void Error(absl::string_view m) const { Write(mesh::v1::ERROR, m); }
+
+ private:
+  const std::string name_;
+  const LogLevel level_;
+};
+
+absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view text) {
+  LogLevel level;
+  const std::string upper = absl::AsciiStrToUpper(text);
+  if (upper != "LOG_LEVEL_UNSPECIFIED" &&
+      mesh::v1::LogLevel_Parse(upper, &level)) {
+    return level;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad value \"", text,
+                   "\" for --log_level; use debug, info, warning or error"));
+}
+
+// The stop signals, blocked in every thread and read from a signalfd.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+absl::StatusOr<fdpass::UniqueFd> MakeSignalFd(const sigset_t& set) {
+  const int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "signalfd(SIGINT, SIGTERM)");
+  return fdpass::UniqueFd(fd);
+}
+
+// Reads one pending signal from the signalfd (borrowed): its number, or 0 if
+// none is pending.
+int ReadSignal(int fd) {
+  signalfd_siginfo info;
+  const ssize_t n = ::read(fd, &info, sizeof(info));
+  return n == static_cast<ssize_t>(sizeof(info))
+             ? static_cast<int>(info.ssi_signo)
+             : 0;
+}
+
+const char* SignalName(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal";
+}
+
+// Loads the config (honoring --log_level) and builds the node. Errors are
+// config errors, already naming the file.
+absl::StatusOr<std::unique_ptr<mesh::Node>> CreateNode(
+    const std::string& path, std::optional<LogLevel> level_override) {
+  if (!level_override.has_value()) return mesh::Node::CreateFromFile(path);
+  absl::StatusOr<mesh::v1::NodeConfig> config = mesh::LoadConfigFile(path);
+  if (!config.ok()) return config.status();
+  config = mesh::ResolveConfig(*config, path);
+  if (!config.ok()) return config.status();
+  config->set_log_level(*level_override);
+  return mesh::Node::Create(*config);
+}
+
+// Sends the lines read from stdin (see --stdin).
+class StdinSender {
+ public:
+  StdinSender(mesh::Node* node, const Log* log, size_t max_line,
+              absl::Duration send_timeout)
+      : node_(node),
+        log_(log),
+        max_line_(max_line),
+        send_timeout_(send_timeout) {}
+
+  // Feeds bytes read from stdin; sends every complete line.
+  void Feed(absl::string_view data) {
+    while (!data.empty()) {
+      const size_t nl = data.find('\n');
+      const absl::string_view part = data.substr(0, nl);
+      if (!discarding_) {
+        pending_.append(part.data(), part.size());
+        if (pending_.size() > max_line_) {
+          log_->Warning(absl::StrCat("stdin: dropping a line longer than ",
+                                     max_line_,
+                                     " bytes (more than max_message_bytes)"));
+          pending_.clear();
+          discarding_ = true;
+        }
+      }
+      if (nl == absl::string_view::npos) return;
+      if (!discarding_) SendLine(pending_);
+      pending_.clear();
+      discarding_ = false;
+      data.remove_prefix(nl + 1);
+    }
+  }
+
+  // End of input: sends a last line that had no newline.
+  void Finish() {
+    if (!discarding_ && !pending_.empty()) SendLine(pending_);
+    pending_.clear();
+    discarding_ = false;
+  }
+
+ private:
+  void SendLine(absl::string_view line) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) return;
+    std::string peer = "*";
+    absl::string_view text = line;
+    if (line[0] == '@') {
+      const size_t space = line.find(' ');
+      if (space == absl::string_view::npos || space == 1) {
+        log_->Warning(absl::StrCat("stdin: \"", absl::CHexEscape(line),
+                                   "\" has no text; write \"@peer text\""));
+        return;
+      }
+      peer = std::string(line.substr(1, space - 1));
+      text = line.substr(space + 1);
+    }
+    const absl::Time deadline = absl::Now() + send_timeout_;
+    if (peer == "*") {
+      absl::StatusOr<std::vector<std::string>> sent =
+          node_->Broadcast(text, deadline);
+      if (!sent.ok()) {
+        log_->Warning(
+            absl::StrCat("broadcast failed: ",
+                         absl::StatusCodeToString(sent.status().code()), ": ",
+                         sent.status().message()));
+      } else if (sent->empty()) {
+        log_->Warning("broadcast reached no peers (none linked yet)");
+      } else {
+        log_->Debug(absl::StrCat("broadcast ", text.size(), " bytes to ",
+                                 absl::StrJoin(*sent, ", ")));
+      }
+      return;
+    }
+    const absl::Status status = node_->Send(peer, text, deadline);
+    if (!status.ok()) {
+      log_->Warning(absl::StrCat("send to ", peer, " failed: ",
+                                 absl::StatusCodeToString(status.code()), ": ",
+                                 status.message()));
+    } else {
+      log_->Debug(absl::StrCat("sent ", text.size(), " bytes to ", peer));
+    }
+  }
+
+  mesh::Node* const node_;
+  const Log* const log_;
+  const size_t max_line_;
+  const absl::Duration send_timeout_;
+  std::string pending_;
+  bool discarding_ = false;
+};
+
+// Waits until the peers have read everything this node wrote into their
+// rings (the queued bytes of our direction of every link are 0), at most
+// `timeout`. Used before a stop at EOF of --stdin, so that the last lines
+// are consumed before the Leave makes the peers drop the links.
+void WaitUntilConsumed(mesh::Node* node, const Log& log,
+                       absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  uint64_t queued = 0;
+  while (true) {
+    absl::StatusOr<mesh::v1::TopologySnapshot> topology =
+        node->Topology(/*local_only=*/true);
+    if (!topology.ok()) return;
+    queued = 0;
+    for (const mesh::v1::Link& link : topology->links()) {
+      queued += link.a() == node->name() ? link.queued_bytes_a_to_b()
+                                         : link.queued_bytes_b_to_a();
+    }
+    if (queued == 0) return;
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  log.Warning(absl::StrCat(queued, " bytes still unread by peers after ",
+                           absl::FormatDuration(timeout), "; stopping anyway"));
+}
+
+// Waits for --wait_peers peers, in slices so that a stop signal is seen
+// within 100 ms. Returns the stop signal if one came, else 0.
+int WaitForPeers(mesh::Node* node, const Log& log, int signal_fd, int32_t n,
+                 int32_t timeout_ms) {
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = timeout_ms > 0
+                                  ? start + absl::Milliseconds(timeout_ms)
+                                  : absl::InfiniteFuture();
+  log.Info(absl::StrCat("waiting for ", n, n == 1 ? " peer" : " peers",
+                        timeout_ms > 0
+                            ? absl::StrCat(" for up to ", timeout_ms, " ms")
+                            : std::string()));
+  while (true) {
+    if (const int sig = ReadSignal(signal_fd)) return sig;
+    const absl::Time slice =
+        std::min(absl::Now() + absl::Milliseconds(100), deadline);
+    const absl::Status status =
+        node->WaitForPeers(static_cast<size_t>(n), slice);
+    if (status.ok()) {
+      log.Info(absl::StrCat("have ", n, n == 1 ? " peer" : " peers", " after ",
+                            absl::ToInt64Milliseconds(absl::Now() - start),
+                            " ms: ", absl::StrJoin(node->Peers(), ", ")));
+      return 0;
+    }
+    if (!absl::IsDeadlineExceeded(status)) {
+      log.Error(absl::StrCat("waiting for peers: ", status.ToString()));
+      return 0;
+    }
+    if (absl::Now() >= deadline) {
+      const std::vector<std::string> peers = node->Peers();
+      log.Warning(absl::StrCat("only ", peers.size(), " of ", n,
+                               " peers after ", timeout_ms, " ms",
+                               peers.empty() ? "" : ": ",
+                               absl::StrJoin(peers, ", "), "; running anyway"));
+      return 0;
+    }
+  }
+}
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<mesh::cmd::ParsedArgs> args = mesh::cmd::ParseArgs(argc, argv);
+  if (!args.ok()) return UsageError(args.status().message());
+  if (args->help) {
+    std::cout << kHelp << mesh::cmd::FlagsHelp("mesh/cmd/meshd.cc")
+              << kHelpTail;
+    return kExitOk;
+  }
+  if (!args->positional.empty()) {
+    return UsageError(absl::StrCat("unexpected argument \"",
+                                   args->positional[0],
+                                   "\" (the config file goes in --config)"));
+  }
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) return UsageError("--config FILE is required");
+  std::optional<LogLevel> level_override;
+  if (!absl::GetFlag(FLAGS_log_level).empty()) {
+    absl::StatusOr<LogLevel> level =
+        ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+    if (!level.ok()) return UsageError(level.status().message());
+    level_override = *level;
+  }
+  const int32_t wait_peers = absl::GetFlag(FLAGS_wait_peers);
+  if (wait_peers < 0 || absl::GetFlag(FLAGS_wait_timeout_ms) < 0 ||
+      absl::GetFlag(FLAGS_send_timeout_ms) < 0) {
+    return UsageError(
+        "--wait_peers, --wait_timeout_ms and --send_timeout_ms must not be "
+        "negative");
+  }
+  if (absl::GetFlag(FLAGS_exit_on_eof) && !absl::GetFlag(FLAGS_stdin)) {
+    return UsageError("--exit_on_eof needs --stdin");
+  }
+
+  // Before any thread exists: every thread inherits this mask, so SIGINT and
+  // SIGTERM reach only the signalfd. A closed stdout (--print into `head`)
+  // must not kill the node: ignore SIGPIPE and let write() fail.
+  const sigset_t stop_signals = StopSignals();
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  absl::StatusOr<fdpass::UniqueFd> signal_fd = MakeSignalFd(stop_signals);
+  if (!signal_fd.ok()) {
+    std::cerr << "meshd: " << OneLine(signal_fd.status().ToString()) << "\n";
+    return kExitFailed;
+  }
+
+  absl::StatusOr<std::unique_ptr<mesh::Node>> created =
+      CreateNode(config_path, level_override);
+  if (!created.ok()) {
+    std::cerr << "meshd: " << OneLine(created.status().message()) << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<mesh::Node> node = std::move(*created);
+  // Shared with the handlers, which run on the node's threads.
+  auto log =
+      std::make_shared<const Log>(node->name(), node->config().log_level());
+
+  node->SetPeerUpHandler([log](const mesh::PeerInfo& peer) {
+    log->Info(absl::StrCat("peer up: ", peer.name, " (pid ", peer.pid, ")"));
+  });
+  node->SetPeerDownHandler([log](const mesh::PeerInfo& peer) {
+    log->Info(absl::StrCat("peer down: ", peer.name, " (pid ", peer.pid, ")"));
+  });
+  // Always drain: without a handler, messages would queue for Receive() and,
+  // once that queue is full, backpressure every sender.
+  const bool print = absl::GetFlag(FLAGS_print);
+  node->SetMessageHandler([log, print](const mesh::MessageView& m) {
+    if (print) {
+      WriteAll(STDOUT_FILENO,
+               absl::StrCat(m.from, ": ", absl::CHexEscape(m.payload), "\n"));
+    } else if (log->Enabled(mesh::v1::DEBUG)) {
+      log->Debug(absl::StrCat("message from ", m.from, " (", m.payload.size(),
+                              " bytes)"));
+    }
+  });
+
+  const absl::Status started = node->Start();
+  if (!started.ok()) {
+    std::cerr << "meshd: " << OneLine(started.message()) << "\n";
+    return kExitFailed;
+  }
+  const mesh::v1::NodeConfig& config = node->config();
+  log->Info(absl::StrCat(
+      "started: ", node->name(), " (id ",
+      absl::Hex(node->id(), absl::kZeroPad16), ", pid ", ::getpid(), ") grpc ",
+      node->grpc_address(), ", seeds: ",
+      config.seeds().empty() ? "none (new mesh)"
+                             : absl::StrJoin(config.seeds(), ", ")));
+
+  int stop_signal = 0;
+  if (wait_peers > 0) {
+    stop_signal = WaitForPeers(node.get(), *log, signal_fd->get(), wait_peers,
+                               absl::GetFlag(FLAGS_wait_timeout_ms));
+  }
+
+  bool stdin_open = absl::GetFlag(FLAGS_stdin);
+  const bool exit_on_eof = absl::GetFlag(FLAGS_exit_on_eof);
+  StdinSender sender(node.get(), log.get(),
+                     static_cast<size_t>(config.max_message_bytes()) + 128,
+                     absl::Milliseconds(absl::GetFlag(FLAGS_send_timeout_ms)));
+  bool eof_stop = false;
+  while (stop_signal == 0 && !eof_stop) {
+    pollfd fds[2] = {{signal_fd->get(), POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
+    const int n = ::poll(fds, stdin_open ? 2 : 1, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      log->Error(std::string(absl::ErrnoToStatus(errno, "poll").message()));
+      break;
+    }
+    if (fds[0].revents & POLLIN) {
+      stop_signal = ReadSignal(signal_fd->get());
+      if (stop_signal != 0) break;
+    }
+    if (stdin_open && fds[1].revents != 0) {
+      char buf[65536];
+      ssize_t got = 0;
+      if (fds[1].revents & (POLLIN | POLLHUP)) {
+        got = ::read(STDIN_FILENO, buf, sizeof(buf));
+        if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (got < 0) {
+          log->Error(std::string(
+              absl::ErrnoToStatus(errno, "reading stdin").message()));
+        }
+      }
+      if (got > 0) {
+        sender.Feed(absl::string_view(buf, static_cast<size_t>(got)));
+        continue;
+      }
+      // EOF, an error, or POLLNVAL (stdin closed).
+      sender.Finish();
+      stdin_open = false;
+      if (exit_on_eof) {
+        log->Info("end of stdin; stopping");
+        WaitUntilConsumed(node.get(), *log, kEofFlushTimeout);
+        eof_stop = true;
+      } else {
+        log->Info("end of stdin; running until SIGTERM or SIGINT");
+      }
+    }
+  }
+  if (stop_signal != 0) {
+    log->Info(absl::StrCat("received ", SignalName(stop_signal), "; stopping"));
+  }
+  node->Stop();
+  log->Info("stopped");
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }
