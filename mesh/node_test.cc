@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -142,12 +143,40 @@ TEST_F(NodeTest, MessagesSentBeforeStopAreDelivered) {
 TEST_F(NodeTest, FullRingFailsAtOnceOrAfterDeadline) {
   Node* a = Add("a", {});
   Node* b = Add("b", {"a"});
-  // b never drains its queue: with no handler, messages queue up in b until
-  // its bound, then stay in the ring.
+  // b has no handler and nobody calls Receive: its bounded queue fills, then
+  // its ring from a, and a's sends hit backpressure.
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
   EXPECT_EQ(a->Send("b", std::string(1 << 20, 'x')).code(), absl::StatusCode::kInvalidArgument);
+  const std::string msg(8000, 'm');
+  // Fill until a send stays blocked for 50 ms: b's queue is at its bound
+  // and the ring is full (b's receive thread may still be moving frames
+  // into its queue before that).
+  int sent = 0;
+  absl::Status s;
+  while ((s = a->Send("b", msg, absl::Now() + absl::Milliseconds(50))).ok()) {
+    ASSERT_LT(++sent, 100000) << "the ring never filled up";
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_GT(sent, 8);  // ring plus queue held a good number first
+  s = a->Send("b", msg, absl::InfinitePast());
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  absl::Time start = absl::Now();
+  s = a->Send("b", msg, absl::Now() + absl::Milliseconds(100));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(90));
+  // Draining b frees space: a blocking send then goes through, and every
+  // message arrives in order.
+  std::thread reader([&] {
+    for (int i = 0; i <= sent; ++i) {
+      auto m = b->Receive(absl::Now() + absl::Seconds(10));
+      ASSERT_TRUE(m.ok()) << m.status();
+      ASSERT_EQ(m->payload.size(), msg.size());
+    }
+  });
+  EXPECT_TRUE(a->Send("b", msg, absl::Now() + absl::Seconds(10)).ok());
+  reader.join();
 }
 
 TEST_F(NodeTest, SecondNodeWithSameNameIsRefused) {
