@@ -115,7 +115,13 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
                                                    const MemberLookup& lookup, absl::Time deadline) {
   // Best effort: the dialer logs our reason. A failure to send it changes
   // nothing, the connection closes either way.
+  bool hello_read = false;
   auto reject = [&](absl::Status why) {
+    if (!hello_read) {
+      // Closing a socket with its hello unread resets the connection, and
+      // the dialer would lose our reason: consume it (closing any fds).
+      (void)fdpass::ReceiveMessage(conn.get(), absl::Now() + absl::Milliseconds(100));
+    }
     mesh::v1::LinkReply reply;
     reply.set_reject_reason(std::string(why.message()));
     std::string bytes;
@@ -130,6 +136,7 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
         absl::StrCat("pid ", cred.pid, " runs as uid ", cred.uid, ", which is not in allowed_peer_uids")));
   }
   auto msg = fdpass::ReceiveMessage(conn.get(), deadline);
+  hello_read = true;
   if (!msg.ok()) {
     return absl::Status(msg.status().code(), absl::StrCat("no link hello from pid ", cred.pid, ": ",
                                                           msg.status().message()));
