@@ -693,7 +693,15 @@ absl::Status NodeImpl::WaitForPeers(size_t n, absl::Time deadline) {
 std::shared_ptr<grpc::Channel> NodeImpl::Channel(const std::string& target) {
   absl::MutexLock lock(&channels_mu_);
   auto& ch = channels_[target];
-  if (ch == nullptr) ch = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  if (ch == nullptr) {
+    // gRPC's default reconnect backoff grows to 120 s, which would hide a
+    // seed that came back behind our own (20 ms .. 2 s) retries.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, absl::ToInt64Milliseconds(kMinBackoff));
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, absl::ToInt64Milliseconds(kMinBackoff));
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, absl::ToInt64Milliseconds(kMaxBackoff));
+    ch = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  }
   return ch;
 }
 
@@ -909,6 +917,16 @@ absl::Time NodeImpl::Reconcile() {
         DropMemberLocked(peer, t.member.id());
         continue;
       }
+      if (link.status().code() == absl::StatusCode::kAborted) {
+        // The peer refused us, typically because it does not know us (yet,
+        // or any more): announce ourselves again, then dial right after.
+        it->second.knows_us = false;
+        it->second.next_announce = absl::Now();
+        it->second.dial_backoff = kMinBackoff;
+        next = absl::Now();
+        log_.Debug("link to %s refused (%s); announcing again", peer, link.status().message());
+        continue;
+      }
       if (++it->second.failures % 10 == 1) {
         log_.Warning("cannot link to %s: %s; retrying", peer, link.status().message());
       }
@@ -995,17 +1013,20 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::Topology(bool local_only) {
   }
   mesh::v1::TopologySnapshot snap = LocalSnapshot();
   if (local_only) return snap;
-  // Ask every member for its own links, in parallel, and merge: each
-  // direction's counters come from its sender.
+  // Ask every member for its own links, in parallel (2 s each, within
+  // meshctl's default 3 s), and merge: each direction's counters come from
+  // its sender.
   std::vector<mesh::v1::Member> members(snap.members().begin() + 1, snap.members().end());
   std::vector<mesh::v1::TopologySnapshot> remote(members.size());
-  std::vector<bool> answered(members.size(), false);
+  // char, not bool: vector<bool> packs bits, and the askers write their
+  // entries concurrently.
+  std::vector<char> answered(members.size(), 0);
   std::vector<std::thread> askers;
   for (size_t i = 0; i < members.size(); ++i) {
     askers.emplace_back([&, i] {
       auto stub = TopologyStub(members[i].grpc_address());
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
       mesh::v1::GetTopologyRequest req;
       req.set_local_only(true);
       answered[i] = stub->GetTopology(&ctx, req, &remote[i]).ok();

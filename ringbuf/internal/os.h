@@ -1,0 +1,84 @@
+// The OS layer of ringbuf: the only code in ringbuf that makes syscalls.
+//
+// Each wrapper makes one call (or a tight pair), retries EINTR where that is
+// safe, reads errno immediately and turns it into an absl::Status with
+// absl::ErrnoToStatus and a message naming the operation and the object.
+// Nothing above this file reads errno. Descriptors come back as
+// fdpass::UniqueFd owners; `int fd` parameters are borrowed.
+//
+// Thread contract: every function is thread-safe (the kernel serializes).
+#ifndef SHMESH_RINGBUF_INTERNAL_OS_H_
+#define SHMESH_RINGBUF_INTERNAL_OS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fdpass/unique_fd.h"
+
+namespace ringbuf {
+namespace os_internal {
+
+// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), adding MFD_NOEXEC_SEAL
+// where the kernel knows it (6.3+). The caller owns the result.
+absl::StatusOr<fdpass::UniqueFd> MemfdCreate(const std::string& name);
+
+// ftruncate(fd, size); retries EINTR.
+absl::Status Ftruncate(int fd, uint64_t size);
+
+// fcntl(F_ADD_SEALS) / fcntl(F_GET_SEALS). GetSeals fails with
+// INVALID_ARGUMENT (EINVAL) on anything that is not a shmem/memfd file.
+absl::Status AddSeals(int fd, int seals);
+absl::StatusOr<int> GetSeals(int fd);
+
+struct FileInfo {
+  bool regular = false;  // S_ISREG(st_mode)
+  uint64_t size = 0;     // st_size
+};
+// fstat(fd).
+absl::StatusOr<FileInfo> Fstat(int fd);
+
+// mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0). The caller
+// owns the mapping and releases it with Unmap.
+absl::StatusOr<uint8_t*> MapShared(int fd, size_t size);
+// munmap(addr, size). Failure is a programmer bug (bad range); it is
+// reported on stderr and otherwise ignored, since destructors call it.
+void Unmap(uint8_t* addr, size_t size);
+
+// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK). The caller owns the result.
+absl::StatusOr<fdpass::UniqueFd> EventfdCreate();
+
+// Checks that `fd` is an eventfd (its /proc/self/fd link reads
+// "anon_inode:[eventfd]") and makes its file description non-blocking.
+// INVALID_ARGUMENT when it is something else.
+absl::Status CheckEventfd(int fd);
+
+// Adds 1 to the eventfd counter. A saturated counter (EAGAIN) is success:
+// the doorbell is already ringing.
+absl::Status EventfdSignal(int fd);
+
+// Resets the eventfd counter to 0 without blocking. Because the file
+// description is shared with the peer, which could clear O_NONBLOCK to make
+// this read block forever, it first re-checks (and restores) O_NONBLOCK.
+absl::Status EventfdDrain(int fd);
+
+// ppoll() for POLLIN on `fd` for at most `timeout` (InfiniteDuration: no
+// limit; <= 0: just check). True if readable, false on timeout or EINTR (the
+// caller recomputes its deadline and calls again).
+absl::StatusOr<bool> WaitReadable(int fd, absl::Duration timeout);
+
+// 1 + the CPU the calling thread runs on (sched_getcpu; glibc reads it from
+// rseq or the vDSO, no syscall), or 0 if unknown. A hint: the thread may
+// migrate right after.
+uint32_t CpuHint();
+
+// dup(fd) with FD_CLOEXEC set (F_DUPFD_CLOEXEC). The caller owns the result.
+absl::StatusOr<fdpass::UniqueFd> Dup(int fd);
+
+}  // namespace os_internal
+}  // namespace ringbuf
+
+#endif  // SHMESH_RINGBUF_INTERNAL_OS_H_

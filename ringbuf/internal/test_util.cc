@@ -1,0 +1,95 @@
+#include "ringbuf/internal/test_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+namespace ringbuf {
+namespace testing_internal {
+
+int CountOpenFds() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) {
+    std::perror("opendir(/proc/self/fd)");
+    std::abort();
+  }
+  int count = 0;
+  while (struct dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  ::closedir(dir);
+  return count - 1;  // the directory stream's own fd
+}
+
+fdpass::UniqueFd DupOrDie(int fd) {
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) {
+    std::perror("fcntl(F_DUPFD_CLOEXEC)");
+    std::abort();
+  }
+  return fdpass::UniqueFd(copy);
+}
+
+absl::StatusOr<Ring> AttachSecondMapping(const Ring& ring, const WaitOptions& options) {
+  absl::StatusOr<SharedRegion> region =
+      SharedRegion::Map(DupOrDie(ring.region_fd()), ring.region_size());
+  if (!region.ok()) return region.status();
+  return Ring::Attach(std::move(*region), DupOrDie(ring.data_doorbell_fd()),
+                      DupOrDie(ring.space_doorbell_fd()), options);
+}
+
+SharedRegion MapRawOrDie(const Ring& ring) {
+  absl::StatusOr<SharedRegion> region =
+      SharedRegion::Map(DupOrDie(ring.region_fd()), ring.region_size());
+  if (!region.ok()) {
+    std::fprintf(stderr, "MapRawOrDie: %s\n", region.status().ToString().c_str());
+    std::abort();
+  }
+  return std::move(*region);
+}
+
+pid_t ForkChild(const std::function<int()>& body) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("fork");
+    std::abort();
+  }
+  if (pid == 0) {
+    const int code = body();
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  return pid;
+}
+
+int WaitChild(pid_t pid) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+int RunInChild(const std::function<int()>& body) { return WaitChild(ForkChild(body)); }
+
+uint64_t Fnv1a(const uint8_t* data, size_t len, uint64_t hash) {
+  for (size_t i = 0; i < len; ++i) {
+    hash ^= data[i];
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
+}
+
+}  // namespace testing_internal
+}  // namespace ringbuf

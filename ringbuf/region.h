@@ -1,0 +1,75 @@
+// SharedRegion: a sealed memfd and its shared read-write mapping.
+//
+// This is the memory that a ring lives in. One process creates it (Create),
+// passes the fd to a peer over a Unix socket, and the peer maps it (Map)
+// after checking that the fd really is a memfd whose size can never change:
+// a memfd sealed with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, of exactly
+// the expected size. Because the size is frozen, touching the mapping can
+// never raise SIGBUS, whatever the peer does afterwards. F_SEAL_WRITE is not
+// used (both sides write) and is refused if present (it would make a shared
+// writable mapping impossible).
+//
+// Ownership: a SharedRegion owns its memfd (a fdpass::UniqueFd) and its
+// mapping; both are released by the destructor (munmap, then close). It is
+// move-only. fd() and data() are borrowed views valid while the object lives.
+//
+// Thread contract: thread-compatible. The *contents* of data() are shared
+// with other processes and are not protected by anything in this class.
+#ifndef SHMESH_RINGBUF_REGION_H_
+#define SHMESH_RINGBUF_REGION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "fdpass/unique_fd.h"
+
+namespace ringbuf {
+
+class SharedRegion {
+ public:
+  // Creates a memfd named `debug_name` (shown in /proc/PID/maps; longer
+  // names are truncated) of `size` bytes, zero-filled, close-on-exec,
+  // sealed against shrinking, growing and further sealing, and maps it.
+  // Errors: INVALID_ARGUMENT for size 0; the mapped errno of the failing
+  // syscall (e.g. RESOURCE_EXHAUSTED for EMFILE) otherwise.
+  static absl::StatusOr<SharedRegion> Create(std::string_view debug_name, size_t size);
+
+  // The receiving side: takes ownership of `fd` (closed on every error
+  // path) and maps it after verifying that it is a memfd (F_GET_SEALS works)
+  // with seals F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, without
+  // F_SEAL_WRITE / F_SEAL_FUTURE_WRITE, a regular file, and of exactly
+  // `expected_size` bytes.
+  // Errors: INVALID_ARGUMENT if the fd is not a memfd, not a regular file,
+  // or has the wrong size (or expected_size is 0); FAILED_PRECONDITION if
+  // the seals are wrong. The message names what was wrong.
+  static absl::StatusOr<SharedRegion> Map(fdpass::UniqueFd fd, size_t expected_size);
+
+  SharedRegion(SharedRegion&& other) noexcept;
+  SharedRegion& operator=(SharedRegion&& other) noexcept;
+  SharedRegion(const SharedRegion&) = delete;
+  SharedRegion& operator=(const SharedRegion&) = delete;
+  ~SharedRegion();
+
+  // The memfd, still owned by this object (borrowed; dup it to pass it on).
+  int fd() const { return fd_.get(); }
+  // The start of the mapping (page-aligned) and its length in bytes.
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  SharedRegion(fdpass::UniqueFd fd, uint8_t* data, size_t size)
+      : fd_(std::move(fd)), data_(data), size_(size) {}
+  void Reset();
+
+  fdpass::UniqueFd fd_;
+  uint8_t* data_ = nullptr;  // owned mapping of size_ bytes, or nullptr
+  size_t size_ = 0;
+};
+
+}  // namespace ringbuf
+
+#endif  // SHMESH_RINGBUF_REGION_H_

@@ -1,0 +1,478 @@
+// mesh_worker: one real mesh::Node in its own process, for the multi-process
+// integration suites in this directory (mesh_integration_test.cc).
+//
+// It starts a node, waits for --peers peers, and sends every peer a numbered
+// stream of messages. Each message carries its sequence number, the sender's
+// name and node id, a payload derived from the sequence number, and an
+// FNV-1a checksum of all that. Every received message is copied out of the
+// ring, then checked: length, name, checksum, payload pattern, and that its
+// sequence number is exactly one more than the previous one from the same
+// sender incarnation (the first one from an incarnation must be 0). So loss,
+// duplication, reordering and corruption are all counted as errors.
+//
+// Two ways to send:
+//   --count=K        K messages to each of the peers linked at READY, then
+//                    wait until K arrived from each of them, print RESULT
+//                    lines and DONE (and stop, with --exit_after_done;
+//                    --nowait_receive: DONE as soon as all was sent).
+//   --count=0        stream: every --interval_us, --batch messages to every
+//                    peer that is up (peers come and go; a new incarnation of
+//                    a peer gets a new stream starting at 0), until
+//                    --stream_ms passes (0: until told to stop).
+//   --nosend         only receive.
+// --handler_delay_us makes the receiver a slow consumer.
+//
+// stdout is a machine-readable protocol, one line per event, flushed:
+//   STARTED <name> id=<hex> pid=<pid>
+//   PEER_UP <peer> <CLOCK_MONOTONIC ns> id=<hex>
+//   PEER_DOWN <peer> <CLOCK_MONOTONIC ns> id=<hex>
+//   READY <name> id=<hex> peers=<n>
+//   FIRST <from> id=<hex>                  first message of an incarnation
+//   SENT <to> id=<hex> sent=<n> failed=<k> bytes=<b>
+//   RESULT <from> id=<hex> received=<n> errors=<k> bytes=<b>
+//   DONE / STOPPED / REPORTED / ERROR <what>
+// ids are node ids (mesh::Node::id()), so lines about two incarnations of one
+// name can be told apart.
+//
+// stdin takes commands, one per line:
+//   stop    stop sending; print SENT lines, then STOPPED
+//   report  print RESULT lines, then REPORTED
+//   quit    same as SIGTERM
+// SIGTERM or SIGINT: stop sending, print SENT and RESULT lines, Stop() the
+// node (which removes its sockets), print EXITING and exit 0.
+//
+// Thread contract: the main thread owns the Node and waits for signals; a
+// sender thread sends; a stdin thread reads commands; the node's receive and
+// control threads run the handlers. Shared state is under State::mu; lines
+// are written under Emit's own mutex, which may be taken while holding
+// State::mu (never the other way round).
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "mesh/node.h"
+#include "proto/mesh/v1/config.pb.h"
+
+ABSL_FLAG(std::string, name, "", "Node name (required).");
+ABSL_FLAG(std::string, run_dir, "", "Run directory for the node's sockets (required).");
+ABSL_FLAG(std::vector<std::string>, seeds, {}, "Comma-separated gRPC targets to join through.");
+ABSL_FLAG(int32_t, peers, 0, "Wait for this many peers before sending (READY).");
+ABSL_FLAG(int32_t, count, 0, "Messages per peer; 0 streams instead (see --stream_ms).");
+ABSL_FLAG(int32_t, payload_bytes, 64, "Payload bytes per message (besides the header).");
+ABSL_FLAG(int32_t, stream_ms, 0, "Stream mode: stop sending after this long; 0: until told.");
+ABSL_FLAG(int32_t, batch, 8, "Stream mode: messages to each peer per round.");
+ABSL_FLAG(int32_t, interval_us, 2000, "Stream mode: pause between rounds.");
+ABSL_FLAG(int64_t, ring_bytes, 65536, "ring_capacity_bytes of the node (0: the default).");
+ABSL_FLAG(std::vector<std::string>, allowed_uids, {}, "allowed_peer_uids (empty: own uid).");
+ABSL_FLAG(std::string, log_level, "warning", "debug, info, warning or error.");
+ABSL_FLAG(int32_t, wait_peers_ms, 60000, "How long to wait for --peers peers.");
+ABSL_FLAG(int32_t, wait_receive_ms, 60000, "Count mode: how long to wait for every message.");
+ABSL_FLAG(int32_t, send_timeout_ms, 20000, "Deadline of each Send on a full ring.");
+ABSL_FLAG(bool, exit_after_done, false, "Count mode: stop and exit 0 after DONE.");
+ABSL_FLAG(int32_t, handler_delay_us, 0, "Sleep this long in the message handler (a slow consumer).");
+ABSL_FLAG(bool, send, true, "Send at all (false: only receive, READY still printed).");
+ABSL_FLAG(bool, wait_receive, true,
+          "Count mode: wait for --count messages from every peer before DONE (false: DONE once sent).");
+
+namespace {
+
+int64_t MonotonicNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// One whole line on stdout per call, flushed, so the harness never sees a
+// torn or buffered line.
+void Emit(const std::string& line) {
+  static absl::Mutex* out_mu = new absl::Mutex;
+  absl::MutexLock lock(out_mu);
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+std::string Hex(uint64_t v) { return absl::StrFormat("%016x", v); }
+
+uint64_t Fnv1a(absl::string_view data) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// Wire format (host byte order; sender and receiver share the host):
+//   u64 seq | u64 sender id | u32 name_len | u32 payload_len | name | payload | u64 fnv1a
+constexpr size_t kHeaderBytes = 24;
+
+char PayloadByte(uint64_t seq, size_t i) { return static_cast<char>((seq * 131 + i * 7 + 1) & 0xff); }
+
+std::string Encode(uint64_t seq, uint64_t sender_id, absl::string_view name, size_t payload_bytes) {
+  std::string m(kHeaderBytes + name.size() + payload_bytes + 8, '\0');
+  uint32_t name_len = static_cast<uint32_t>(name.size());
+  uint32_t payload_len = static_cast<uint32_t>(payload_bytes);
+  std::memcpy(&m[0], &seq, 8);
+  std::memcpy(&m[8], &sender_id, 8);
+  std::memcpy(&m[16], &name_len, 4);
+  std::memcpy(&m[20], &payload_len, 4);
+  std::memcpy(&m[kHeaderBytes], name.data(), name.size());
+  for (size_t i = 0; i < payload_bytes; ++i) m[kHeaderBytes + name.size() + i] = PayloadByte(seq, i);
+  uint64_t sum = Fnv1a(absl::string_view(m.data(), m.size() - 8));
+  std::memcpy(&m[m.size() - 8], &sum, 8);
+  return m;
+}
+
+struct Decoded {
+  uint64_t seq = 0;
+  uint64_t sender_id = 0;
+};
+
+// Validates a message copied out of the ring; an error says what is wrong.
+absl::Status Decode(absl::string_view m, absl::string_view from, Decoded* out) {
+  if (m.size() < kHeaderBytes + 8) return absl::DataLossError(absl::StrCat("short message: ", m.size(), " bytes"));
+  uint32_t name_len, payload_len;
+  std::memcpy(&out->seq, m.data(), 8);
+  std::memcpy(&out->sender_id, m.data() + 8, 8);
+  std::memcpy(&name_len, m.data() + 16, 4);
+  std::memcpy(&payload_len, m.data() + 20, 4);
+  if (uint64_t{kHeaderBytes} + name_len + payload_len + 8 != m.size()) {
+    return absl::DataLossError(
+        absl::StrCat("length mismatch: ", m.size(), " bytes, name ", name_len, " payload ", payload_len));
+  }
+  uint64_t sum;
+  std::memcpy(&sum, m.data() + m.size() - 8, 8);
+  if (sum != Fnv1a(m.substr(0, m.size() - 8))) return absl::DataLossError("checksum mismatch");
+  absl::string_view name = m.substr(kHeaderBytes, name_len);
+  if (name != from) return absl::DataLossError(absl::StrCat("sender '", name, "' arrived as from '", from, "'"));
+  absl::string_view payload = m.substr(kHeaderBytes + name_len, payload_len);
+  for (size_t i = 0; i < payload.size(); ++i) {
+    if (payload[i] != PayloadByte(out->seq, i)) return absl::DataLossError(absl::StrCat("payload byte ", i, " wrong"));
+  }
+  return absl::OkStatus();
+}
+
+// Per sender incarnation (name, id): what arrived.
+struct RxStream {
+  uint64_t next_seq = 0;
+  uint64_t received = 0;
+  uint64_t errors = 0;
+  uint64_t bytes = 0;
+};
+
+// Per destination incarnation (name, id): what was sent.
+struct TxStream {
+  uint64_t sent = 0;
+  uint64_t failed = 0;
+  uint64_t bytes = 0;
+};
+
+using Key = std::pair<std::string, uint64_t>;  // (peer name, peer node id)
+
+struct State {
+  absl::Mutex mu;
+  std::map<Key, RxStream> rx ABSL_GUARDED_BY(mu);
+  std::map<Key, TxStream> tx ABSL_GUARDED_BY(mu);
+  // Peers whose link is up now: name -> node id (set by the peer handlers).
+  std::map<std::string, uint64_t> up ABSL_GUARDED_BY(mu);
+  int logged_errors ABSL_GUARDED_BY(mu) = 0;
+};
+
+void PrintSent(State& st) {
+  std::vector<std::string> lines;
+  {
+    absl::MutexLock lock(&st.mu);
+    for (const auto& [k, t] : st.tx) {
+      lines.push_back(absl::StrCat("SENT ", k.first, " id=", Hex(k.second), " sent=", t.sent, " failed=", t.failed,
+                                   " bytes=", t.bytes));
+    }
+  }
+  for (const auto& l : lines) Emit(l);
+}
+
+void PrintResults(State& st) {
+  std::vector<std::string> lines;
+  {
+    absl::MutexLock lock(&st.mu);
+    for (const auto& [k, r] : st.rx) {
+      lines.push_back(absl::StrCat("RESULT ", k.first, " id=", Hex(k.second), " received=", r.received,
+                                   " errors=", r.errors, " bytes=", r.bytes));
+    }
+  }
+  for (const auto& l : lines) Emit(l);
+}
+
+mesh::v1::LogLevel ParseLogLevel(const std::string& s) {
+  if (s == "debug") return mesh::v1::DEBUG;
+  if (s == "info") return mesh::v1::INFO;
+  if (s == "error") return mesh::v1::ERROR;
+  return mesh::v1::WARNING;
+}
+
+int Fail(const std::string& what) {
+  Emit(absl::StrCat("ERROR ", what));
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const std::string name = absl::GetFlag(FLAGS_name);
+  if (name.empty() || absl::GetFlag(FLAGS_run_dir).empty()) return Fail("--name and --run_dir are required");
+  const int peers_wanted = absl::GetFlag(FLAGS_peers);
+  const int count = absl::GetFlag(FLAGS_count);
+  const size_t payload_bytes = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_payload_bytes)));
+
+  // Block the stop signals in every thread (threads inherit the mask); the
+  // main thread takes them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  mesh::v1::NodeConfig config;
+  config.set_name(name);
+  config.set_run_dir(absl::GetFlag(FLAGS_run_dir));
+  for (const auto& s : absl::GetFlag(FLAGS_seeds)) {
+    if (!s.empty()) config.add_seeds(s);
+  }
+  config.set_ring_capacity_bytes(static_cast<uint64_t>(absl::GetFlag(FLAGS_ring_bytes)));
+  for (const auto& u : absl::GetFlag(FLAGS_allowed_uids)) {
+    uint32_t uid;
+    if (!absl::SimpleAtoi(u, &uid)) return Fail(absl::StrCat("bad --allowed_uids entry '", u, "'"));
+    config.add_allowed_peer_uids(uid);
+  }
+  config.set_log_level(ParseLogLevel(absl::GetFlag(FLAGS_log_level)));
+
+  auto created = mesh::Node::Create(config);
+  if (!created.ok()) return Fail(absl::StrCat("create: ", created.status().ToString()));
+  std::unique_ptr<mesh::Node> node = std::move(*created);
+  State st;
+
+  const absl::Duration handler_delay = absl::Microseconds(absl::GetFlag(FLAGS_handler_delay_us));
+  node->SetMessageHandler([&st, handler_delay](const mesh::MessageView& m) {
+    if (handler_delay > absl::ZeroDuration()) absl::SleepFor(handler_delay);
+    // The payload is shared memory the sender can still write: copy first.
+    std::string copy(m.payload);
+    Decoded d;
+    absl::Status s = Decode(copy, m.from, &d);
+    std::string first_line, error_line;
+    {
+      absl::MutexLock lock(&st.mu);
+      Key key(std::string(m.from), d.sender_id);
+      auto [it, inserted] = st.rx.emplace(key, RxStream{});
+      RxStream& r = it->second;
+      if (inserted) first_line = absl::StrCat("FIRST ", m.from, " id=", Hex(d.sender_id));
+      ++r.received;
+      r.bytes += m.payload.size();
+      if (s.ok() && d.seq != r.next_seq) {
+        s = absl::DataLossError(absl::StrCat("seq ", d.seq, " where ", r.next_seq, " was due"));
+      }
+      if (s.ok()) {
+        r.next_seq = d.seq + 1;
+      } else {
+        ++r.errors;
+        if (d.seq >= r.next_seq) r.next_seq = d.seq + 1;  // resync, count each gap once
+        if (st.logged_errors++ < 20) error_line = absl::StrCat("BAD ", m.from, " ", s.message());
+      }
+    }
+    if (!first_line.empty()) Emit(first_line);
+    if (!error_line.empty()) Emit(error_line);
+  });
+  node->SetPeerUpHandler([&st](const mesh::PeerInfo& p) {
+    int64_t now = MonotonicNs();
+    // Printed under st.mu: the sender prints READY under it too, so every
+    // PEER_UP that READY counted comes before READY on stdout.
+    absl::MutexLock lock(&st.mu);
+    st.up[p.name] = p.id;
+    Emit(absl::StrCat("PEER_UP ", p.name, " ", now, " id=", Hex(p.id)));
+  });
+  node->SetPeerDownHandler([&st](const mesh::PeerInfo& p) {
+    int64_t now = MonotonicNs();
+    absl::MutexLock lock(&st.mu);
+    auto it = st.up.find(p.name);
+    if (it != st.up.end() && it->second == p.id) st.up.erase(it);
+    Emit(absl::StrCat("PEER_DOWN ", p.name, " ", now, " id=", Hex(p.id)));
+  });
+
+  absl::Status started = node->Start();
+  if (!started.ok()) return Fail(absl::StrCat("start: ", started.ToString()));
+  Emit(absl::StrCat("STARTED ", name, " id=", Hex(node->id()), " pid=", getpid()));
+
+  std::atomic<bool> stop_sending{false};
+  std::atomic<bool> quitting{false};
+  auto request_quit = [] { kill(getpid(), SIGTERM); };  // taken by sigwait below
+
+  // stdin commands.
+  std::thread commands([&] {
+    std::string buf;
+    while (!quitting.load()) {
+      struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+      int r = poll(&p, 1, 100);
+      if (r <= 0) continue;
+      char chunk[256];
+      ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n <= 0) return;  // EOF or no stdin: commands are optional
+      buf.append(chunk, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+        std::string cmd = buf.substr(0, nl);
+        buf.erase(0, nl + 1);
+        if (cmd == "stop") {
+          stop_sending.store(true);
+          // The sender thread prints SENT and STOPPED once it has stopped.
+        } else if (cmd == "report") {
+          PrintResults(st);
+          Emit("REPORTED");
+        } else if (cmd == "quit") {
+          request_quit();
+        } else if (!cmd.empty()) {
+          Emit(absl::StrCat("ERROR unknown command '", cmd, "'"));
+        }
+      }
+    }
+  });
+
+  // Sender.
+  std::thread sender([&] {
+    auto finish = [&] {
+      PrintSent(st);
+      Emit("STOPPED");
+    };
+    // Wait for the peer-up handler rather than Node::WaitForPeers: the
+    // handler runs just after a link counts as up, and `st.up` is what the
+    // streams are keyed on.
+    std::vector<Key> targets;
+    {
+      absl::MutexLock lock(&st.mu);
+      auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+        return st.up.size() >= static_cast<size_t>(peers_wanted) || stop_sending.load();
+      };
+      st.mu.AwaitWithDeadline(absl::Condition(&enough),
+                              absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_wait_peers_ms)));
+      if (stop_sending.load()) return;  // told to quit before READY
+      if (st.up.size() < static_cast<size_t>(peers_wanted)) {
+        Emit(absl::StrCat("ERROR wait_for_peers: ", st.up.size(), " of ", peers_wanted, " peers up"));
+        return;
+      }
+      for (const auto& [n, id] : st.up) targets.emplace_back(n, id);
+      Emit(absl::StrCat("READY ", name, " id=", Hex(node->id()), " peers=", targets.size()));
+    }
+    if (!absl::GetFlag(FLAGS_send)) return;
+    const absl::Duration send_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_send_timeout_ms));
+    auto send_one = [&](const Key& to) {
+      uint64_t seq;
+      {
+        absl::MutexLock lock(&st.mu);
+        seq = st.tx[to].sent;
+      }
+      std::string msg = Encode(seq, node->id(), name, payload_bytes);
+      absl::Status s = node->Send(to.first, msg, absl::Now() + send_timeout);
+      absl::MutexLock lock(&st.mu);
+      TxStream& t = st.tx[to];
+      if (s.ok()) {
+        ++t.sent;
+        t.bytes += msg.size();
+      } else {
+        if (t.failed++ == 0) Emit(absl::StrCat("SEND_FAILED ", to.first, " ", s.ToString()));
+      }
+      return s.ok();
+    };
+
+    if (count > 0) {
+      // Round-robin over the peers linked at READY, so every ring fills.
+      // The up handler may have fired before the peer's link counted in
+      // WaitForPeers; `targets` is what was up at READY.
+      std::vector<bool> dead(targets.size(), false);
+      for (int i = 0; i < count && !stop_sending.load(); ++i) {
+        for (size_t t = 0; t < targets.size(); ++t) {
+          if (!dead[t] && !send_one(targets[t])) dead[t] = true;
+        }
+      }
+      finish();
+      // Wait for everything from every target, then report.
+      absl::Time deadline = absl::GetFlag(FLAGS_wait_receive)
+                                ? absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_wait_receive_ms))
+                                : absl::InfinitePast();
+      auto all_in = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+        if (stop_sending.load()) return true;
+        for (const auto& k : targets) {
+          auto it = st.rx.find(k);
+          if (it == st.rx.end() || it->second.received < static_cast<uint64_t>(count)) return false;
+        }
+        return true;
+      };
+      bool complete;
+      {
+        absl::MutexLock lock(&st.mu);
+        complete = !absl::GetFlag(FLAGS_wait_receive) ||
+                   (st.mu.AwaitWithDeadline(absl::Condition(&all_in), deadline) && !stop_sending.load());
+      }
+      PrintResults(st);
+      Emit(complete ? "DONE" : "ERROR timed out waiting for all messages");
+      if (absl::GetFlag(FLAGS_exit_after_done)) request_quit();
+      return;
+    }
+
+    // Stream mode.
+    const int batch = std::max(1, absl::GetFlag(FLAGS_batch));
+    const absl::Duration interval = absl::Microseconds(absl::GetFlag(FLAGS_interval_us));
+    const int stream_ms = absl::GetFlag(FLAGS_stream_ms);
+    const absl::Time end = stream_ms > 0 ? absl::Now() + absl::Milliseconds(stream_ms) : absl::InfiniteFuture();
+    while (!stop_sending.load() && absl::Now() < end) {
+      {
+        absl::MutexLock lock(&st.mu);
+        targets.clear();
+        for (const auto& [n, id] : st.up) targets.emplace_back(n, id);
+      }
+      for (const Key& to : targets) {
+        for (int i = 0; i < batch && !stop_sending.load(); ++i) {
+          if (!send_one(to)) break;  // the peer went away; its handler drops it
+        }
+      }
+      absl::SleepFor(interval);
+    }
+    finish();
+  });
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  stop_sending.store(true);
+  { absl::MutexLock lock(&st.mu); }  // the sender's Await conditions re-check on unlock
+  sender.join();
+  quitting.store(true);
+  commands.join();
+  PrintResults(st);
+  node->Stop();
+  Emit("EXITING");
+  node.reset();
+  return 0;
+}
