@@ -231,6 +231,8 @@ LinkStats Link::Stats() const {
   s.rx_bytes = rx_bytes_.load(std::memory_order_relaxed);
   s.tx_ring_bytes = tx_ring_.capacity();
   s.rx_ring_bytes = rx_ring_.capacity();
+  s.tx_queued_bytes = tx_ring_.QueuedBytes();
+  s.rx_queued_bytes = rx_ring_.QueuedBytes();
   return s;
 }
 

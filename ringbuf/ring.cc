@@ -1,5 +1,6 @@
 #include "ringbuf/ring.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -671,6 +672,16 @@ Ring::Ring(SharedRegion region, fdpass::UniqueFd data_doorbell, fdpass::UniqueFd
                                    space_doorbell_.get(), options));
   consumer_.reset(new RingConsumer(header, data, capacity_, data_doorbell_.get(),
                                    space_doorbell_.get(), options));
+}
+
+uint64_t Ring::QueuedBytes() const {
+  const auto* header = reinterpret_cast<const RingHeader*>(region_.data());
+  // relaxed: a statistic. The two loads are not a consistent snapshot, and
+  // need not be: the result only feeds topology reports, and is clamped.
+  const uint64_t tail = header->tail.load(std::memory_order_relaxed);
+  const uint64_t head = header->head.load(std::memory_order_relaxed);
+  if (tail <= head) return 0;
+  return std::min<uint64_t>(tail - head, capacity_);
 }
 
 Ring::Ring(Ring&&) noexcept = default;

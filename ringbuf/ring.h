@@ -353,6 +353,12 @@ class Ring {
   // The mapping (for diagnostics and tests; the endpoints own its use).
   const SharedRegion& region() const { return region_; }
 
+  // Bytes written but not yet consumed (frame headers and padding
+  // included), for reporting only: a snapshot of tail - head as stored in
+  // shared memory, clamped to [0, capacity()] because the peer may have
+  // written anything there. Thread-safe; never fails the ring.
+  uint64_t QueuedBytes() const;
+
   // Borrowed fds to pass to the peer (sendmsg dups them); owned by the Ring.
   int region_fd() const { return region_.fd(); }
   int data_doorbell_fd() const { return data_doorbell_.get(); }

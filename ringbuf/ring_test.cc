@@ -92,6 +92,21 @@ TEST_F(RingTest, EmptyRing) {
   EXPECT_TRUE(ring.producer().status().ok());
 }
 
+TEST_F(RingTest, QueuedBytesTracksUnconsumedFrames) {
+  Ring ring = MakeRing(4096);
+  EXPECT_EQ(ring.QueuedBytes(), 0u);
+  // A frame takes its 8-byte header plus the payload rounded up to 8.
+  ASSERT_TRUE(ring.producer().Write("12345", absl::InfinitePast()).ok());
+  ASSERT_TRUE(ring.producer().Write(std::string(16, 'x'), absl::InfinitePast()).ok());
+  EXPECT_EQ(ring.QueuedBytes(), (8u + 8u) + (8u + 16u));
+  auto r = ring.consumer().TryRead();
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ(ring.QueuedBytes(), 8u + 16u);
+  r = ring.consumer().TryRead();
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ(ring.QueuedBytes(), 0u);
+}
+
 TEST_F(RingTest, ZeroByteFrames) {
   Ring ring = MakeRing(256);
   for (int round = 0; round < 50; ++round) {
