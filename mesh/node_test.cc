@@ -3,12 +3,15 @@
 // tests/.
 #include "mesh/node.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -17,9 +20,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "fdpass/socket.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "proto/mesh/v1/mesh.grpc.pb.h"
 
 namespace mesh {
 namespace {
@@ -196,6 +203,119 @@ TEST_F(NodeTest, SecondNodeWithSameNameIsRefused) {
   ASSERT_TRUE(dup.ok());
   absl::Status s = (*dup)->Start();
   EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+}
+
+TEST_F(NodeTest, ReceiveFdIsReadableWhileAMessageIsQueued) {
+  Node* a = Add("a", {});
+  Node* b = Add("b", {"a"});
+  ASSERT_TRUE(a->Start().ok());
+  ASSERT_TRUE(b->Start().ok());
+  ASSERT_TRUE(b->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
+  pollfd p{a->receive_fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "readable with nothing queued";
+  ASSERT_TRUE(b->Send("a", "wake up").ok());
+  // An application's event loop: wait on the descriptor, then Receive.
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
+  auto m = a->Receive(absl::InfinitePast());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->payload, "wake up");
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "still readable after the queue emptied";
+  EXPECT_EQ(a->Receive(absl::InfinitePast()).status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(NodeTest, ManyThreadsSendingToOnePeerKeepEachThreadsOrder) {
+  Node* a = Add("a", {});
+  Node* b = Add("b", {"a"});
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 5000;
+  absl::Mutex mu;
+  std::vector<int> next(kThreads, 0);
+  int errors = 0, total = 0;
+  a->SetMessageHandler([&](const MessageView& m) {
+    int thread = 0, seq = 0;
+    std::string copy(m.payload);  // shared memory: copy before parsing
+    if (std::sscanf(copy.c_str(), "%d:%d", &thread, &seq) != 2 || thread < 0 || thread >= kThreads) {
+      absl::MutexLock lock(&mu);
+      ++errors;
+      return;
+    }
+    absl::MutexLock lock(&mu);
+    if (seq != next[thread]) ++errors;
+    next[thread] = seq + 1;
+    ++total;
+  });
+  ASSERT_TRUE(a->Start().ok());
+  ASSERT_TRUE(b->Start().ok());
+  ASSERT_TRUE(b->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ASSERT_TRUE(b->Send("a", absl::StrCat(t, ":", i), absl::Now() + absl::Seconds(10)).ok());
+      }
+    });
+  }
+  for (auto& t : senders) t.join();
+  absl::MutexLock lock(&mu);
+  auto all_in = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return total + errors >= kThreads * kPerThread; };
+  mu.AwaitWithTimeout(absl::Condition(&all_in), absl::Seconds(10));
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(total, kThreads * kPerThread);
+}
+
+TEST_F(NodeTest, WatchTopologyStreamsChanges) {
+  Node* a = Add("a", {});
+  ASSERT_TRUE(a->Start().ok());
+  auto stub = mesh::v1::Topology::NewStub(
+      grpc::CreateChannel(a->grpc_address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  mesh::v1::WatchTopologyRequest req;
+  req.set_local_only(true);
+  req.set_min_interval_ms(1);
+  auto reader = stub->WatchTopology(&ctx, req);
+  mesh::v1::TopologySnapshot snap;
+  ASSERT_TRUE(reader->Read(&snap));
+  EXPECT_EQ(snap.members_size(), 1);  // just a
+  Node* b = Add("b", {"a"});
+  ASSERT_TRUE(b->Start().ok());
+  // Snapshots follow each change until one shows b linked.
+  bool linked = false;
+  while (!linked && reader->Read(&snap)) linked = snap.members_size() == 2 && snap.links_size() == 1;
+  EXPECT_TRUE(linked) << snap.DebugString();
+  ctx.TryCancel();
+  mesh::v1::TopologySnapshot ignored;
+  while (reader->Read(&ignored)) {
+  }
+  (void)reader->Finish();
+}
+
+TEST_F(NodeTest, ServesStandardHealthChecking) {
+  Node* a = Add("a", {});
+  ASSERT_TRUE(a->Start().ok());
+  // grpc.health.v1.Health/Check with an empty HealthCheckRequest (service
+  // ""), through a generic stub: what any generic gRPC client would send.
+  grpc::GenericStub stub(grpc::CreateChannel(a->grpc_address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty("", 0);
+  request = grpc::ByteBuffer(&empty, 1);
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  // HealthCheckResponse{status: SERVING (1)}: field 1, varint 1.
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
 // Speaks the link handshake by hand on `node`'s link socket, claiming to be
