@@ -268,6 +268,9 @@ absl::Status RingProducer::Write(absl::string_view frame, absl::Time deadline) {
 
 absl::Status RingProducer::WriteBatch(absl::Span<const absl::string_view> frames,
                                       absl::Time deadline, size_t* written) {
+  if (written != nullptr) *written = 0;
+  // Sticky failure first: an empty batch must not report OK on a failed ring.
+  if (!status_.ok()) return status_;
   size_t done = 0;
   absl::Status status;
   for (absl::string_view frame : frames) {
@@ -574,6 +577,8 @@ absl::StatusOr<std::string> RingConsumer::Read(absl::Time deadline) {
 
 absl::StatusOr<size_t> RingConsumer::Drain(size_t max_frames,
                                            absl::FunctionRef<void(absl::Span<const uint8_t>)> fn) {
+  // Sticky failure first: Drain(0, ...) must not report OK on a failed ring.
+  if (!status_.ok()) return status_;
   size_t n = 0;
   while (n < max_frames) {
     absl::StatusOr<std::optional<absl::Span<const uint8_t>>> frame = Peek();
