@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/base/optimization.h"
 #include "absl/strings/str_cat.h"
 #include "fdpass/socket.h"
 #include "fdpass/status_macros.h"
@@ -13,6 +14,8 @@ namespace mesh {
 namespace {
 
 constexpr uint32_t kLinkProtocolVersion = 1;
+// How long a send waits for ring space between checks that the link is up.
+constexpr absl::Duration kSendSlice = absl::Milliseconds(20);
 
 // Adds to a counter that has a single writer at a time (callers say which
 // lock or thread makes it so). A relaxed load and store instead of a
@@ -59,9 +62,10 @@ absl::StatusOr<ringbuf::Ring> MapPeerRing(std::vector<fdpass::UniqueFd> fds, uin
 }  // namespace
 
 Link::Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx, ringbuf::Ring rx,
-           const LinkParams& self)
+           const LinkParams& self, absl::Time handshake_start)
     : peer_(std::move(peer)),
       since_(absl::Now()),
+      handshake_(since_ - handshake_start),
       socket_(std::move(socket)),
       tx_ring_(std::move(tx)),
       rx_ring_(std::move(rx)) {}
@@ -71,7 +75,8 @@ Link::~Link() { MarkDown(); }
 int Link::rx_doorbell_fd() const { return rx_ring_.data_doorbell_fd(); }
 
 absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const mesh::v1::Member& peer,
-                                                 absl::Time deadline) {
+                                                 absl::Time deadline, std::optional<ringbuf::Ring> tx_ring) {
+  const absl::Time start = absl::Now();
   SHMESH_ASSIGN_OR_RETURN(fdpass::UniqueFd sock, fdpass::ConnectSeqpacket(peer.link_socket(), deadline));
   // The listener's credentials were recorded when it called listen(): they
   // must be those discovery announced for this peer.
@@ -81,7 +86,10 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
                                                     " uid ", cred.uid, ", but '", peer.name(), "' announced pid ",
                                                     peer.pid(), "; not linking"));
   }
-  SHMESH_ASSIGN_OR_RETURN(ringbuf::Ring tx, ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait));
+  if (!tx_ring.has_value()) {
+    SHMESH_ASSIGN_OR_RETURN(tx_ring, ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait));
+  }
+  ringbuf::Ring tx = std::move(*tx_ring);
   mesh::v1::LinkHello hello;
   hello.set_version(kLinkProtocolVersion);
   hello.set_name(self.name);
@@ -108,11 +116,13 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
   }
   SHMESH_ASSIGN_OR_RETURN(
       ringbuf::Ring rx, MapPeerRing(std::move(msg->fds), reply.welcome().ring_capacity_bytes(), self, peer.name()));
-  return std::shared_ptr<Link>(new Link(peer, std::move(sock), std::move(tx), std::move(rx), self));
+  return std::shared_ptr<Link>(new Link(peer, std::move(sock), std::move(tx), std::move(rx), self, start));
 }
 
 absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const LinkParams& self,
-                                                   const MemberLookup& lookup, absl::Time deadline) {
+                                                   const MemberLookup& lookup, absl::Time deadline,
+                                                   std::optional<ringbuf::Ring> tx_ring) {
+  const absl::Time start = absl::Now();
   // Best effort: the dialer logs our reason. A failure to send it changes
   // nothing, the connection closes either way.
   bool hello_read = false;
@@ -135,6 +145,12 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
     return reject(absl::PermissionDeniedError(
         absl::StrCat("pid ", cred.pid, " runs as uid ", cred.uid, ", which is not in allowed_peer_uids")));
   }
+  // Our ring does not depend on the hello: without one made in advance,
+  // create it while the dialer is still creating and sending its own.
+  absl::StatusOr<ringbuf::Ring> tx = tx_ring.has_value()
+                                         ? absl::StatusOr<ringbuf::Ring>(std::move(*tx_ring))
+                                         : ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait);
+  if (!tx.ok()) return reject(tx.status());
   auto msg = fdpass::ReceiveMessage(conn.get(), deadline);
   hello_read = true;
   if (!msg.ok()) {
@@ -162,14 +178,12 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
   }
   auto rx = MapPeerRing(std::move(msg->fds), hello.ring_capacity_bytes(), self, hello.name());
   if (!rx.ok()) return reject(rx.status());
-  auto tx = ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait);
-  if (!tx.ok()) return reject(tx.status());
   mesh::v1::LinkReply reply;
   reply.mutable_welcome()->set_name(self.name);
   reply.mutable_welcome()->set_id(self.id);
   reply.mutable_welcome()->set_ring_capacity_bytes(self.ring_capacity_bytes);
   SHMESH_RETURN_IF_ERROR(SendWithRing(conn.get(), reply, *tx, deadline));
-  return std::shared_ptr<Link>(new Link(*member, std::move(conn), std::move(*tx), std::move(*rx), self));
+  return std::shared_ptr<Link>(new Link(*member, std::move(conn), std::move(*tx), std::move(*rx), self, start));
 }
 
 absl::Status Link::Send(absl::string_view payload, absl::Time deadline) {
@@ -177,22 +191,90 @@ absl::Status Link::Send(absl::string_view payload, absl::Time deadline) {
   if (down_.load(std::memory_order_acquire)) {
     return absl::UnavailableError(absl::StrCat("link to '", peer_.name(), "' is down (the peer left or died)"));
   }
-  absl::MutexLock lock(&send_mu_);
-  absl::Status s = tx_ring_.producer().Write(payload, deadline);
-  if (s.ok()) {
-    // relaxed load + store, no read-modify-write: send_mu_ makes us the only
-    // writer; Stats() readers need no ordering with anything else.
+  std::lock_guard<std::mutex> lock(send_mu_);
+  // Fast path: with room in the ring, Write never reads the clock (the past
+  // deadline is only looked at once the ring is full).
+  absl::Status s = tx_ring_.producer().Write(payload, absl::InfinitePast());
+  if (ABSL_PREDICT_TRUE(s.ok())) {
+    // relaxed load + store, no read-modify-write: send_mu_ makes us the
+    // only writer, and Stats() readers need no ordering with anything else.
     Bump(tx_messages_, 1);
     Bump(tx_bytes_, payload.size());
-  } else if (s.code() == absl::StatusCode::kResourceExhausted) {
-    Bump(tx_full_events_, 1);
-  } else if (s.code() == absl::StatusCode::kDataLoss) {
-    MarkDown();
+    return s;
   }
+  size_t written = 0;
+  if (s.code() == absl::StatusCode::kResourceExhausted) {
+    // relaxed load + store (Bump): send_mu_ makes us the only writer. One
+    // full event per send that found the ring full.
+    Bump(tx_full_events_, 1);
+    s = WaitAndSendLocked(absl::MakeConstSpan(&payload, 1), deadline, &written);
+  }
+  CountSentLocked(absl::MakeConstSpan(&payload, 1), written, s);
   return s;
 }
 
-absl::StatusOr<size_t> Link::Drain(size_t max_frames, const std::function<void(absl::string_view)>& fn) {
+absl::Status Link::SendBatch(absl::Span<const absl::string_view> payloads, absl::Time deadline,
+                             size_t* written) {
+  *written = 0;
+  // acquire pairs with the release in MarkDown (see link.h).
+  if (down_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError(absl::StrCat("link to '", peer_.name(), "' is down (the peer left or died)"));
+  }
+  std::lock_guard<std::mutex> lock(send_mu_);
+  // Fast path: with room in the ring, WriteBatch never reads the clock (the
+  // past deadline is only looked at once the ring is full).
+  absl::Status s = tx_ring_.producer().WriteBatch(payloads, absl::InfinitePast(), written);
+  if (s.code() == absl::StatusCode::kResourceExhausted) {
+    // relaxed load + store (Bump): send_mu_ makes us the only writer. One
+    // full event per send that found the ring full.
+    Bump(tx_full_events_, 1);
+    size_t more = 0;
+    s = WaitAndSendLocked(payloads.subspan(*written), deadline, &more);
+    *written += more;
+  }
+  CountSentLocked(payloads, *written, s);
+  return s;
+}
+
+absl::Status Link::WaitAndSendLocked(absl::Span<const absl::string_view> payloads, absl::Time deadline,
+                                     size_t* written) {
+  *written = 0;
+  bool waited = false;
+  for (;;) {
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      const std::string what = absl::StrCat("ring to '", peer_.name(), "' is full");
+      return waited ? absl::DeadlineExceededError(absl::StrCat(what, " until the deadline"))
+                    : absl::ResourceExhaustedError(what);
+    }
+    // Wait in slices so a send blocked on a full ring notices the link
+    // going down (the peer died) and stops waiting.
+    size_t n = 0;
+    absl::Status s =
+        tx_ring_.producer().WriteBatch(payloads.subspan(*written), std::min(deadline, now + kSendSlice), &n);
+    *written += n;
+    waited = true;
+    if (s.code() != absl::StatusCode::kResourceExhausted) return s;
+    // acquire pairs with the release in MarkDown (see link.h).
+    if (down_.load(std::memory_order_acquire)) {
+      return absl::UnavailableError(absl::StrCat("link to '", peer_.name(), "' went down while waiting for room"));
+    }
+  }
+}
+
+void Link::CountSentLocked(absl::Span<const absl::string_view> payloads, size_t n, const absl::Status& status) {
+  if (n > 0) {
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; ++i) bytes += payloads[i].size();
+    // relaxed load + store, no read-modify-write: send_mu_ makes us the
+    // only writer; Stats() readers need no ordering with anything else.
+    Bump(tx_messages_, n);
+    Bump(tx_bytes_, bytes);
+  }
+  if (status.code() == absl::StatusCode::kDataLoss) MarkDown();
+}
+
+absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<void(absl::string_view)> fn) {
   uint64_t bytes = 0;
   // One head store (and at most one doorbell) for the whole batch.
   absl::StatusOr<size_t> drained =

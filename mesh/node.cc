@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <random>
 #include <utility>
 
@@ -37,8 +39,17 @@ constexpr absl::Duration kRpcTimeout = absl::Seconds(1);
 constexpr absl::Duration kHandshakeTimeout = absl::Seconds(2);
 constexpr absl::Duration kMinBackoff = absl::Milliseconds(20);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
-// How long Send waits between checks that the link is still up.
-constexpr absl::Duration kSendSlice = absl::Milliseconds(20);
+// The control thread's wake-up period when nothing is pending (it is woken
+// at once by anything that makes work). Each wake-up costs an idle node CPU.
+constexpr absl::Duration kIdleReconcile = absl::Seconds(10);
+
+// A spinning receive thread reads the clock once per this many idle
+// iterations (a clock read costs about as much as an iteration).
+constexpr uint32_t kSpinsPerClockRead = 16;
+// A spinning receive thread checks the link sockets for hang-ups (one
+// zero-timeout epoll_wait, a syscall) at most this often. A sleeping one
+// is woken by the hang-up itself.
+constexpr int64_t kHangupCheckNs = 2'000'000;
 
 // Tags in the epoll sets.
 constexpr uint64_t kTagWake = 0;
@@ -47,6 +58,36 @@ constexpr uint64_t kTagListen = 1;
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
+
+// Source of NodeImpl::uid_. relaxed: only uniqueness matters.
+std::atomic<uint64_t> g_next_node_uid{1};
+
+// CLOCK_MONOTONIC in nanoseconds: about half the cost of absl::Now() with
+// Debian's Abseil, for the receive thread's spin bookkeeping.
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Per-thread cache of FindLink's lookups: (node, peer) -> link, valid while
+// the node's links_generation_ still has the value it had when the entry
+// was filled ([LinkGen] in node_impl.h). It holds weak_ptrs, so a cached
+// link never outlives its node or keeps its fds and mappings open; a few
+// entries, so a thread that alternates between some peers keeps hitting.
+struct LinkCacheEntry {
+  uint64_t node = 0;  // NodeImpl::uid_; 0: empty
+  uint64_t generation = 0;
+  std::string peer;
+  std::weak_ptr<Link> link;
+};
+constexpr size_t kLinkCacheEntries = 8;
+struct LinkCache {
+  LinkCacheEntry entries[kLinkCacheEntries];
+  size_t next = 0;      // round-robin replacement
+  size_t last_hit = 0;  // checked first
+};
+thread_local LinkCache t_link_cache;
 
 uint64_t RandomId() {
   std::random_device rd;
@@ -92,6 +133,10 @@ const mesh::v1::NodeConfig& Node::config() const { return impl_->config(); }
 absl::Status Node::Send(absl::string_view peer, absl::string_view payload, absl::Time deadline) {
   return impl_->Send(peer, payload, deadline);
 }
+absl::StatusOr<size_t> Node::SendBatch(absl::string_view peer, absl::Span<const absl::string_view> payloads,
+                                       absl::Time deadline) {
+  return impl_->SendBatch(peer, payloads, deadline);
+}
 absl::StatusOr<std::vector<std::string>> Node::Broadcast(absl::string_view payload, absl::Time deadline) {
   return impl_->Broadcast(payload, deadline);
 }
@@ -114,6 +159,8 @@ absl::StatusOr<mesh::v1::TopologySnapshot> Node::Topology(bool local_only) {
 NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
     : config_(std::move(resolved_config)),
       id_(RandomId()),
+      // relaxed: a unique number is all that is needed (see g_next_node_uid).
+      uid_(g_next_node_uid.fetch_add(1, std::memory_order_relaxed)),
       log_(config_.name(), config_.log_level()) {
   link_path_ = absl::StrCat(config_.run_dir(), "/", config_.name(), ".link");
   if (absl::StartsWith(config_.grpc_listen(), "unix:")) {
@@ -134,6 +181,7 @@ absl::Status NodeImpl::Start() {
   }
   SHMESH_RETURN_IF_ERROR(EnsurePrivateDir(config_.run_dir()));
   SHMESH_ASSIGN_OR_RETURN(control_event_, MakeEventFd());
+  SHMESH_ASSIGN_OR_RETURN(link_wake_, MakeEventFd());
   SHMESH_ASSIGN_OR_RETURN(receive_wake_, MakeEventFd());
   SHMESH_ASSIGN_OR_RETURN(receive_event_, MakeEventFd());
 
@@ -179,10 +227,12 @@ absl::Status NodeImpl::Start() {
     next_seed_try_ = absl::Now();
     seed_backoff_ = kMinBackoff;
   }
+  ReplenishSpareRing();
   log_.Info("started: id %016x, pid %d, grpc %s, link socket %s, %d seed(s)", id_, ::getpid(), grpc_address(),
             link_path_, config_.seeds_size());
   receive_thread_ = std::thread([this] { ReceiveLoop(); });
   control_thread_ = std::thread([this] { ControlLoop(); });
+  link_thread_ = std::thread([this] { LinkLoop(); });
   return absl::OkStatus();
 }
 
@@ -217,8 +267,10 @@ void NodeImpl::Stop() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   // 3. Stop our threads.
   if (control_event_) SignalEventFd(control_event_.get());
+  if (link_wake_) SignalEventFd(link_wake_.get());
   if (receive_wake_) SignalEventFd(receive_wake_.get());
   if (control_thread_.joinable()) control_thread_.join();
+  if (link_thread_.joinable()) link_thread_.join();
   if (receive_thread_.joinable()) receive_thread_.join();
   if (server_) server_->Wait();
   // 4. Close every link: peers see EOF on the link sockets.
@@ -228,6 +280,8 @@ void NodeImpl::Stop() {
     links.swap(links_);
     members_.clear();
     BumpLocked();
+    // [LinkGen] release: cached lookups of these links are stale now.
+    links_generation_.fetch_add(1, std::memory_order_release);
   }
   for (auto& [n, link] : links) link->MarkDown();
   links.clear();
@@ -235,6 +289,11 @@ void NodeImpl::Stop() {
     absl::MutexLock lock(&rq_mu_);
     rq_.clear();
     rq_bytes_ = 0;
+    UpdateQueueFullLocked();
+  }
+  {
+    absl::MutexLock lock(&spare_mu_);
+    spare_ring_.reset();
   }
   // 5. Leave nothing on disk.
   link_listen_.reset();
@@ -248,49 +307,124 @@ bool NodeImpl::stopping() const { return stopping_.load(std::memory_order_acquir
 // ---------------------------------------------------------------------------
 // Sending.
 
+std::shared_ptr<Link> NodeImpl::FindLink(absl::string_view peer) {
+  LinkCache& cache = t_link_cache;
+  // [LinkGen] acquire: pairs with the release increments in InstallLink,
+  // RetireLinks and Stop. An entry cached at this generation was read from
+  // links_ under mu_ when links_ was as it is now, so it is still the link
+  // installed for `peer`. If its lock() fails the link is gone: look again.
+  const uint64_t generation = links_generation_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < kLinkCacheEntries; ++i) {
+    // The last hit first: a thread usually sends to one peer at a time.
+    const size_t index = (cache.last_hit + i) % kLinkCacheEntries;
+    LinkCacheEntry& e = cache.entries[index];
+    if (e.node == uid_ && e.generation == generation && e.peer == peer) {
+      cache.last_hit = index;
+      if (std::shared_ptr<Link> link = e.link.lock()) return link;
+      break;
+    }
+  }
+  std::shared_ptr<Link> link;
+  uint64_t cached_generation = 0;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = links_.find(std::string(peer));
+    if (it == links_.end()) return nullptr;
+    link = it->second;
+    // relaxed: every writer changes it under mu_, which we hold, so this is
+    // the generation of the links_ we just read.
+    cached_generation = links_generation_.load(std::memory_order_relaxed);
+  }
+  LinkCacheEntry* slot = nullptr;
+  for (LinkCacheEntry& e : cache.entries) {
+    if (e.node == uid_ && e.peer == peer) slot = &e;
+  }
+  if (slot == nullptr) {
+    slot = &cache.entries[cache.next];
+    cache.next = (cache.next + 1) % kLinkCacheEntries;
+  }
+  slot->node = uid_;
+  slot->generation = cached_generation;
+  slot->peer.assign(peer.data(), peer.size());
+  slot->link = link;
+  return link;
+}
+
+absl::Status NodeImpl::ExplainSendError(const absl::Status& status, absl::string_view peer, size_t bytes) const {
+  switch (status.code()) {
+    case absl::StatusCode::kResourceExhausted:
+      return absl::ResourceExhaustedError(absl::StrCat("ring to '", peer, "' is full (", bytes,
+                                                       " bytes did not fit); retry later or pass a deadline to wait"));
+    case absl::StatusCode::kDeadlineExceeded:
+      return absl::DeadlineExceededError(absl::StrCat("ring to '", peer, "' stayed full until the deadline; '", peer,
+                                                      "' is not keeping up (stopped or slow?)"));
+    default:
+      return status;
+  }
+}
+
+// The send path, step by step: size check; FindLink (per-thread cache, no
+// lock while the link set is unchanged); Link::Send (the link's send mutex,
+// a copy into the ring, one tail store; a doorbell write only if the peer's
+// receive thread sleeps). No clock is read and nothing is allocated unless
+// the ring is full or something fails.
 absl::Status NodeImpl::Send(absl::string_view peer, absl::string_view payload, absl::Time deadline) {
   if (payload.size() > config_.max_message_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat("message of ", payload.size(), " bytes exceeds max_message_bytes (",
                                                    config_.max_message_bytes(), "); split it or raise the limit"));
   }
-  std::shared_ptr<Link> link;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    auto it = links_.find(std::string(peer));
-    if (it != links_.end()) link = it->second;
-  }
+  std::shared_ptr<Link> link = FindLink(peer);
   if (link == nullptr) {
     return absl::NotFoundError(absl::StrCat("no link from ", name(), " to peer '", peer,
                                             "'; check Peers() or wait for it with WaitForPeers()"));
   }
-  // Wait in slices so a Send blocked on a full ring notices the link going
-  // down (the peer died) and stops waiting.
-  const bool wait = deadline > absl::Now();
-  while (true) {
-    absl::Time slice_end = wait ? std::min(deadline, absl::Now() + kSendSlice) : absl::InfinitePast();
-    absl::Status s = link->Send(payload, slice_end);
-    if (s.code() != absl::StatusCode::kResourceExhausted) return s;
-    if (!wait) {
-      return absl::ResourceExhaustedError(absl::StrCat("ring to '", peer, "' is full (", payload.size(),
-                                                       " bytes did not fit); retry later or pass a deadline to wait"));
-    }
-    if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("ring to '", peer, "' stayed full until the deadline; '", peer,
-                                                      "' is not keeping up (stopped or slow?)"));
+  absl::Status s = link->Send(payload, deadline);
+  if (s.ok()) return s;
+  return ExplainSendError(s, peer, payload.size());
+}
+
+absl::StatusOr<size_t> NodeImpl::SendBatch(absl::string_view peer, absl::Span<const absl::string_view> payloads,
+                                           absl::Time deadline) {
+  for (absl::string_view payload : payloads) {
+    if (payload.size() > config_.max_message_bytes()) {
+      return absl::InvalidArgumentError(absl::StrCat("message of ", payload.size(), " bytes exceeds max_message_bytes (",
+                                                     config_.max_message_bytes(), "); split it or raise the limit"));
     }
   }
+  if (payloads.empty()) return 0;
+  std::shared_ptr<Link> link = FindLink(peer);
+  if (link == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no link from ", name(), " to peer '", peer,
+                                            "'; check Peers() or wait for it with WaitForPeers()"));
+  }
+  size_t written = 0;
+  absl::Status s = link->SendBatch(payloads, deadline, &written);
+  if (written > 0 || s.ok()) return written;
+  return ExplainSendError(s, peer, payloads[0].size());
 }
 
 absl::StatusOr<std::vector<std::string>> NodeImpl::Broadcast(absl::string_view payload, absl::Time deadline) {
-  std::vector<std::string> peers = Peers();
+  // One lookup of the whole link set, then a send on each link.
+  std::vector<std::shared_ptr<Link>> links;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [n, link] : links_) {
+      if (!link->down()) links.push_back(link);
+    }
+  }
+  if (links.empty()) return std::vector<std::string>();
+  if (payload.size() > config_.max_message_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("message of ", payload.size(), " bytes exceeds max_message_bytes (",
+                                                   config_.max_message_bytes(), "); split it or raise the limit"));
+  }
   std::vector<std::string> delivered;
   absl::Status first_error;
-  for (const std::string& peer : peers) {
-    absl::Status s = Send(peer, payload, deadline);
+  for (const auto& link : links) {
+    absl::Status s = link->Send(payload, deadline);
     if (s.ok()) {
-      delivered.push_back(peer);
+      delivered.push_back(link->peer_name());
     } else if (first_error.ok()) {
-      first_error = s;
+      first_error = ExplainSendError(s, link->peer_name(), payload.size());
     }
   }
   if (delivered.empty() && !first_error.ok()) return first_error;
@@ -321,30 +455,47 @@ absl::StatusOr<Message> NodeImpl::Receive(absl::Time deadline) {
     if (stopping()) return absl::CancelledError(absl::StrCat("node ", name(), " is stopped"));
     return absl::DeadlineExceededError(absl::StrCat("no message for ", name(), " before the deadline"));
   }
-  bool was_full = rq_.size() >= kMaxQueuedMessages || rq_bytes_ >= kMaxQueuedBytes;
+  // relaxed: we hold rq_mu_, under which every store to it is made.
+  const bool was_full = rq_full_.load(std::memory_order_relaxed);
   Message m = std::move(rq_.front());
   rq_.pop_front();
   rq_bytes_ -= m.payload.size();
+  UpdateQueueFullLocked();
   if (rq_.empty()) DrainEventFd(receive_event_.get());
   if (was_full) SignalEventFd(receive_wake_.get());  // the receiver paused; resume it
   return m;
 }
 
-bool NodeImpl::QueueFull() const {
-  if (message_handler_) return false;
-  absl::MutexLock lock(&rq_mu_);
-  return rq_.size() >= kMaxQueuedMessages || rq_bytes_ >= kMaxQueuedBytes;
+void NodeImpl::UpdateQueueFullLocked() {
+  // [QueueFull] release: pairs with the acquire load in QueueFull().
+  rq_full_.store(rq_.size() >= kMaxQueuedMessages || rq_bytes_ >= kMaxQueuedBytes, std::memory_order_release);
 }
 
-void NodeImpl::Deliver(const Link& link, absl::string_view payload) {
+bool NodeImpl::QueueFull() const {
+  if (message_handler_) return false;
+  // [QueueFull] acquire: pairs with the release store in
+  // UpdateQueueFullLocked; no lock on the receive loop's path.
+  return rq_full_.load(std::memory_order_acquire);
+}
+
+void NodeImpl::Deliver(const Link& link, absl::string_view payload, std::vector<Message>* queued) {
   if (message_handler_) {
     message_handler_(MessageView{link.peer_name(), payload});
     return;
   }
+  queued->push_back(Message{link.peer_name(), std::string(payload)});
+}
+
+void NodeImpl::FlushQueued(std::vector<Message>* queued) {
+  if (queued->empty()) return;
   absl::MutexLock lock(&rq_mu_);
   if (rq_.empty()) SignalEventFd(receive_event_.get());
-  rq_.push_back(Message{link.peer_name(), std::string(payload)});
-  rq_bytes_ += payload.size();
+  for (Message& m : *queued) {
+    rq_bytes_ += m.payload.size();
+    rq_.push_back(std::move(m));
+  }
+  UpdateQueueFullLocked();
+  queued->clear();
 }
 
 void NodeImpl::ReceiveLoop() {
@@ -358,16 +509,22 @@ void NodeImpl::ReceiveLoop() {
   std::vector<std::shared_ptr<Link>> active;
   uint64_t seen_generation = ~uint64_t{0};
   const bool spin_forever = config_.wait().mode() == mesh::v1::WaitPolicy::SPIN;
-  const absl::Duration spin = config_.wait().mode() == mesh::v1::WaitPolicy::SLEEP
-                                  ? absl::ZeroDuration()
-                                  : absl::Microseconds(config_.wait().spin_us());
-  absl::Time last_activity = absl::Now();
+  const int64_t spin_ns = config_.wait().mode() == mesh::v1::WaitPolicy::SLEEP
+                              ? 0
+                              : int64_t{config_.wait().spin_us()} * 1000;
   epoll_event events[64];
+  // Spin bookkeeping without a clock read per message: the clock is read
+  // once per kSpinsPerClockRead idle iterations, and `idle_since_ns` is set
+  // at the first read after the last message (-1: not idle yet).
   uint32_t spins = 0;
+  int64_t idle_since_ns = -1;
+  int64_t next_hangup_check_ns = 0;
+  // Without a handler: the messages of one drain pass, queued under one lock.
+  std::vector<Message> queued;
 
   auto refresh = [&] {
-    // acquire pairs with the release increment in InstallLink/RetireLinks;
-    // the copy itself is taken under mu_.
+    // [LinkGen] acquire: pairs with the release increments in InstallLink,
+    // RetireLinks and Stop; the copy itself is taken under mu_.
     uint64_t gen = links_generation_.load(std::memory_order_acquire);
     if (gen == seen_generation) return;
     for (const auto& link : active) {
@@ -380,7 +537,8 @@ void NodeImpl::ReceiveLoop() {
       for (const auto& [n, link] : links_) {
         if (!link->down()) active.push_back(link);
       }
-      seen_generation = links_generation_.load(std::memory_order_acquire);
+      // relaxed: written only under mu_, which we hold.
+      seen_generation = links_generation_.load(std::memory_order_relaxed);
     }
     for (size_t i = 0; i < active.size(); ++i) {
       // The socket never carries data after the handshake: readability or
@@ -401,12 +559,19 @@ void NodeImpl::ReceiveLoop() {
     WakeControl();
   };
 
+  // Everything the peer wrote, for a link that is going away.
+  auto drain_rest = [&](const std::shared_ptr<Link>& link) {
+    (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view p) { Deliver(*link, p, &queued); });
+    FlushQueued(&queued);
+  };
+
   auto drain_all = [&]() -> bool {
     bool any = false;
     for (const auto& link : active) {
       if (link->down()) continue;
-      if (QueueFull()) return any;
-      auto n = link->Drain(kDrainBatch, [&](absl::string_view payload) { Deliver(*link, payload); });
+      if (QueueFull()) break;
+      auto n = link->Drain(kDrainBatch, [&](absl::string_view payload) { Deliver(*link, payload, &queued); });
+      FlushQueued(&queued);
       if (!n.ok()) {
         fail_link(link, absl::StrCat("ring corrupted: ", n.status().message()));
       } else if (*n > 0) {
@@ -428,7 +593,7 @@ void NodeImpl::ReceiveLoop() {
       const auto& link = active[index];
       if (tag % 2 == 0) {
         // Deliver what the peer wrote before it went away, then retire it.
-        (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view p) { Deliver(*link, p); });
+        drain_rest(link);
         fail_link(link, "peer closed the link socket");
       } else {
         link->ClearDoorbell();
@@ -437,7 +602,10 @@ void NodeImpl::ReceiveLoop() {
   };
 
   auto retire_leavers = [&] {
-    // acquire pairs with the release store in HandleLeave.
+    // acquire pairs with the release store in HandleLeave. A plain load
+    // first: the exchange (a locked read-modify-write) only when set.
+    if (!leaving_pending_.load(std::memory_order_acquire)) return;
+    // acquire: as above; the exchange claims the batch of leavers.
     if (!leaving_pending_.exchange(false, std::memory_order_acquire)) return;
     std::vector<std::shared_ptr<Link>> leaving;
     {
@@ -446,7 +614,7 @@ void NodeImpl::ReceiveLoop() {
     }
     for (const auto& link : leaving) {
       if (link->down()) continue;
-      (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view p) { Deliver(*link, p); });
+      drain_rest(link);
       fail_link(link, "peer left the mesh");
     }
   };
@@ -455,20 +623,32 @@ void NodeImpl::ReceiveLoop() {
     refresh();
     retire_leavers();
     if (drain_all()) {
-      last_activity = absl::Now();
       spins = 0;
+      idle_since_ns = -1;
       continue;
     }
     if (QueueFull()) {
       handle_events(epoll->Wait(events, 64, 10));
       continue;
     }
-    // Nothing to read. Keep spinning while recently active, checking the
-    // sockets for hang-ups now and then (cheap: a zero-timeout epoll).
-    if (spin_forever || absl::Now() - last_activity < spin) {
-      if (++spins % 1024 == 0) handle_events(epoll->Wait(events, 64, 0));
-      __builtin_ia32_pause();
-      continue;
+    // Nothing to read. Keep spinning while recently active (or forever with
+    // SPIN), checking the sockets for hang-ups now and then.
+    if (spin_forever || spin_ns > 0) {
+      bool spin = true;
+      if (spins++ % kSpinsPerClockRead == 0) {
+        const int64_t now = SteadyNowNs();
+        if (idle_since_ns < 0) idle_since_ns = now;
+        if (!spin_forever && now - idle_since_ns >= spin_ns) {
+          spin = false;
+        } else if (now >= next_hangup_check_ns) {
+          next_hangup_check_ns = now + kHangupCheckNs;
+          handle_events(epoll->Wait(events, 64, 0));
+        }
+      }
+      if (spin) {
+        ringbuf::CpuRelax();
+        continue;
+      }
     }
     // Going to sleep: announce it on every ring, then re-check; a producer
     // that wrote after our check sees the flag and rings the doorbell.
@@ -478,7 +658,9 @@ void NodeImpl::ReceiveLoop() {
     }
     if (data_arrived) continue;
     handle_events(epoll->Wait(events, 64, -1));
-    last_activity = absl::Now();  // spin again briefly after each wakeup
+    // Spin again briefly after each wakeup.
+    spins = 0;
+    idle_since_ns = -1;
   }
 }
 
@@ -760,8 +942,33 @@ bool NodeImpl::TryJoinSeeds() {
   return false;
 }
 
+std::optional<ringbuf::Ring> NodeImpl::TakeSpareRing() {
+  absl::MutexLock lock(&spare_mu_);
+  std::optional<ringbuf::Ring> ring = std::move(spare_ring_);
+  spare_ring_.reset();
+  return ring;
+}
+
+void NodeImpl::ReplenishSpareRing() {
+  {
+    absl::MutexLock lock(&spare_mu_);
+    if (spare_ring_.has_value() || stopping()) return;
+  }
+  // Outside the lock: creating a ring takes a few syscalls. A race with the
+  // other handshake thread at worst makes one ring too many (dropped).
+  const LinkParams params = MakeLinkParams();
+  absl::StatusOr<ringbuf::Ring> ring = ringbuf::Ring::Create(params.ring_capacity_bytes, params.wait);
+  if (!ring.ok()) return;  // the next handshake creates its own (and reports)
+  absl::MutexLock lock(&spare_mu_);
+  if (!spare_ring_.has_value() && !stopping()) spare_ring_.emplace(std::move(*ring));
+}
+
 void NodeImpl::InstallLink(std::shared_ptr<Link> link) {
-  PeerInfo info{link->peer_name(), link->peer().id(), link->peer().pid()};
+  // Held from registration through the handler call: RetireLinks holds it
+  // too, so a link's peer-down cannot be reported before its peer-up, and
+  // handlers never run concurrently.
+  absl::MutexLock handlers(&handlers_mu_);
+  PeerInfo info{link->peer_name(), link->peer().id(), link->peer().pid(), link->handshake()};
   {
     absl::MutexLock lock(&mu_);
     auto member = members_.find(link->peer_name());
@@ -774,7 +981,8 @@ void NodeImpl::InstallLink(std::shared_ptr<Link> link) {
     member->second.since = absl::Now();
     member->second.failures = 0;
     BumpLocked();
-    // release pairs with the receive thread's acquire load in ReceiveLoop.
+    // [LinkGen] release: pairs with the acquire loads in ReceiveLoop and
+    // FindLink (a read-modify-write, but off the data path).
     links_generation_.fetch_add(1, std::memory_order_release);
   }
   WakeReceiver();
@@ -783,6 +991,7 @@ void NodeImpl::InstallLink(std::shared_ptr<Link> link) {
 }
 
 void NodeImpl::RetireLinks() {
+  absl::MutexLock handlers(&handlers_mu_);  // see InstallLink
   std::vector<std::shared_ptr<Link>> dead;
   std::vector<PeerInfo> down;
   {
@@ -792,13 +1001,14 @@ void NodeImpl::RetireLinks() {
       auto it = links_.find(link->peer_name());
       if (it != links_.end() && it->second == link) {
         links_.erase(it);
-        down.push_back(PeerInfo{link->peer_name(), link->peer().id(), link->peer().pid()});
+        down.push_back(PeerInfo{link->peer_name(), link->peer().id(), link->peer().pid(), link->handshake()});
       }
       DropMemberLocked(link->peer_name(), link->peer().id());
     }
     if (!dead.empty()) {
       BumpLocked();
-      links_generation_.fetch_add(1, std::memory_order_release);  // pairs as in InstallLink
+      // [LinkGen] release: pairs as in InstallLink.
+      links_generation_.fetch_add(1, std::memory_order_release);
     }
   }
   if (!dead.empty()) WakeReceiver();
@@ -827,18 +1037,24 @@ void NodeImpl::AcceptPending() {
       }
       return it->second.member;
     };
-    auto link = Link::Accept(std::move(*conn), MakeLinkParams(), lookup, absl::Now() + kHandshakeTimeout);
+    auto link = Link::Accept(std::move(*conn), MakeLinkParams(), lookup, absl::Now() + kHandshakeTimeout,
+                             TakeSpareRing());
     if (!link.ok()) {
       log_.Warning("refused a link connection: %s", link.status().message());
+      ReplenishSpareRing();
       continue;
     }
     InstallLink(std::move(*link));
+    ReplenishSpareRing();
   }
 }
 
 absl::Time NodeImpl::Reconcile() {
   absl::Time now = absl::Now();
-  absl::Time next = now + absl::Seconds(1);
+  // Every retry below sets its own time, and every event that makes work
+  // (a Join or Leave served, a link accepted or lost) wakes the thread, so
+  // an idle node only looks again after kIdleReconcile.
+  absl::Time next = now + kIdleReconcile;
   // Seeds, until one answered.
   bool join_seeds = false;
   {
@@ -904,12 +1120,14 @@ absl::Time NodeImpl::Reconcile() {
     }
     if (t.dial) {
       absl::Time started = absl::Now();
-      auto link = Link::Dial(MakeLinkParams(), t.member, absl::Now() + kHandshakeTimeout);
+      auto link = Link::Dial(MakeLinkParams(), t.member, absl::Now() + kHandshakeTimeout, TakeSpareRing());
       if (link.ok()) {
         log_.Debug("handshake with %s took %s", peer, absl::FormatDuration(absl::Now() - started));
         InstallLink(std::move(*link));
+        ReplenishSpareRing();
         continue;
       }
+      ReplenishSpareRing();
       absl::MutexLock lock(&mu_);
       auto it = members_.find(peer);
       if (it == members_.end() || it->second.member.id() != t.member.id()) continue;
@@ -940,8 +1158,7 @@ absl::Time NodeImpl::Reconcile() {
 
 void NodeImpl::ControlLoop() {
   auto epoll = Epoll::Create();
-  if (!epoll.ok() || !epoll->Add(control_event_.get(), EPOLLIN, kTagWake).ok() ||
-      !epoll->Add(link_listen_.get(), EPOLLIN, kTagListen).ok()) {
+  if (!epoll.ok() || !epoll->Add(control_event_.get(), EPOLLIN, kTagWake).ok()) {
     log_.Error("control thread cannot start (epoll failed); this node will not link");
     return;
   }
@@ -953,11 +1170,28 @@ void NodeImpl::ControlLoop() {
     if (stopping()) break;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kTagWake) DrainEventFd(control_event_.get());
-      if (events[i].data.u64 == kTagListen) AcceptPending();
     }
     RetireLinks();
     next = Reconcile();
     RetireLinks();
+  }
+}
+
+void NodeImpl::LinkLoop() {
+  auto epoll = Epoll::Create();
+  if (!epoll.ok() || !epoll->Add(link_wake_.get(), EPOLLIN, kTagWake).ok() ||
+      !epoll->Add(link_listen_.get(), EPOLLIN, kTagListen).ok()) {
+    log_.Error("link thread cannot start (epoll failed); this node will not accept links");
+    return;
+  }
+  epoll_event events[8];
+  while (!stopping()) {
+    int n = epoll->Wait(events, 8, -1);
+    if (stopping()) break;
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == kTagWake) DrainEventFd(link_wake_.get());
+      if (events[i].data.u64 == kTagListen) AcceptPending();
+    }
   }
 }
 

@@ -15,8 +15,9 @@
 // Thread contract: thread-safe. Every public method may be called from any
 // thread, except that the Set*Handler methods must be called before Start().
 // Handlers run on the node's receive thread (messages, in order per peer) or
-// control thread (peer up/down); they must not block for long, and must not
-// call Stop() or destroy the Node.
+// on its control or link thread (peer up/down: one at a time, a peer's up
+// before its down); they must not block for long, and must not call Stop()
+// or destroy the Node.
 #ifndef SHMESH_MESH_NODE_H_
 #define SHMESH_MESH_NODE_H_
 
@@ -30,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "proto/mesh/v1/config.pb.h"
 #include "proto/mesh/v1/mesh.pb.h"
 
@@ -54,6 +56,11 @@ struct PeerInfo {
   std::string name;
   uint64_t id = 0;
   int32_t pid = 0;
+  // How long this node spent on the link handshake with the peer: for the
+  // dialing side (the name that sorts first) from connect() until both
+  // rings were mapped, which covers the whole handshake; for the accepting
+  // side from accept(). Diagnostics only.
+  absl::Duration handshake;
 };
 
 class NodeImpl;
@@ -102,6 +109,17 @@ class Node {
   absl::Status Send(absl::string_view peer, absl::string_view payload,
                     absl::Time deadline = absl::InfiniteFuture());
 
+  // Sends `payloads` to `peer` in order, as Send does each, but publishes
+  // them with one index store and wakes the peer at most once (per ring's
+  // worth): the way to stream small messages. Returns how many were sent, a
+  // prefix of `payloads`: all of them, or fewer if the ring stayed full
+  // until `deadline` (or the link failed) after some were sent; call again
+  // with the rest to go on (or to learn why). Errors, when none was sent:
+  // as Send. INVALID_ARGUMENT (nothing sent) if any payload is too large.
+  absl::StatusOr<size_t> SendBatch(absl::string_view peer,
+                                   absl::Span<const absl::string_view> payloads,
+                                   absl::Time deadline = absl::InfiniteFuture());
+
   // Sends `payload` to every linked peer, as Send does. Returns the peers
   // that got it; the first error if none could (an empty mesh is OK: {}).
   absl::StatusOr<std::vector<std::string>> Broadcast(
@@ -119,8 +137,9 @@ class Node {
   // Receive has a message queued: put it in your own poll/epoll loop.
   int receive_fd() const;
 
-  // Called on the control thread when a link to a peer comes up or goes
-  // down (including when the peer process dies).
+  // Called on the node's control or link thread (never two at once) when a
+  // link to a peer comes up or goes down (including when the peer process
+  // dies).
   void SetPeerUpHandler(std::function<void(const PeerInfo&)> handler);
   void SetPeerDownHandler(std::function<void(const PeerInfo&)> handler);
 

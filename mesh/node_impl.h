@@ -1,17 +1,23 @@
 // NodeImpl: the machinery behind mesh::Node (internal to //mesh).
 //
 // Threads:
-//   - control thread: accepts link connections and completes handshakes,
-//     joins seeds, announces this node to members it learns of, dials the
-//     members whose name sorts after ours, retires dead links, and runs the
-//     peer up/down handlers. It sleeps in epoll when there is nothing to do.
+//   - control thread: joins seeds, announces this node to members it learns
+//     of, dials the members whose name sorts after ours, retires dead links,
+//     and runs the peer up/down handlers of those. It sleeps in epoll when
+//     there is nothing to do (and wakes every kIdleReconcile otherwise).
+//   - link thread: accepts link connections, completes their handshakes and
+//     installs the links (running the peer-up handler), so that a dialing
+//     peer never waits for a control thread busy with a gRPC call. Peer
+//     handlers run under handlers_mu_: one at a time, up before down.
 //   - receive thread: drains every link's rx ring, runs the message handler
 //     (or fills the Receive queue), and watches every link socket for EOF.
 //     It spins for the configured time after the last message, then sleeps
 //     in epoll on the rings' doorbells.
 //   - gRPC threads: Discovery and Topology requests (services.cc).
 // Shared state is guarded by `mu_`; the receive thread reads the link set
-// through a copy it refreshes when `links_generation_` changes.
+// through a copy it refreshes when `links_generation_` changes, and senders
+// find links through a per-thread cache validated by the same generation
+// (FindLink), so the send path takes no lock but the link's own.
 #ifndef SHMESH_MESH_NODE_IMPL_H_
 #define SHMESH_MESH_NODE_IMPL_H_
 
@@ -21,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -56,6 +63,9 @@ class NodeImpl {
 
   absl::Status Send(absl::string_view peer, absl::string_view payload,
                     absl::Time deadline);
+  absl::StatusOr<size_t> SendBatch(absl::string_view peer,
+                                   absl::Span<const absl::string_view> payloads,
+                                   absl::Time deadline);
   absl::StatusOr<std::vector<std::string>> Broadcast(absl::string_view payload,
                                                      absl::Time deadline);
 
@@ -111,12 +121,20 @@ class NodeImpl {
 
   // Control thread.
   void ControlLoop();
+  // Link thread.
+  void LinkLoop();
   void AcceptPending();
   absl::Time Reconcile();  // returns when it next wants to run
   bool TryJoinSeeds();
   absl::StatusOr<std::vector<mesh::v1::Member>> CallJoin(
       const std::string& target, absl::Time deadline);
   void InstallLink(std::shared_ptr<Link> link);
+  // The ring made in advance for the next handshake (so that creating a
+  // ring is off the handshake's critical path), or nullopt. Each ring is
+  // taken once: one offered in a failed handshake is never reused.
+  std::optional<ringbuf::Ring> TakeSpareRing();
+  // Makes the next spare ring if there is none (after each handshake).
+  void ReplenishSpareRing();
   void RetireLinks();
   void DropMemberLocked(const std::string& name, uint64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -124,27 +142,45 @@ class NodeImpl {
   std::shared_ptr<mesh::v1::Topology::Stub> TopologyStub(const std::string& target);
   std::shared_ptr<grpc::Channel> Channel(const std::string& target);
 
+  // Send path. The link to `peer`, or null; lock-free while links_ has not
+  // changed since this thread last looked `peer` up (see node.cc).
+  std::shared_ptr<Link> FindLink(absl::string_view peer);
+  // Rewrites a Link::Send/SendBatch error for the caller of Node::Send.
+  absl::Status ExplainSendError(const absl::Status& status, absl::string_view peer,
+                                size_t bytes) const;
+
   // Receive thread.
   void ReceiveLoop();
-  void Deliver(const Link& link, absl::string_view payload);
+  // Runs the message handler, or (without one) appends a copy to `queued`
+  // for FlushQueued.
+  void Deliver(const Link& link, absl::string_view payload, std::vector<Message>* queued);
+  // Moves `queued` into the Receive queue under one lock.
+  void FlushQueued(std::vector<Message>* queued);
   bool QueueFull() const;
+  // Updates rq_full_ from the queue's size.
+  void UpdateQueueFullLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(rq_mu_);
 
   mesh::v1::TopologySnapshot LocalSnapshot() const;
 
   const mesh::v1::NodeConfig config_;
   const uint64_t id_;
+  // Unique among the NodeImpls of this process (ids are random): keys the
+  // per-thread link cache of FindLink.
+  const uint64_t uid_;
   const Logger log_;
   std::string link_path_;
   std::string grpc_unix_path_;  // empty for TCP
 
   fdpass::UniqueFd link_listen_;
   fdpass::UniqueFd control_event_;  // eventfd: wakes the control thread
+  fdpass::UniqueFd link_wake_;      // eventfd: wakes the link thread (Stop)
   fdpass::UniqueFd receive_wake_;   // eventfd: wakes the receive thread
   fdpass::UniqueFd receive_event_;  // eventfd: readable while rq_ non-empty
 
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::thread control_thread_;
+  std::thread link_thread_;
   std::thread receive_thread_;
 
   // Handlers: set before Start(), read-only afterwards.
@@ -158,6 +194,11 @@ class NodeImpl {
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
 
+  absl::Mutex spare_mu_;
+  std::optional<ringbuf::Ring> spare_ring_ ABSL_GUARDED_BY(spare_mu_);
+  // Serializes the peer up/down handlers and orders them per link (see
+  // InstallLink). Taken before mu_, never while holding it.
+  absl::Mutex handlers_mu_;
   mutable absl::Mutex mu_;
   std::string grpc_address_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, MemberEntry> members_ ABSL_GUARDED_BY(mu_);
@@ -168,7 +209,8 @@ class NodeImpl {
   std::vector<std::shared_ptr<Link>> dead_links_ ABSL_GUARDED_BY(mu_);
   // Links whose peer called Leave, for the receive thread to drain and then
   // retire. `leaving_pending_` says the vector is non-empty without taking
-  // mu_ on every loop.
+  // mu_ on every loop: release store in HandleLeave, acquire load (and only
+  // when set, an exchange to claim it) in ReceiveLoop.
   std::vector<std::shared_ptr<Link>> leaving_links_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> leaving_pending_{false};
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -176,9 +218,13 @@ class NodeImpl {
   absl::Time next_seed_try_ ABSL_GUARDED_BY(mu_);
   absl::Duration seed_backoff_ ABSL_GUARDED_BY(mu_);
   int seed_failures_ ABSL_GUARDED_BY(mu_) = 0;
-  // Bumped (under mu_) when links_ changes. The receive thread compares it
-  // with the generation of its copy; acquire on its load pairs with the
-  // release store under mu_, though it then takes mu_ to copy anyway.
+  // [LinkGen] Bumped (under mu_, release) whenever links_ changes: in
+  // InstallLink, RetireLinks and Stop. Readers load it with acquire:
+  //   - the receive thread compares it with the generation of its copy of
+  //     the link set (it then takes mu_ to copy anyway);
+  //   - FindLink trusts a per-thread cached lookup only while the value is
+  //     the one it read under mu_ when it cached it, i.e. links_ has not
+  //     changed since (the cached weak_ptr's lock() keeps the link alive).
   std::atomic<uint64_t> links_generation_{0};
 
   mutable absl::Mutex channels_mu_;
@@ -189,6 +235,13 @@ class NodeImpl {
   mutable absl::Mutex rq_mu_;
   std::deque<Message> rq_ ABSL_GUARDED_BY(rq_mu_);
   size_t rq_bytes_ ABSL_GUARDED_BY(rq_mu_) = 0;
+  // [QueueFull] "rq_ is at or over its bounds", stored (release) under
+  // rq_mu_ whenever rq_ changes, loaded (acquire) by the receive thread's
+  // QueueFull() without taking rq_mu_ on every loop. A stale value costs
+  // at most one batch more or one 10 ms pause less: Receive() also rings
+  // receive_wake_ after it makes room in a full queue, and the receiver
+  // loads the flag again after that wake-up.
+  std::atomic<bool> rq_full_{false};
 };
 
 }  // namespace mesh

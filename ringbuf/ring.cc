@@ -273,7 +273,38 @@ absl::Status RingProducer::WriteBatch(absl::Span<const absl::string_view> frames
   if (!status_.ok()) return status_;
   size_t done = 0;
   absl::Status status;
-  for (absl::string_view frame : frames) {
+  // Fast path: the frames that fit now, with the checks Reserve() and
+  // Commit() make per frame hoisted out of the loop (status, peer open) or
+  // inlined (size, room), and the counters added once. It stops at the
+  // first frame that is too large or does not fit (or at a bad head, which
+  // fails the endpoint in HasSpace); the loop below then reports or waits
+  // exactly as Write() would.
+  if (CheckPeerOpen()) {
+    reserved_ = false;  // as Reserve(): a batch replaces an uncommitted reservation
+    uint64_t bytes = 0;
+    for (; done < frames.size(); ++done) {
+      const size_t len = frames[done].size();
+      if (len > max_frame_) break;
+      const uint64_t total = FrameTotal(len);
+      const uint64_t contiguous = capacity_ - (tail_ & mask_);
+      // As SpaceNeeded(): a padding frame first if this one would wrap.
+      const uint64_t need = contiguous >= total ? total : contiguous + total;
+      if (!HasSpace(need, std::memory_order_acquire)) break;
+      if (contiguous < total) {
+        StoreFrameWord(data_ + (tail_ & mask_), contiguous - kFrameHeaderSize, kFrameTypePadding);
+        tail_ += contiguous;
+      }
+      uint8_t* const frame = data_ + (tail_ & mask_);
+      if (len != 0) std::memcpy(frame + kFrameHeaderSize, frames[done].data(), len);
+      StoreFrameWord(frame, len, kFrameTypeData);
+      tail_ += total;
+      bytes += len;
+    }
+    StatCounters::Add(stats_.frames, done);
+    StatCounters::Add(stats_.bytes, bytes);
+  }
+  for (; done < frames.size() && status_.ok(); ++done) {
+    const absl::string_view frame = frames[done];
     absl::StatusOr<absl::Span<uint8_t>> span = Reserve(frame.size(), deadline);
     if (!span.ok()) {
       status = span.status();
@@ -282,8 +313,8 @@ absl::Status RingProducer::WriteBatch(absl::Span<const absl::string_view> frames
     if (!frame.empty()) std::memcpy(span->data(), frame.data(), frame.size());
     status = CommitInternal(frame.size());
     if (!status.ok()) break;
-    ++done;
   }
+  if (status.ok() && !status_.ok()) status = status_;
   absl::Status published = PublishInternal();
   if (status.ok()) status = published;
   if (written != nullptr) *written = done;
@@ -454,18 +485,31 @@ bool RingConsumer::Ready(std::memory_order order) {
 
 absl::StatusOr<std::optional<absl::Span<const uint8_t>>> RingConsumer::Peek() {
   if (!status_.ok()) return status_;
-  if (peeked_) return absl::Span<const uint8_t>(data_ + peek_offset_, peek_len_);
+  if (!peeked_) {
+    switch (PeekInternal()) {
+      case PeekResult::kFrame:
+        break;
+      case PeekResult::kEmpty:
+        return std::optional<absl::Span<const uint8_t>>();
+      case PeekResult::kFailed:
+        return status_;
+    }
+  }
+  return absl::Span<const uint8_t>(data_ + peek_offset_, peek_len_);
+}
+
+RingConsumer::PeekResult RingConsumer::PeekInternal() {
   // Each pass either returns or skips one padding frame, which consumes at
   // least 8 of the (at most capacity) available bytes: the loop is bounded.
   for (;;) {
     if (head_ == cached_tail_) {
-      if (!RefreshTail(std::memory_order_acquire)) return status_;
+      if (!RefreshTail(std::memory_order_acquire)) return PeekResult::kFailed;
       if (head_ == cached_tail_) {
         if (!CheckProducerClosed()) {
-          if (head_ == cached_tail_) return std::optional<absl::Span<const uint8_t>>();
+          if (head_ == cached_tail_) return PeekResult::kEmpty;
           continue;  // closed, but frames are left
         }
-        return status_;
+        return PeekResult::kFailed;
       }
     }
     const uint64_t available = cached_tail_ - head_;  // in (0, capacity], 8-aligned
@@ -478,38 +522,38 @@ absl::StatusOr<std::optional<absl::Span<const uint8_t>>> RingConsumer::Peek() {
       if (len != contiguous - kFrameHeaderSize) {
         Fail(absl::StrCat("padding frame at ", head_, " has length ", len, ", expected ",
                           contiguous - kFrameHeaderSize));
-        return status_;
+        return PeekResult::kFailed;
       }
       if (contiguous > available) {
         Fail(absl::StrCat("padding frame at ", head_, " runs past tail ", cached_tail_));
-        return status_;
+        return PeekResult::kFailed;
       }
       head_ += contiguous;
       continue;
     }
     if (type != kFrameTypeData) {
       Fail(absl::StrCat("unknown frame type 0x", absl::Hex(type), " at ", head_));
-      return status_;
+      return PeekResult::kFailed;
     }
     if (len > max_frame_) {
       Fail(absl::StrCat("frame at ", head_, " claims ", len, " bytes, over the ", max_frame_,
                         "-byte maximum"));
-      return status_;
+      return PeekResult::kFailed;
     }
     const uint64_t total = FrameTotal(len);
     if (total > available) {
       Fail(absl::StrCat("frame of ", len, " bytes at ", head_, " runs past tail ", cached_tail_));
-      return status_;
+      return PeekResult::kFailed;
     }
     if (total > contiguous) {
       Fail(absl::StrCat("frame of ", len, " bytes at ", head_, " crosses the end of the buffer"));
-      return status_;
+      return PeekResult::kFailed;
     }
     peeked_ = true;
     peek_offset_ = offset + kFrameHeaderSize;
     peek_len_ = len;
     peek_total_ = total;
-    return absl::Span<const uint8_t>(data_ + peek_offset_, peek_len_);
+    return PeekResult::kFrame;
   }
 }
 
@@ -580,20 +624,26 @@ absl::StatusOr<size_t> RingConsumer::Drain(size_t max_frames,
   // Sticky failure first: Drain(0, ...) must not report OK on a failed ring.
   if (!status_.ok()) return status_;
   size_t n = 0;
+  uint64_t bytes = 0;
   while (n < max_frames) {
-    absl::StatusOr<std::optional<absl::Span<const uint8_t>>> frame = Peek();
-    if (!frame.ok()) {
-      if (n == 0) return frame.status();
-      break;  // the sticky error comes with the next call
+    // A frame peeked earlier (Peek() without Release()) comes first.
+    if (!peeked_) {
+      const PeekResult next = PeekInternal();
+      if (next == PeekResult::kEmpty) break;
+      if (next == PeekResult::kFailed) {
+        if (n == 0) return status_;
+        break;  // the sticky error comes with the next call
+      }
     }
-    if (!frame->has_value()) break;
-    fn(**frame);
+    fn(absl::Span<const uint8_t>(data_ + peek_offset_, peek_len_));
     head_ += peek_total_;
     peeked_ = false;
-    StatCounters::Add(stats_.frames, 1);
-    StatCounters::Add(stats_.bytes, peek_len_);
+    bytes += peek_len_;
     ++n;
   }
+  // Once per batch: the counters have one writer (this thread).
+  StatCounters::Add(stats_.frames, n);
+  StatCounters::Add(stats_.bytes, bytes);
   absl::Status published = PublishInternal();
   if (!published.ok() && n == 0) return published;
   return n;

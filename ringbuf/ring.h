@@ -287,6 +287,12 @@ class alignas(kRingLineSize) RingConsumer {
   RingConsumer(RingHeader* header, uint8_t* data, size_t capacity, int data_fd, int space_fd,
                const WaitOptions& options);
 
+  // Finds the next data frame (skipping padding) and records it in peek_*
+  // with peeked_ set (kFrame); kEmpty if there is none yet; kFailed with
+  // status_ set. The body of Peek() without its StatusOr, for Drain().
+  // REQUIRES: status_.ok() and !peeked_.
+  enum class PeekResult { kFrame, kEmpty, kFailed };
+  PeekResult PeekInternal();
   // True if Peek() would return a frame or an error (not "empty").
   bool Ready(std::memory_order order);
   // Re-reads tail and validates it. False (status_ set) if it is corrupt.

@@ -1,0 +1,46 @@
+// The processes of shmesh_bench. The orchestrator (shmesh_bench.cc)
+// re-executes its own binary with --role=NAME for each side of a benchmark;
+// every role reports on stdout (see harness.h: READY, then ROW lines and OK
+// per command for a measuring client), and a server role exits when its
+// stdin closes.
+//
+// Thread contract: each role runs on the process's main thread and owns
+// the process; roles never run concurrently in one process.
+#ifndef SHMESH_BENCH_ROLES_H_
+#define SHMESH_BENCH_ROLES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace shmesh_bench {
+
+struct RoleConfig {
+  std::string role;
+  int cpu = -1;               // pin to this allowed-CPU index (-1: no pin)
+  std::string run_dir;        // sockets go here
+  std::string name;           // mesh node name / row name prefix
+  std::string seed;           // mesh seed target
+  std::string policy;         // mesh wait policy: adaptive | spin
+  int expect_peers = 0;       // mesh member: print LINKED at this many peers
+  uint64_t warmup = 0;        // ping-pong round trips before measuring
+  uint64_t samples = 0;       // measured ping-pong round trips per repetition
+  int64_t duration_ms = 0;    // length of one throughput repetition
+  int batch = 32;             // messages per SendBatch / WriteBatch
+  uint64_t ring_bytes = 1 << 20;  // capacity of each ring
+};
+
+int RingRole(const RoleConfig& config);          // raw ringbuf: forks its peer
+int MeshServerRole(const RoleConfig& config);    // echo/sink node "s"
+int MeshClientRole(const RoleConfig& config);    // measuring node "c"
+int MeshMemberRole(const RoleConfig& config);    // idle member (formation, CPU)
+int UdsServerRole(const RoleConfig& config);
+int UdsClientRole(const RoleConfig& config);
+int ZmqServerRole(const RoleConfig& config);
+int ZmqClientRole(const RoleConfig& config);
+int GrpcServerRole(const RoleConfig& config);
+int GrpcClientRole(const RoleConfig& config);
+
+}  // namespace shmesh_bench
+
+#endif  // SHMESH_BENCH_ROLES_H_

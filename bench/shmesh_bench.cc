@@ -1,0 +1,734 @@
+// shmesh_bench: every shmesh benchmark, and the alternatives side by side,
+// in one run and one Markdown table (what `./meshw bench` prints).
+//
+// Each benchmark is two or more real processes: this binary re-executes
+// itself with --role=... (roles.h) for each side, pins the two sides of a
+// pair to different CPUs when there are two or more, collects the ROW lines
+// the measuring side prints (one per repetition), and reports the median of
+// every statistic. Rows (see bench/README.md for the details):
+//   raw_ring, raw_ring_batch       bare ringbuf ring, busy-polling (the floor)
+//   mesh_spin[_batch]              mesh::Node, WaitPolicy SPIN
+//   mesh_adaptive[_batch]          mesh::Node, the default policy (ADAPTIVE)
+//   uds, zmq, grpc_unary, grpc_stream   the alternatives
+//   mesh_link_setup_pair, mesh16_formation, mesh16_idle
+//   ring_microbench_*              Google Benchmark, one thread
+// After the table it checks the performance targets of issue 4 as ratios
+// within this run.
+//
+// Usage: shmesh_bench [--quick] [--json FILE] [--reps N] [--microbench PATH]
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <functional>
+#include <limits>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bench/harness.h"
+#include "bench/roles.h"
+
+ABSL_FLAG(bool, quick, false, "short run (under a minute)");
+ABSL_FLAG(std::string, json, "", "also write the rows as a JSON array to this file");
+ABSL_FLAG(int, reps, 3, "repetitions of every measurement (medians are reported)");
+ABSL_FLAG(std::string, microbench, "",
+          "path of ring_microbench (Google Benchmark) to run and fold into the table");
+ABSL_FLAG(std::string, only, "",
+          "comma-separated groups to run (ring,mesh,uds,zmq,grpc,setup,mesh16,micro); "
+          "default all");
+ABSL_FLAG(int, idle_s, 10, "seconds over which the idle 16-node mesh's CPU is measured");
+ABSL_FLAG(int, nodes, 16, "nodes of the formation / idle mesh");
+// Role flags (internal: set by the orchestrator for its children).
+ABSL_FLAG(std::string, role, "", "internal: run one side of a benchmark");
+ABSL_FLAG(int, cpu, -1, "internal: pin to this allowed-CPU index");
+ABSL_FLAG(std::string, run_dir, "", "internal: socket directory");
+ABSL_FLAG(std::string, name, "", "internal: node or row name");
+ABSL_FLAG(std::string, seed, "", "internal: mesh seed");
+ABSL_FLAG(std::string, policy, "adaptive", "internal: mesh wait policy");
+ABSL_FLAG(int, expect_peers, 0, "internal: peers of a mesh member");
+ABSL_FLAG(uint64_t, warmup, 10000, "internal: ping-pong warm-up round trips");
+ABSL_FLAG(uint64_t, samples, 100000, "internal: measured ping-pong round trips");
+ABSL_FLAG(int64_t, duration_ms, 300, "length of one throughput repetition (--quick: 100)");
+ABSL_FLAG(std::string, sizes, "64,1024,65536", "throughput payload sizes, comma-separated");
+ABSL_FLAG(uint64_t, ring_bytes, 1 << 20,
+          "capacity of each ring, raw and mesh (mesh's ring_capacity_bytes; default: the mesh default)");
+ABSL_FLAG(int, batch, 32, "messages per SendBatch/WriteBatch call in the *_batch rows");
+
+namespace shmesh_bench {
+namespace {
+
+int RunRole(const std::string& role) {
+  RoleConfig c;
+  c.role = role;
+  c.cpu = absl::GetFlag(FLAGS_cpu);
+  c.run_dir = absl::GetFlag(FLAGS_run_dir);
+  c.name = absl::GetFlag(FLAGS_name);
+  c.seed = absl::GetFlag(FLAGS_seed);
+  c.policy = absl::GetFlag(FLAGS_policy);
+  c.expect_peers = absl::GetFlag(FLAGS_expect_peers);
+  c.warmup = absl::GetFlag(FLAGS_warmup);
+  c.samples = absl::GetFlag(FLAGS_samples);
+  c.duration_ms = absl::GetFlag(FLAGS_duration_ms);
+  c.batch = absl::GetFlag(FLAGS_batch);
+  c.ring_bytes = absl::GetFlag(FLAGS_ring_bytes);
+  if (role == "ring") return RingRole(c);
+  if (role == "mesh_server") return MeshServerRole(c);
+  if (role == "mesh_client") return MeshClientRole(c);
+  if (role == "mesh_member") return MeshMemberRole(c);
+  if (role == "uds_server") return UdsServerRole(c);
+  if (role == "uds_client") return UdsClientRole(c);
+  if (role == "zmq_server") return ZmqServerRole(c);
+  if (role == "zmq_client") return ZmqClientRole(c);
+  if (role == "grpc_server") return GrpcServerRole(c);
+  if (role == "grpc_client") return GrpcClientRole(c);
+  Die(absl::StrCat("unknown role '", role, "'"));
+}
+
+// ------------------------------------------------------------ results
+
+constexpr const char* kFields[] = {"p50_ns",     "p99_ns",     "p999_ns", "msgs_per_s",
+                                   "gb_per_s",   "cpu_percent", "setup_ms"};
+
+struct Row {
+  std::string name;
+  uint64_t payload = 0;
+  std::map<std::string, std::vector<double>> reps;  // field -> one value per repetition
+
+  std::optional<double> Median(const std::string& field) const {
+    auto it = reps.find(field);
+    if (it == reps.end() || it->second.empty()) return std::nullopt;
+    std::vector<double> v = it->second;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
+};
+
+class Results {
+ public:
+  // Parses "ROW name payload key=value ...".
+  void Add(const std::string& line) {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (parts.size() < 3 || parts[0] != "ROW") Die(absl::StrCat("bad row line: ", line));
+    uint64_t payload = 0;
+    if (!absl::SimpleAtoi(parts[2], &payload)) Die(absl::StrCat("bad row line: ", line));
+    Row& row = Get(parts[1], payload);
+    for (size_t i = 3; i < parts.size(); ++i) {
+      std::vector<std::string> kv = absl::StrSplit(parts[i], absl::MaxSplits('=', 1));
+      double value = 0;
+      if (kv.size() != 2 || !absl::SimpleAtod(kv[1], &value)) Die(absl::StrCat("bad row line: ", line));
+      row.reps[kv[0]].push_back(value);
+    }
+  }
+  void AddAll(const std::vector<std::string>& lines) {
+    for (const std::string& line : lines) Add(line);
+  }
+  void AddValue(const std::string& name, uint64_t payload, const std::string& field, double value) {
+    Get(name, payload).reps[field].push_back(value);
+  }
+
+  const Row* Find(const std::string& name, uint64_t payload) const {
+    for (const Row& r : rows_) {
+      if (r.name == name && r.payload == payload) return &r;
+    }
+    return nullptr;
+  }
+  std::optional<double> Median(const std::string& name, uint64_t payload, const std::string& field) const {
+    const Row* r = Find(name, payload);
+    return r == nullptr ? std::nullopt : r->Median(field);
+  }
+
+  // Rows in the table's order: by name (the order below), then payload.
+  std::vector<Row> Sorted() const {
+    static const char* const kOrder[] = {
+        "raw_ring",     "raw_ring_batch", "mesh_spin",  "mesh_spin_batch",
+        "mesh_adaptive", "mesh_adaptive_batch", "uds", "zmq", "grpc_unary", "grpc_stream",
+        "mesh_link_setup_pair", "mesh_pair_join", "mesh16_formation", "mesh16_idle"};
+    auto rank = [](const std::string& name) {
+      for (size_t i = 0; i < std::size(kOrder); ++i) {
+        if (name == kOrder[i]) return i;
+      }
+      return std::size(kOrder);
+    };
+    std::vector<Row> sorted = rows_;
+    std::stable_sort(sorted.begin(), sorted.end(), [&](const Row& a, const Row& b) {
+      if (rank(a.name) != rank(b.name)) return rank(a.name) < rank(b.name);
+      return a.payload < b.payload;
+    });
+    return sorted;
+  }
+
+ private:
+  Row& Get(const std::string& name, uint64_t payload) {
+    for (Row& r : rows_) {
+      if (r.name == name && r.payload == payload) return r;
+    }
+    rows_.push_back(Row{name, payload, {}});
+    return rows_.back();
+  }
+  std::vector<Row> rows_;
+};
+
+std::string HumanSize(uint64_t bytes) {
+  if (bytes == 0) return "-";
+  if (bytes >= 1024 && bytes % 1024 == 0) return absl::StrCat(bytes / 1024, " KiB");
+  return absl::StrCat(bytes, " B");
+}
+
+std::string Fmt(const std::optional<double>& v, const char* format) {
+  if (!v.has_value()) return "-";
+  return absl::StrFormat(format, *v);
+}
+
+std::string FormatRate(const std::optional<double>& v) {
+  if (!v.has_value()) return "-";
+  if (*v >= 1e6) return absl::StrFormat("%.2fM", *v / 1e6);
+  if (*v >= 1e3) return absl::StrFormat("%.1fk", *v / 1e3);
+  return absl::StrFormat("%.0f", *v);
+}
+
+void PrintTable(const Results& results) {
+  std::printf("| benchmark | payload | p50 ns | p99 ns | p99.9 ns | msgs/s | GB/s | CPU %% | setup ms |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const Row& r : results.Sorted()) {
+    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.name.c_str(),
+                HumanSize(r.payload).c_str(), Fmt(r.Median("p50_ns"), "%.0f").c_str(),
+                Fmt(r.Median("p99_ns"), "%.0f").c_str(), Fmt(r.Median("p999_ns"), "%.0f").c_str(),
+                FormatRate(r.Median("msgs_per_s")).c_str(), Fmt(r.Median("gb_per_s"), "%.2f").c_str(),
+                Fmt(r.Median("cpu_percent"), "%.2f").c_str(), Fmt(r.Median("setup_ms"), "%.2f").c_str());
+  }
+}
+
+bool WriteJson(const std::string& path, const Results& results) {
+  std::string out = "[\n";
+  const std::vector<Row> rows = results.Sorted();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    absl::StrAppend(&out, "  {\"name\": \"", r.name, "\", \"payload_bytes\": ", r.payload);
+    for (const char* field : kFields) {
+      std::optional<double> v = r.Median(field);
+      if (v.has_value()) absl::StrAppend(&out, ", \"", field, "\": ", absl::StrFormat("%.6g", *v));
+    }
+    absl::StrAppend(&out, "}", i + 1 < rows.size() ? "," : "", "\n");
+  }
+  out += "]\n";
+  std::ofstream f(path);
+  f << out;
+  return static_cast<bool>(f);
+}
+
+// ------------------------------------------------------------ orchestration
+
+struct Plan {
+  bool quick = false;
+  int reps = 3;
+  uint64_t warmup = 10000, samples = 100000;          // shared-memory ping-pong
+  uint64_t socket_warmup = 10000, socket_samples = 100000;  // uds, zmq, grpc
+  int64_t duration_ms = 300;
+  int setup_reps = 5, mesh16_reps = 3;
+  int idle_s = 10;
+  int nodes = 16;
+  std::vector<uint64_t> sizes;  // throughput payloads (--sizes)
+};
+
+constexpr absl::Duration kJobTimeout = absl::Minutes(3);
+
+std::vector<std::string> CommonArgs(const Plan& plan, bool sockets) {
+  return {absl::StrCat("--warmup=", sockets ? plan.socket_warmup : plan.warmup),
+          absl::StrCat("--samples=", sockets ? plan.socket_samples : plan.samples),
+          absl::StrCat("--duration_ms=", plan.duration_ms),
+          absl::StrCat("--batch=", absl::GetFlag(FLAGS_batch)),
+          absl::StrCat("--ring_bytes=", absl::GetFlag(FLAGS_ring_bytes))};
+}
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+void Progress(const std::string& what) {
+  std::fprintf(stderr, "shmesh_bench: %s\n", what.c_str());
+}
+
+std::string MakeDir(const std::string& parent, const std::string& name) {
+  const std::string dir = parent + "/" + name;
+  if (::mkdir(dir.c_str(), 0700) != 0) Die(absl::StrCat("mkdir ", dir, " failed"));
+  return dir;
+}
+
+// One benchmark pair: an optional server process and the measuring client,
+// which runs one repetition per command (harness.h) and stays up between
+// commands, so that the repetitions of different benchmarks interleave.
+class Pair {
+ public:
+  Pair(std::string what, const std::vector<std::string>& server_args,
+       const std::vector<std::string>& client_args)
+      : what_(std::move(what)) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    if (!server_args.empty()) {
+      server_.emplace(Child::Spawn(server_args));
+      server_->WaitFor("READY", deadline, what_ + " server");
+    }
+    client_.emplace(Child::Spawn(client_args));
+    client_->WaitFor("READY", deadline, what_ + " client");
+  }
+  Pair(const Pair&) = delete;
+  Pair& operator=(const Pair&) = delete;
+  ~Pair() { Finish(); }
+
+  void Run(const std::string& command, Results& results) {
+    client_->WriteLine(command);
+    std::vector<std::string> rows;
+    client_->WaitFor("OK", absl::Now() + kJobTimeout, what_ + " " + command, &rows);
+    results.AddAll(rows);
+  }
+  void Finish() {
+    if (client_.has_value()) client_->Finish(absl::Seconds(10));
+    if (server_.has_value()) server_->Finish(absl::Seconds(10));
+    client_.reset();
+    server_.reset();
+  }
+
+ private:
+  std::string what_;
+  std::optional<Child> server_;
+  std::optional<Child> client_;
+};
+
+std::vector<std::string> ThroughputCommands(const Plan& plan, bool batched_too) {
+  std::vector<std::string> commands;
+  for (uint64_t size : plan.sizes) {
+    commands.push_back(absl::StrCat("thru ", size, " 0"));
+    if (batched_too) commands.push_back(absl::StrCat("thru ", size, " 1"));
+  }
+  return commands;
+}
+
+std::vector<std::string> MeshServerArgs(const std::string& dir, const std::string& policy) {
+  return {"--role=mesh_server", "--cpu=1", "--run_dir=" + dir, "--policy=" + policy,
+          absl::StrCat("--ring_bytes=", absl::GetFlag(FLAGS_ring_bytes))};
+}
+
+std::vector<std::string> MeshClientArgs(const Plan& plan, const std::string& dir, const std::string& policy,
+                                        const std::string& row) {
+  return Concat({"--role=mesh_client", "--cpu=0", "--run_dir=" + dir, "--seed=unix:" + dir + "/s.grpc",
+                 "--policy=" + policy, "--name=" + row},
+                CommonArgs(plan, false));
+}
+
+// The latency and throughput benchmarks, in rounds: each round runs one
+// repetition of every benchmark, so that slow drifts of a shared machine
+// (vCPU placement, neighbours' load) hit all of them alike.
+void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
+               const std::function<bool(const std::string&)>& wanted) {
+  std::optional<Pair> ring, adaptive, uds, zmq, grpc;
+  int dirs = 0;
+  auto dir = [&](const std::string& prefix) { return MakeDir(tmp, absl::StrCat(prefix, dirs++)); };
+  Progress("starting the long-lived pairs");
+  if (wanted("ring")) {
+    ring.emplace("raw_ring", std::vector<std::string>{}, Concat({"--role=ring"}, CommonArgs(plan, false)));
+  }
+  if (wanted("mesh")) {
+    const std::string d = dir("a");
+    adaptive.emplace("mesh_adaptive", MeshServerArgs(d, "adaptive"),
+                     MeshClientArgs(plan, d, "adaptive", "mesh_adaptive"));
+  }
+  auto socket_pair = [&](std::optional<Pair>& pair, const std::string& kind) {
+    if (!wanted(kind)) return;
+    const std::string d = dir(kind);
+    pair.emplace(kind, std::vector<std::string>{"--role=" + kind + "_server", "--cpu=1", "--run_dir=" + d},
+                 Concat({"--role=" + kind + "_client", "--cpu=0", "--run_dir=" + d}, CommonArgs(plan, true)));
+  };
+  socket_pair(uds, "uds");
+  socket_pair(zmq, "zmq");
+  socket_pair(grpc, "grpc");
+
+  for (int round = 0; round < plan.reps; ++round) {
+    Progress(absl::StrCat("round ", round + 1, "/", plan.reps));
+    // Latency first, back to back.
+    if (ring.has_value()) ring->Run("ping", results);
+    if (wanted("mesh")) {
+      // SPIN nodes spin a core each for as long as they live: a fresh pair
+      // per use.
+      const std::string d = dir("s");
+      Pair spin("mesh_spin", MeshServerArgs(d, "spin"), MeshClientArgs(plan, d, "spin", "mesh_spin"));
+      spin.Run("ping", results);
+    }
+    if (adaptive.has_value()) adaptive->Run("ping", results);
+    for (std::optional<Pair>* pair : {&uds, &zmq, &grpc}) {
+      if (pair->has_value()) (*pair)->Run("ping", results);
+    }
+    // Throughput.
+    if (ring.has_value()) {
+      for (const std::string& c : ThroughputCommands(plan, true)) ring->Run(c, results);
+    }
+    if (wanted("mesh")) {
+      // The receiving node spins; the sending one is ADAPTIVE, so that its
+      // own (idle) receive thread sleeps instead of taking the sending core.
+      const std::string d = dir("t");
+      Pair spin("mesh_spin throughput", MeshServerArgs(d, "spin"),
+                MeshClientArgs(plan, d, "adaptive", "mesh_spin"));
+      for (const std::string& c : ThroughputCommands(plan, true)) spin.Run(c, results);
+    }
+    if (adaptive.has_value()) {
+      for (const std::string& c : ThroughputCommands(plan, true)) adaptive->Run(c, results);
+    }
+    for (std::optional<Pair>* pair : {&uds, &zmq, &grpc}) {
+      if (!pair->has_value()) continue;
+      for (const std::string& c : ThroughputCommands(plan, false)) (*pair)->Run(c, results);
+    }
+  }
+}
+
+int64_t ParseTime(const std::string& line) {
+  std::vector<std::string> parts = absl::StrSplit(line, ' ');
+  int64_t t = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[1], &t)) Die(absl::StrCat("bad line: ", line));
+  return t;
+}
+
+struct Formation {
+  double from_last_start_ms = 0;  // last node's Start() -> every node linked to all
+  double handshake_ms = 0;        // earliest handshake start -> last link up (pairs)
+};
+
+// Starts `n` member processes (member 0 first, the rest at once, all
+// seeded with member 0) and waits until each has n-1 links. Member i is
+// named n<i>, or with `seed_last` n<n-1-i>: the seed's name then sorts
+// last, so the others dial it (the name that sorts first dials).
+Formation FormMesh(const std::string& dir, int n, bool seed_last, std::vector<Child>& members) {
+  auto name = [&](int i) { return absl::StrFormat("n%02d", seed_last ? n - 1 - i : i); };
+  const std::string seed = "unix:" + dir + "/" + name(0) + ".grpc";
+  auto args = [&](int i) {
+    return std::vector<std::string>{"--role=mesh_member", "--run_dir=" + dir, "--name=" + name(i),
+                                    i == 0 ? "--seed=" : "--seed=" + seed,
+                                    absl::StrCat("--expect_peers=", n - 1)};
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  members.push_back(Child::Spawn(args(0)));
+  int64_t last_start = ParseTime(members[0].WaitFor("STARTING", deadline, "member 0"));
+  members[0].WaitFor("STARTED", deadline, "member 0");
+  for (int i = 1; i < n; ++i) members.push_back(Child::Spawn(args(i)));
+  int64_t last_linked = 0;
+  int64_t first_handshake = std::numeric_limits<int64_t>::max();
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) last_start = std::max(last_start, ParseTime(members[i].WaitFor("STARTING", deadline, "member")));
+    for (;;) {
+      std::optional<std::string> line = members[i].ReadLine(deadline);
+      if (!line.has_value()) Die("a mesh member ended or timed out before it linked");
+      long long t = 0, handshake = 0;
+      if (std::sscanf(line->c_str(), "PEER %lld %lld", &t, &handshake) == 2) {
+        first_handshake = std::min<int64_t>(first_handshake, t - handshake);
+        continue;
+      }
+      if (absl::StartsWith(*line, "LINKED")) {
+        last_linked = std::max(last_linked, ParseTime(*line));
+        break;
+      }
+    }
+  }
+  Formation f;
+  f.from_last_start_ms = static_cast<double>(last_linked - last_start) / 1e6;
+  f.handshake_ms = static_cast<double>(last_linked - first_handshake) / 1e6;
+  return f;
+}
+
+void StopMembers(std::vector<Child>& members) {
+  for (Child& m : members) m.CloseStdin();
+  for (Child& m : members) m.Finish(absl::Seconds(10));
+  members.clear();
+}
+
+void RunSetup(Results& results, const Plan& plan, const std::string& tmp) {
+  Progress("mesh_link_setup_pair");
+  for (int rep = 0; rep < plan.setup_reps; ++rep) {
+    const std::string dir = MakeDir(tmp, absl::StrCat("p", rep));
+    std::vector<Child> members;
+    // The joining node's name sorts first, so it dials the seed once its
+    // Join returned: the handshake does not overlap the discovery call.
+    const Formation f = FormMesh(dir, 2, /*seed_last=*/true, members);
+    results.AddValue("mesh_link_setup_pair", 0, "setup_ms", f.handshake_ms);
+    results.AddValue("mesh_pair_join", 0, "setup_ms", f.from_last_start_ms);
+    StopMembers(members);
+  }
+}
+
+void RunMesh16(Results& results, const Plan& plan, const std::string& tmp, std::string& idle_note) {
+  const std::string name = absl::StrCat("mesh", plan.nodes);
+  for (int rep = 0; rep < plan.mesh16_reps; ++rep) {
+    Progress(absl::StrCat(name, "_formation ", rep + 1, "/", plan.mesh16_reps));
+    const std::string dir = MakeDir(tmp, absl::StrCat("f", rep));
+    std::vector<Child> members;
+    results.AddValue(name + "_formation", 0, "setup_ms", FormMesh(dir, plan.nodes, /*seed_last=*/false, members).from_last_start_ms);
+    if (rep + 1 == plan.mesh16_reps) {
+      Progress(absl::StrCat(name, "_idle: ", plan.idle_s, " s"));
+      absl::SleepFor(absl::Seconds(1));  // let the last handlers and logs settle
+      auto total_ticks = [&] {
+        int64_t sum = 0;
+        for (const Child& m : members) {
+          const int64_t t = ProcessCpuTicks(m.pid());
+          if (t < 0) Die("a mesh member died while idle");
+          sum += t;
+        }
+        return sum;
+      };
+      auto by_thread = [&] {
+        std::map<std::string, int64_t> sum;
+        for (const Child& m : members) {
+          for (const auto& [thread, ns] : ThreadCpuNsByName(m.pid())) sum[thread] += ns;
+        }
+        return sum;
+      };
+      const std::map<std::string, int64_t> threads_before = by_thread();
+      const int64_t before = total_ticks();
+      const int64_t t0 = NowNs();
+      absl::SleepFor(absl::Seconds(plan.idle_s));
+      const int64_t after = total_ticks();
+      const double seconds = static_cast<double>(NowNs() - t0) / 1e9;
+      const std::map<std::string, int64_t> threads_after = by_thread();
+      const double cpu_seconds = static_cast<double>(after - before) / ClockTicksPerSecond();
+      results.AddValue(name + "_idle", 0, "cpu_percent", 100.0 * cpu_seconds / seconds);
+      // The exact figure and who spends it, for the notes under the table.
+      double total_ms = 0;
+      std::vector<std::string> parts;
+      for (const auto& [thread, ns] : threads_after) {
+        auto it = threads_before.find(thread);
+        const double ms = static_cast<double>(ns - (it == threads_before.end() ? 0 : it->second)) / 1e6;
+        total_ms += ms;
+        if (ms >= 0.05) parts.push_back(absl::StrFormat("%s %.1f ms", thread, ms));
+      }
+      idle_note = absl::StrFormat(
+          "%s_idle from /proc/<pid>/task/*/schedstat (exact): %.2f%% of one core; by thread name, over %.0f s: "
+          "%s (shmesh_bench = the nodes' own threads: main, control, link, receive).",
+          name, 100.0 * total_ms / 1e3 / seconds, seconds, absl::StrJoin(parts, ", "));
+    }
+    StopMembers(members);
+  }
+}
+
+// Runs ring_microbench and folds two of its results in.
+void RunMicrobench(Results& results, const Plan& plan, const std::string& path) {
+  Progress("ring_microbench");
+  Child bench = Child::SpawnExe(
+      path, {"--benchmark_filter=BM_WriteRead/64$|BM_WriteBatchDrain/64$", "--benchmark_format=json",
+             plan.quick ? "--benchmark_min_time=0.05" : "--benchmark_min_time=0.3",
+             absl::StrCat("--benchmark_repetitions=", plan.reps),
+             "--benchmark_report_aggregates_only=true"});
+  std::string json;
+  while (std::optional<std::string> line = bench.ReadLine(absl::Now() + kJobTimeout)) {
+    json += *line + "\n";
+  }
+  bench.Finish(absl::Seconds(5));
+  // Finds the median aggregate of `benchmark` and reads `field` from it.
+  auto value = [&](const std::string& benchmark, const std::string& field) -> std::optional<double> {
+    const size_t at = json.find("\"name\": \"" + benchmark + "_median\"");
+    if (at == std::string::npos) return std::nullopt;
+    const size_t f = json.find("\"" + field + "\": ", at);
+    if (f == std::string::npos) return std::nullopt;
+    return std::strtod(json.c_str() + f + field.size() + 4, nullptr);
+  };
+  const std::pair<const char*, const char*> picks[] = {
+      {"BM_WriteRead/64", "ring_microbench_write_read"},
+      {"BM_WriteBatchDrain/64", "ring_microbench_batch32_drain"}};
+  for (const auto& [benchmark, row] : picks) {
+    std::optional<double> items = value(benchmark, "items_per_second");
+    std::optional<double> bytes = value(benchmark, "bytes_per_second");
+    if (!items.has_value()) {
+      Progress(absl::StrCat("ring_microbench: no result for ", benchmark));
+      continue;
+    }
+    results.AddValue(row, 64, "msgs_per_s", *items);
+    if (bytes.has_value()) results.AddValue(row, 64, "gb_per_s", *bytes / 1e9);
+  }
+}
+
+// ------------------------------------------------------------ targets
+
+void PrintTargets(const Results& r) {
+  std::printf("\n64 B p50 one-way latency per round (ns):");
+  for (const char* name : {"raw_ring", "mesh_spin", "mesh_adaptive"}) {
+    const Row* row = r.Find(name, 64);
+    if (row == nullptr || row->reps.count("p50_ns") == 0) continue;
+    std::vector<std::string> values;
+    for (double v : row->reps.at("p50_ns")) values.push_back(absl::StrFormat("%.0f", v));
+    std::printf(" %s %s;", name, absl::StrJoin(values, "/").c_str());
+  }
+  std::printf("\n\nTargets (ratios within this run):\n");
+  // `op` is "<=", "<" or ">=": how `value` must compare with `limit`.
+  auto check = [](const std::string& what, std::optional<double> value, const std::string& op, double limit,
+                  const std::string& unit) {
+    if (!value.has_value()) {
+      std::printf("- [n/a] %s: not measured\n", what.c_str());
+      return;
+    }
+    const bool ok = op == "<" ? *value < limit : op == "<=" ? *value <= limit : *value >= limit;
+    std::printf("- [%s] %s: %s%s (target %s %s%s)\n", ok ? "met" : "MISSED", what.c_str(),
+                absl::StrFormat("%.3g", *value).c_str(), unit.c_str(), op.c_str(),
+                absl::StrFormat("%.4g", limit).c_str(), unit.c_str());
+  };
+  auto ratio = [](std::optional<double> a, std::optional<double> b) -> std::optional<double> {
+    if (!a.has_value() || !b.has_value() || *b == 0) return std::nullopt;
+    return *a / *b;
+  };
+  const auto raw_p50 = r.Median("raw_ring", 64, "p50_ns");
+  const auto raw_p99 = r.Median("raw_ring", 64, "p99_ns");
+  check("mesh_spin p50 / raw_ring p50", ratio(r.Median("mesh_spin", 64, "p50_ns"), raw_p50), "<=", 1.25, "x");
+  check("mesh_spin p99 / raw_ring p99", ratio(r.Median("mesh_spin", 64, "p99_ns"), raw_p99), "<=", 2, "x");
+  // Every repetition: round k of mesh_adaptive against round k of raw_ring
+  // (the rounds interleave, so the two ran within seconds of each other).
+  auto per_round = [&](const std::string& name) -> std::vector<double> {
+    const Row* row = r.Find(name, 64);
+    if (row == nullptr || row->reps.count("p50_ns") == 0) return {};
+    return row->reps.at("p50_ns");
+  };
+  const std::vector<double> raw_rounds = per_round("raw_ring");
+  const std::vector<double> adaptive_rounds = per_round("mesh_adaptive");
+  std::optional<double> worst;
+  for (size_t k = 0; k < std::min(raw_rounds.size(), adaptive_rounds.size()); ++k) {
+    worst = std::max(worst.value_or(0), adaptive_rounds[k] / raw_rounds[k]);
+  }
+  check("mesh_adaptive p50 / raw_ring p50, worst round", worst, "<=", 2, "x");
+  check("idle 16-node mesh, total CPU (/proc/<pid>/stat)", r.Median("mesh16_idle", 0, "cpu_percent"), "<", 1,
+        "% of a core");
+  for (const char* row : {"mesh_adaptive_batch", "mesh_spin_batch"}) {
+    const auto rate = r.Median(row, 64, "msgs_per_s");
+    check(absl::StrCat(row, " 64 B msgs/s / raw_ring"), ratio(rate, r.Median("raw_ring", 64, "msgs_per_s")),
+          ">=", 2, "x");
+    check(absl::StrCat(row, " 64 B msgs/s / zmq"), ratio(rate, r.Median("zmq", 64, "msgs_per_s")), ">=", 5,
+          "x");
+  }
+  for (const char* row : {"mesh_adaptive", "mesh_spin"}) {
+    const auto gbps = r.Median(row, 65536, "gb_per_s");
+    check(absl::StrCat(row, " 64 KiB GB/s / raw_ring"), ratio(gbps, r.Median("raw_ring", 65536, "gb_per_s")),
+          ">=", 0.9, "x");
+    check(absl::StrCat(row, " 64 KiB GB/s / zmq"), ratio(gbps, r.Median("zmq", 65536, "gb_per_s")), ">=", 10,
+          "x");
+    check(absl::StrCat(row, " 64 KiB GB/s / grpc_stream"),
+          ratio(gbps, r.Median("grpc_stream", 65536, "gb_per_s")), ">=", 10, "x");
+  }
+  check("16-node mesh formation", r.Median("mesh16_formation", 0, "setup_ms"), "<=", 1000, " ms");
+  check("link setup, one pair", r.Median("mesh_link_setup_pair", 0, "setup_ms"), "<", 1, " ms");
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown CPU";
+}
+
+int Orchestrate() {
+  Plan plan;
+  plan.quick = absl::GetFlag(FLAGS_quick);
+  plan.reps = absl::GetFlag(FLAGS_reps);
+  plan.idle_s = absl::GetFlag(FLAGS_idle_s);
+  plan.nodes = absl::GetFlag(FLAGS_nodes);
+  plan.duration_ms = absl::GetFlag(FLAGS_duration_ms);
+  if (plan.reps < 1 || plan.nodes < 2) Die("--reps must be >= 1 and --nodes >= 2");
+  if (plan.quick) {
+    plan.warmup = 2000;
+    plan.samples = 20000;
+    plan.socket_warmup = 500;
+    plan.socket_samples = 3000;
+    plan.duration_ms = std::min<int64_t>(plan.duration_ms, 100);
+    plan.setup_reps = 3;
+    plan.mesh16_reps = 1;
+    plan.idle_s = std::min(plan.idle_s, 3);
+  }
+  std::signal(SIGPIPE, SIG_IGN);  // a child that died is reported, not fatal to us
+  plan.sizes.clear();
+  for (absl::string_view size : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',', absl::SkipEmpty())) {
+    uint64_t n = 0;
+    if (!absl::SimpleAtoi(size, &n) || n == 0 || n > kMaxPayload) Die("bad --sizes");
+    plan.sizes.push_back(n);
+  }
+  std::set<std::string> only;
+  for (absl::string_view g : absl::StrSplit(absl::GetFlag(FLAGS_only), ',', absl::SkipEmpty())) {
+    only.insert(std::string(g));
+  }
+  auto wanted = [&](const std::string& group) { return only.empty() || only.count(group) > 0; };
+
+  char tmpl[] = "/tmp/shb-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) Die("mkdtemp failed");
+  const std::string tmp = tmpl;
+
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) < 0) load[0] = -1;
+  const int cpus = AllowedCpus();
+  const int64_t t_start = NowNs();
+  Results results;
+  RunRounds(results, plan, tmp, wanted);
+  if (wanted("setup")) RunSetup(results, plan, tmp);
+  std::string idle_note;
+  if (wanted("mesh16")) RunMesh16(results, plan, tmp, idle_note);
+  const std::string micro = absl::GetFlag(FLAGS_microbench);
+  if (wanted("micro") && !micro.empty()) RunMicrobench(results, plan, micro);
+  const double elapsed = static_cast<double>(NowNs() - t_start) / 1e9;
+  std::string cleanup = "rm -rf '" + tmp + "'";
+  if (std::system(cleanup.c_str()) != 0) Progress("could not remove " + tmp);
+
+  std::printf("shmesh_bench%s: %d CPUs (%s), %s; load average %.2f at start; medians of %d repetition(s); %.0f s\n\n",
+              plan.quick ? " --quick" : "", cpus, CpuModel().c_str(),
+              cpus >= 2 ? "the two sides of each pair pinned to different CPUs" : "not pinned (one CPU)",
+              load[0], plan.reps, elapsed);
+  PrintTable(results);
+  std::printf(
+      "\nLatency: one-way = round trip / 2 of 64 B ping-pong, copy in and out included; %llu round trips "
+      "per repetition after %llu of warm-up (uds/zmq/grpc: %llu after %llu). Throughput: one-way, %lld ms per "
+      "repetition, every payload copied out by the receiver; *_batch rows send %d messages per "
+      "SendBatch/WriteBatch (one tail store, at most one doorbell), the others one per Send/Write. "
+      "mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client streaming "
+      "(throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "
+      "mesh_pair_join: second node's Start() to both linked (gRPC discovery included). mesh%d_formation: last "
+      "node's Start() to every node linked to all others. mesh%d_idle: utime+stime of all %d node processes "
+      "over %d s, in %% of one core. ring_microbench_*: one thread, no cross-core traffic. Repetitions of all "
+      "rows interleave in rounds; each cell is the median over them. See bench/README.md.\n",
+      static_cast<unsigned long long>(plan.samples), static_cast<unsigned long long>(plan.warmup),
+      static_cast<unsigned long long>(plan.socket_samples),
+      static_cast<unsigned long long>(plan.socket_warmup), static_cast<long long>(plan.duration_ms),
+      absl::GetFlag(FLAGS_batch), plan.nodes, plan.nodes, plan.nodes, plan.idle_s);
+  if (!idle_note.empty()) std::printf("\n%s\n", idle_note.c_str());
+  PrintTargets(results);
+  const std::string json = absl::GetFlag(FLAGS_json);
+  if (!json.empty()) {
+    if (!WriteJson(json, results)) Die("cannot write " + json);
+    std::printf("\nwrote %s\n", json.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace shmesh_bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Runs every shmesh benchmark and the alternatives side by side; prints one Markdown table.\n"
+      "Usage: shmesh_bench [--quick] [--json FILE] [--reps N] [--microbench PATH]");
+  absl::ParseCommandLine(argc, argv);
+  const std::string role = absl::GetFlag(FLAGS_role);
+  if (!role.empty()) return shmesh_bench::RunRole(role);
+  return shmesh_bench::Orchestrate();
+}
