@@ -81,10 +81,14 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
   // The listener's credentials were recorded when it called listen(): they
   // must be those discovery announced for this peer.
   SHMESH_ASSIGN_OR_RETURN(fdpass::PeerCred cred, fdpass::GetPeerCred(sock.get()));
-  if (cred.pid != peer.pid() || !UidAllowed(self, cred.uid)) {
+  if (cred.pid != peer.pid()) {
     return absl::PermissionDeniedError(absl::StrCat("link socket ", peer.link_socket(), " is served by pid ", cred.pid,
-                                                    " uid ", cred.uid, ", but '", peer.name(), "' announced pid ",
-                                                    peer.pid(), "; not linking"));
+                                                    ", but '", peer.name(), "' announced pid ", peer.pid(),
+                                                    "; not linking"));
+  }
+  if (!UidAllowed(self, cred.uid)) {
+    return absl::PermissionDeniedError(absl::StrCat("'", peer.name(), "' (pid ", cred.pid, ") runs as uid ", cred.uid,
+                                                    ", which is not in allowed_peer_uids; not linking"));
   }
   if (!tx_ring.has_value()) {
     SHMESH_ASSIGN_OR_RETURN(tx_ring, ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait));
