@@ -1024,7 +1024,12 @@ void NodeImpl::AcceptPending() {
     auto conn = fdpass::Accept(link_listen_.get(), absl::InfinitePast());
     if (!conn.ok()) {
       if (conn.status().code() == absl::StatusCode::kResourceExhausted) {
-        log_.Warning("cannot accept link connections: %s; retrying shortly", conn.status().message());
+        // Out of descriptors (EMFILE/ENFILE): the connection stays queued and
+        // the listen socket stays readable, so returning at once would spin
+        // this thread's level-triggered epoll. Back off; service resumes
+        // when descriptors free up.
+        log_.Warning("cannot accept link connections: %s; retrying in 100ms", conn.status().message());
+        absl::SleepFor(absl::Milliseconds(100));
       }
       return;
     }
