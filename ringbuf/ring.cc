@@ -60,6 +60,34 @@ T LoadOnce(const T* p) {
   return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+// What a publish found of its peer's sleep: nothing to do, a doorbell to
+// ring, or garbage in the waiting flag (the peer corrupted it).
+struct PeerWaiter {
+  bool ring = false;
+  uint32_t garbage = 0;  // the bad flag value; 0 if the flag was valid
+};
+
+// The publishing half of both Dekker pairs, shared by the producer (its tail,
+// the consumer's flag: [Data] + [DataSleep], P1/P2) and the consumer (its
+// head, the producer's flag: [Space] + [SpaceSleep]):
+//  1. `index` = value, seq_cst. The release half publishes every byte written
+//     (or read, for the consumer) before it. seq_cst, not release: with the
+//     load in 2 it is this side's half of the Dekker pair, and a release
+//     store may be reordered after a later load.
+//  2. load `waiting`, seq_cst: ordered after 1 in the single total order, so
+//     if the peer's index check (C2) missed 1, this sees its flag (C1).
+//  3. if set, exchange it to 0, relaxed: it only decides which publish rings
+//     for this sleep (at most one); it carries no data.
+PeerWaiter PublishAndClaimWaiter(std::atomic<uint64_t>& index, uint64_t value,
+                                 std::atomic<uint32_t>& waiting) {
+  index.store(value, std::memory_order_seq_cst);
+  if (waiting.load(std::memory_order_seq_cst) == 0) return {};
+  const uint32_t previous = waiting.exchange(0, std::memory_order_relaxed);
+  if (previous == 0) return {};
+  if (previous != 1) return {false, previous};
+  return {true, 0};
+}
+
 // Sets `bit` in the shared closed word and wakes the peer through `peer_fd`.
 void MarkClosed(RingHeader* header, uint32_t bit, int peer_fd) {
   // [Close] release: the closer's last index store (made before this call)
@@ -237,25 +265,14 @@ absl::Status RingProducer::PublishInternal() {
   // Relaxed: a scheduling hint for the consumer's spin decision, on the line
   // we are about to write anyway; nothing depends on its ordering.
   header_->producer_cpu.store(os_internal::CpuHint(), std::memory_order_relaxed);
-  // [Data] + [DataSleep] (P1). The release half publishes every frame
-  // byte and header written before it to a consumer that loads this tail.
-  // seq_cst, not release: this store and the load of consumer_waiting
-  // below form the producer half of a Dekker pair, and a release store may
-  // be reordered after a later load.
-  header_->tail.store(tail_, std::memory_order_seq_cst);
+  // [Data] + [DataSleep] (P1, P2): see PublishAndClaimWaiter.
+  const PeerWaiter waiter = PublishAndClaimWaiter(header_->tail, tail_, header_->consumer_waiting);
   published_tail_ = tail_;
-  // [DataSleep] (P2) seq_cst: ordered after P1 in the single total order,
-  // so if the consumer's tail check (C2) missed P1, this sees its flag (C1).
-  const uint32_t waiting = header_->consumer_waiting.load(std::memory_order_seq_cst);
-  if (waiting == 0) return absl::OkStatus();
-  // Relaxed: the exchange only decides which publish rings the doorbell for
-  // this sleep (at most one); it carries no data ([Data] does that).
-  const uint32_t previous = header_->consumer_waiting.exchange(0, std::memory_order_relaxed);
-  if (previous == 0) return absl::OkStatus();
-  if (previous != 1) {
-    Fail(absl::StrCat("consumer_waiting holds garbage ", previous));
+  if (waiter.garbage != 0) {
+    Fail(absl::StrCat("consumer_waiting holds garbage ", waiter.garbage));
     return status_;
   }
+  if (!waiter.ring) return absl::OkStatus();
   StatCounters::Add(stats_.doorbells_rung, 1);
   return os_internal::EventfdSignal(data_fd_);
 }
@@ -582,22 +599,15 @@ absl::Status RingConsumer::PublishInternal() {
   // Relaxed: a scheduling hint for the producer's spin decision; see
   // RingProducer::PublishInternal.
   header_->consumer_cpu.store(os_internal::CpuHint(), std::memory_order_relaxed);
-  // [Space] + [SpaceSleep]. The release half orders our reads of the
-  // consumed frames before a producer's acquire load that sees this head.
-  // seq_cst, not release: with the producer_waiting load below it is the
-  // consumer half of the Dekker pair with RingProducer::PrepareToSleepForSpace.
-  header_->head.store(head_, std::memory_order_seq_cst);
+  // [Space] + [SpaceSleep]: the consumer half of the Dekker pair with
+  // RingProducer::PrepareToSleepForSpace; see PublishAndClaimWaiter.
+  const PeerWaiter waiter = PublishAndClaimWaiter(header_->head, head_, header_->producer_waiting);
   published_head_ = head_;
-  // [SpaceSleep] seq_cst: ordered after the head store in the total order.
-  const uint32_t waiting = header_->producer_waiting.load(std::memory_order_seq_cst);
-  if (waiting == 0) return absl::OkStatus();
-  // Relaxed: only arbitrates who rings for this sleep; carries no data.
-  const uint32_t previous = header_->producer_waiting.exchange(0, std::memory_order_relaxed);
-  if (previous == 0) return absl::OkStatus();
-  if (previous != 1) {
-    Fail(absl::StrCat("producer_waiting holds garbage ", previous));
+  if (waiter.garbage != 0) {
+    Fail(absl::StrCat("producer_waiting holds garbage ", waiter.garbage));
     return status_;
   }
+  if (!waiter.ring) return absl::OkStatus();
   StatCounters::Add(stats_.doorbells_rung, 1);
   return os_internal::EventfdSignal(space_fd_);
 }
