@@ -56,6 +56,11 @@ constexpr uint64_t kMaxRingCapacity = uint64_t{1} << 30;
 constexpr uint64_t kFrameHeaderBytes = 8;
 constexpr uint32_t kDefaultSpinUs = 50;
 constexpr uint32_t kMaxSpinUs = 1000000;
+// unresponsive_after_ms: see config.proto. The minimum is three heartbeat
+// periods (kHeartbeatInterval in node.cc is 100 ms).
+constexpr uint32_t kDefaultUnresponsiveMs = 1000;
+constexpr uint32_t kMinUnresponsiveMs = 300;
+constexpr uint32_t kMaxUnresponsiveMs = 3600000;
 
 // ---------------------------------------------------------------------------
 // Reading the file.
@@ -765,6 +770,15 @@ absl::StatusOr<NodeConfig> ResolveConfig(const NodeConfig& config,
                       absl::StrCat(wait->spin_us(), " is too large"),
                       absl::StrCat("use at most ", kMaxSpinUs, ", or 0 for ",
                                    kDefaultSpinUs));
+  }
+
+  // unresponsive_after_ms
+  if (out.unresponsive_after_ms() == 0) out.set_unresponsive_after_ms(kDefaultUnresponsiveMs);
+  if (out.unresponsive_after_ms() < kMinUnresponsiveMs || out.unresponsive_after_ms() > kMaxUnresponsiveMs) {
+    return FieldError(source, "unresponsive_after_ms",
+                      absl::StrCat(out.unresponsive_after_ms(), " is out of range"),
+                      absl::StrCat("use ", kMinUnresponsiveMs, " to ", kMaxUnresponsiveMs,
+                                   " (nodes beat every 100 ms), or 0 for ", kDefaultUnresponsiveMs));
   }
 
   // log_level

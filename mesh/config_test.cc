@@ -346,6 +346,7 @@ TEST(ResolveConfigTest, FillsEveryDefault) {
   EXPECT_EQ(r->wait().mode(), WaitPolicy::ADAPTIVE);
   EXPECT_EQ(r->wait().spin_us(), 50u);
   EXPECT_EQ(r->log_level(), mesh::v1::INFO);
+  EXPECT_EQ(r->unresponsive_after_ms(), 1000u);
 }
 
 TEST(ResolveConfigTest, RunDirFallsBackToTmpWithoutXdg) {
@@ -376,6 +377,7 @@ TEST(ResolveConfigTest, KeepsGivenValues) {
   c.mutable_wait()->set_mode(WaitPolicy::SLEEP);
   c.mutable_wait()->set_spin_us(1000000);
   c.set_log_level(mesh::v1::ERROR);
+  c.set_unresponsive_after_ms(300);
   absl::StatusOr<NodeConfig> r = ResolveConfig(c);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->run_dir(), "/var/run/m");
@@ -391,6 +393,7 @@ TEST(ResolveConfigTest, KeepsGivenValues) {
   EXPECT_EQ(r->wait().mode(), WaitPolicy::SLEEP);
   EXPECT_EQ(r->wait().spin_us(), 1000000u);
   EXPECT_EQ(r->log_level(), mesh::v1::ERROR);
+  EXPECT_EQ(r->unresponsive_after_ms(), 300u);
 }
 
 TEST(ResolveConfigTest, IsIdempotent) {
@@ -534,6 +537,14 @@ TEST(ResolveConfigTest, BadWait) {
   c = Named("a");
   c.mutable_wait()->set_mode(static_cast<WaitPolicy::Mode>(7));
   ExpectInvalid(c, "wait.mode", "ADAPTIVE, SPIN, SLEEP");
+}
+
+TEST(ResolveConfigTest, BadUnresponsiveAfter) {
+  NodeConfig c = Named("a");
+  c.set_unresponsive_after_ms(299);
+  ExpectInvalid(c, "unresponsive_after_ms", "use 300 to 3600000");
+  c.set_unresponsive_after_ms(3600001);
+  ExpectInvalid(c, "unresponsive_after_ms", "use 300 to 3600000");
 }
 
 TEST(ResolveConfigTest, BadLogLevel) {

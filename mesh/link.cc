@@ -68,7 +68,9 @@ Link::Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx, rin
       handshake_(since_ - handshake_start),
       socket_(std::move(socket)),
       tx_ring_(std::move(tx)),
-      rx_ring_(std::move(rx)) {}
+      rx_ring_(std::move(rx)),
+      last_peer_beat_(tx_ring_.ConsumerHeartbeat()),
+      last_peer_beat_change_(since_) {}
 
 Link::~Link() { MarkDown(); }
 
@@ -305,6 +307,32 @@ void Link::MarkDown() {
 }
 
 bool Link::down() const { return down_.load(std::memory_order_acquire); }
+
+void Link::BeatHeartbeat() { rx_ring_.BeatConsumerHeartbeat(); }
+
+bool Link::CheckPeerLiveness(absl::Time now, absl::Duration unresponsive_after) {
+  const uint32_t beat = tx_ring_.ConsumerHeartbeat();
+  // relaxed: see unresponsive_since_ns_ (this thread is its only writer).
+  const bool was_unresponsive = unresponsive_since_ns_.load(std::memory_order_relaxed) != 0;
+  if (beat != last_peer_beat_) {
+    last_peer_beat_ = beat;
+    last_peer_beat_change_ = now;
+    if (!was_unresponsive) return false;
+    unresponsive_since_ns_.store(0, std::memory_order_relaxed);
+    return true;
+  }
+  if (was_unresponsive || now - last_peer_beat_change_ < unresponsive_after) return false;
+  // Never 0: 0 means "responsive".
+  unresponsive_since_ns_.store(std::max<int64_t>(1, absl::ToUnixNanos(last_peer_beat_change_)),
+                               std::memory_order_relaxed);
+  return true;
+}
+
+absl::Time Link::unresponsive_since() const {
+  // relaxed: see unresponsive_since_ns_.
+  const int64_t ns = unresponsive_since_ns_.load(std::memory_order_relaxed);
+  return ns == 0 ? absl::InfiniteFuture() : absl::FromUnixNanos(ns);
+}
 
 LinkStats Link::Stats() const {
   LinkStats s;

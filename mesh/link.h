@@ -147,6 +147,18 @@ class Link {
 
   LinkStats Stats() const;
 
+  // Liveness (see consumer_heartbeat in ringbuf/ring_layout.h). Health
+  // thread only: BeatHeartbeat() tells the peer this process runs (in the
+  // ring we read); CheckPeerLiveness() looks at the peer's heartbeat (in the
+  // ring we write) and returns true if the peer's state changed with this
+  // call: it became unresponsive (no new beat for `unresponsive_after`) or
+  // responsive again.
+  void BeatHeartbeat();
+  bool CheckPeerLiveness(absl::Time now, absl::Duration unresponsive_after);
+  // Thread-safe: since when the peer has not beaten if it is unresponsive
+  // now, else InfiniteFuture().
+  absl::Time unresponsive_since() const;
+
  private:
   Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx,
        ringbuf::Ring rx, const LinkParams& self, absl::Time handshake_start);
@@ -183,6 +195,16 @@ class Link {
   // memory is published through them.
   std::atomic<uint64_t> tx_messages_{0}, tx_bytes_{0}, tx_full_events_{0};
   std::atomic<uint64_t> rx_messages_{0}, rx_bytes_{0};
+
+  // Health thread only: the peer's last heartbeat value and when (our
+  // clock) we first saw it.
+  uint32_t last_peer_beat_ = 0;
+  absl::Time last_peer_beat_change_;
+  // Unix nanoseconds since which the peer has been silent while it is
+  // unresponsive, 0 while it is responsive. Written by the health thread,
+  // read by senders for their error messages: relaxed, as it publishes no
+  // other memory and a stale value only dates an error message.
+  std::atomic<int64_t> unresponsive_since_ns_{0};
 };
 
 }  // namespace mesh

@@ -42,6 +42,10 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 // The control thread's wake-up period when nothing is pending (it is woken
 // at once by anything that makes work). Each wake-up costs an idle node CPU.
 constexpr absl::Duration kIdleReconcile = absl::Seconds(10);
+// The health thread's period: how often a node bumps its heartbeats and
+// checks its peers'. unresponsive_after_ms must be at least three of these
+// (mesh/config.cc).
+constexpr absl::Duration kHeartbeatInterval = absl::Milliseconds(100);
 
 // A spinning receive thread reads the clock once per this many idle
 // iterations (a clock read costs about as much as an iteration).
@@ -50,6 +54,18 @@ constexpr uint32_t kSpinsPerClockRead = 16;
 // zero-timeout epoll_wait, a syscall) at most this often. A sleeping one
 // is woken by the hang-up itself.
 constexpr int64_t kHangupCheckNs = 2'000'000;
+
+// Doorbell spam guard (ReceiveLoop). A peer rings our doorbell only after
+// publishing data while we sleep, so a wake-up that finds nothing new is
+// rare for an honest peer (a ring that raced with our going to sleep). A
+// peer whose doorbell wakes us for nothing this many times within one
+// window gets its doorbell muted: removed from the epoll set for
+// kDoorbellMute, while its ring is polled every kMutedPollMs instead (its
+// messages still arrive, up to kMutedPollMs late).
+constexpr uint32_t kDoorbellSpamWakes = 256;
+constexpr int64_t kDoorbellSpamWindowNs = 100'000'000;
+constexpr int64_t kDoorbellMuteNs = 1'000'000'000;
+constexpr int kMutedPollMs = 10;
 
 // Tags in the epoll sets.
 constexpr uint64_t kTagWake = 0;
@@ -147,7 +163,11 @@ absl::StatusOr<Message> Node::Receive(absl::Time deadline) { return impl_->Recei
 int Node::receive_fd() const { return impl_->receive_fd(); }
 void Node::SetPeerUpHandler(std::function<void(const PeerInfo&)> h) { impl_->SetPeerUpHandler(std::move(h)); }
 void Node::SetPeerDownHandler(std::function<void(const PeerInfo&)> h) { impl_->SetPeerDownHandler(std::move(h)); }
+void Node::SetPeerUnresponsiveHandler(std::function<void(const PeerInfo&, bool)> h) {
+  impl_->SetPeerUnresponsiveHandler(std::move(h));
+}
 std::vector<std::string> Node::Peers() const { return impl_->Peers(); }
+std::vector<std::string> Node::UnresponsivePeers() const { return impl_->UnresponsivePeers(); }
 absl::Status Node::WaitForPeers(size_t n, absl::Time deadline) { return impl_->WaitForPeers(n, deadline); }
 absl::StatusOr<mesh::v1::TopologySnapshot> Node::Topology(bool local_only) {
   return impl_->Topology(local_only);
@@ -233,6 +253,7 @@ absl::Status NodeImpl::Start() {
   receive_thread_ = std::thread([this] { ReceiveLoop(); });
   control_thread_ = std::thread([this] { ControlLoop(); });
   link_thread_ = std::thread([this] { LinkLoop(); });
+  health_thread_ = std::thread([this] { HealthLoop(); });
   return absl::OkStatus();
 }
 
@@ -269,6 +290,8 @@ void NodeImpl::Stop() {
   if (control_event_) SignalEventFd(control_event_.get());
   if (link_wake_) SignalEventFd(link_wake_.get());
   if (receive_wake_) SignalEventFd(receive_wake_.get());
+  health_stop_.Notify();
+  if (health_thread_.joinable()) health_thread_.join();
   if (control_thread_.joinable()) control_thread_.join();
   if (link_thread_.joinable()) link_thread_.join();
   if (receive_thread_.joinable()) receive_thread_.join();
@@ -350,14 +373,21 @@ std::shared_ptr<Link> NodeImpl::FindLink(absl::string_view peer) {
   return link;
 }
 
-absl::Status NodeImpl::ExplainSendError(const absl::Status& status, absl::string_view peer, size_t bytes) const {
+absl::Status NodeImpl::ExplainSendError(const absl::Status& status, const Link& link, size_t bytes) const {
+  const std::string& peer = link.peer_name();
+  const absl::Time silent_since = link.unresponsive_since();
+  const std::string why =
+      silent_since == absl::InfiniteFuture()
+          ? absl::StrCat("'", peer, "' is not keeping up (slow consumer?)")
+          : absl::StrCat("'", peer, "' is unresponsive: its process has not run for ",
+                         absl::FormatDuration(absl::Trunc(absl::Now() - silent_since, absl::Milliseconds(1))),
+                         " (stopped or hung?)");
   switch (status.code()) {
     case absl::StatusCode::kResourceExhausted:
-      return absl::ResourceExhaustedError(absl::StrCat("ring to '", peer, "' is full (", bytes,
-                                                       " bytes did not fit); retry later or pass a deadline to wait"));
+      return absl::ResourceExhaustedError(absl::StrCat("ring to '", peer, "' is full (", bytes, " bytes did not fit); ",
+                                                       why, "; retry later or pass a deadline to wait"));
     case absl::StatusCode::kDeadlineExceeded:
-      return absl::DeadlineExceededError(absl::StrCat("ring to '", peer, "' stayed full until the deadline; '", peer,
-                                                      "' is not keeping up (stopped or slow?)"));
+      return absl::DeadlineExceededError(absl::StrCat("ring to '", peer, "' stayed full until the deadline; ", why));
     default:
       return status;
   }
@@ -380,7 +410,7 @@ absl::Status NodeImpl::Send(absl::string_view peer, absl::string_view payload, a
   }
   absl::Status s = link->Send(payload, deadline);
   if (s.ok()) return s;
-  return ExplainSendError(s, peer, payload.size());
+  return ExplainSendError(s, *link, payload.size());
 }
 
 absl::StatusOr<size_t> NodeImpl::SendBatch(absl::string_view peer, absl::Span<const absl::string_view> payloads,
@@ -400,7 +430,7 @@ absl::StatusOr<size_t> NodeImpl::SendBatch(absl::string_view peer, absl::Span<co
   size_t written = 0;
   absl::Status s = link->SendBatch(payloads, deadline, &written);
   if (written > 0 || s.ok()) return written;
-  return ExplainSendError(s, peer, payloads[0].size());
+  return ExplainSendError(s, *link, payloads[0].size());
 }
 
 absl::StatusOr<std::vector<std::string>> NodeImpl::Broadcast(absl::string_view payload, absl::Time deadline) {
@@ -424,7 +454,7 @@ absl::StatusOr<std::vector<std::string>> NodeImpl::Broadcast(absl::string_view p
     if (s.ok()) {
       delivered.push_back(link->peer_name());
     } else if (first_error.ok()) {
-      first_error = ExplainSendError(s, link->peer_name(), payload.size());
+      first_error = ExplainSendError(s, *link, payload.size());
     }
   }
   if (delivered.empty() && !first_error.ok()) return first_error;
@@ -442,6 +472,9 @@ void NodeImpl::SetPeerUpHandler(std::function<void(const PeerInfo&)> handler) {
 }
 void NodeImpl::SetPeerDownHandler(std::function<void(const PeerInfo&)> handler) {
   peer_down_handler_ = std::move(handler);
+}
+void NodeImpl::SetPeerUnresponsiveHandler(std::function<void(const PeerInfo&, bool)> handler) {
+  peer_unresponsive_handler_ = std::move(handler);
 }
 
 absl::StatusOr<Message> NodeImpl::Receive(absl::Time deadline) {
@@ -499,6 +532,7 @@ void NodeImpl::FlushQueued(std::vector<Message>* queued) {
 }
 
 void NodeImpl::ReceiveLoop() {
+  NameThisThread("mesh-recv");
   auto epoll = Epoll::Create();
   if (!epoll.ok() || !epoll->Add(receive_wake_.get(), EPOLLIN, kTagWake).ok()) {
     log_.Error("receive thread cannot start: %s; no messages will be received",
@@ -507,6 +541,18 @@ void NodeImpl::ReceiveLoop() {
   }
   // Tags: 2*i+2 = link i's socket, 2*i+3 = its doorbell (i indexes `active`).
   std::vector<std::shared_ptr<Link>> active;
+  // Per link: the doorbell spam guard (see kDoorbellSpamWakes), kept across
+  // refreshes of `active`; and whether its doorbell rang since its last
+  // drain (indexes `active`).
+  struct DoorbellGuard {
+    int64_t window_start_ns = 0;
+    uint32_t idle_wakes = 0;  // wake-ups for nothing in this window
+    int64_t muted_until_ns = 0;  // 0: not muted
+    uint64_t mutes = 0;
+  };
+  std::map<const Link*, DoorbellGuard> guards;
+  std::vector<char> rang;
+  size_t muted = 0;  // links whose doorbell is muted now
   uint64_t seen_generation = ~uint64_t{0};
   const bool spin_forever = config_.wait().mode() == mesh::v1::WaitPolicy::SPIN;
   const int64_t spin_ns = config_.wait().mode() == mesh::v1::WaitPolicy::SLEEP
@@ -540,10 +586,56 @@ void NodeImpl::ReceiveLoop() {
       // relaxed: written only under mu_, which we hold.
       seen_generation = links_generation_.load(std::memory_order_relaxed);
     }
+    rang.assign(active.size(), 0);
+    std::map<const Link*, DoorbellGuard> kept;
+    muted = 0;
     for (size_t i = 0; i < active.size(); ++i) {
       // The socket never carries data after the handshake: readability or
       // hang-up both mean the peer is gone (or misbehaving).
       (void)epoll->Add(active[i]->socket_fd(), EPOLLIN | EPOLLRDHUP, 2 * i + 2);
+      auto g = guards.find(active[i].get());
+      if (g != guards.end()) {
+        kept.insert(*g);
+        if (g->second.muted_until_ns != 0) {
+          ++muted;
+          continue;  // polled until the mute ends
+        }
+      }
+      (void)epoll->Add(active[i]->rx_doorbell_fd(), EPOLLIN, 2 * i + 3);
+    }
+    guards.swap(kept);  // forgets links that are gone
+  };
+
+  // A wake-up by link i's doorbell that found nothing to read.
+  auto note_idle_wake = [&](size_t i) {
+    DoorbellGuard& g = guards[active[i].get()];
+    const int64_t now = SteadyNowNs();
+    if (now - g.window_start_ns > kDoorbellSpamWindowNs) {
+      g.window_start_ns = now;
+      g.idle_wakes = 0;
+    }
+    if (++g.idle_wakes < kDoorbellSpamWakes || g.muted_until_ns != 0) return;
+    g.muted_until_ns = now + kDoorbellMuteNs;
+    ++muted;
+    epoll->Remove(active[i]->rx_doorbell_fd());
+    if (g.mutes++ % 60 == 0) {
+      log_.Warning("peer %s rang our doorbell %u times in %d ms without sending anything; ignoring its doorbell "
+                   "for %d ms at a time (its ring is polled every %d ms meanwhile; %u time(s) so far)",
+                   active[i]->peer_name(), g.idle_wakes, static_cast<int>(kDoorbellSpamWindowNs / 1'000'000),
+                   static_cast<int>(kDoorbellMuteNs / 1'000'000), kMutedPollMs, g.mutes);
+    }
+  };
+
+  // Ends the mutes that are over.
+  auto unmute_expired = [&] {
+    const int64_t now = SteadyNowNs();
+    for (size_t i = 0; i < active.size(); ++i) {
+      auto g = guards.find(active[i].get());
+      if (g == guards.end() || g->second.muted_until_ns == 0 || now < g->second.muted_until_ns) continue;
+      g->second.muted_until_ns = 0;
+      g->second.idle_wakes = 0;
+      g->second.window_start_ns = now;
+      --muted;
       (void)epoll->Add(active[i]->rx_doorbell_fd(), EPOLLIN, 2 * i + 3);
     }
   };
@@ -567,7 +659,8 @@ void NodeImpl::ReceiveLoop() {
 
   auto drain_all = [&]() -> bool {
     bool any = false;
-    for (const auto& link : active) {
+    for (size_t i = 0; i < active.size(); ++i) {
+      const auto& link = active[i];
       if (link->down()) continue;
       if (QueueFull()) break;
       auto n = link->Drain(kDrainBatch, [&](absl::string_view payload) { Deliver(*link, payload, &queued); });
@@ -576,7 +669,10 @@ void NodeImpl::ReceiveLoop() {
         fail_link(link, absl::StrCat("ring corrupted: ", n.status().message()));
       } else if (*n > 0) {
         any = true;
+      } else if (rang[i]) {
+        note_idle_wake(i);
       }
+      rang[i] = 0;
     }
     return any;
   };
@@ -597,6 +693,7 @@ void NodeImpl::ReceiveLoop() {
         fail_link(link, "peer closed the link socket");
       } else {
         link->ClearDoorbell();
+        rang[index] = 1;
       }
     }
   };
@@ -657,10 +754,15 @@ void NodeImpl::ReceiveLoop() {
       if (!link->down() && !link->PrepareToSleep()) data_arrived = true;
     }
     if (data_arrived) continue;
-    handle_events(epoll->Wait(events, 64, -1));
-    // Spin again briefly after each wakeup.
+    // With a muted doorbell, poll: its ring is drained at least every
+    // kMutedPollMs.
+    handle_events(epoll->Wait(events, 64, muted > 0 ? kMutedPollMs : -1));
+    if (muted > 0) unmute_expired();
+    // Look at the clock first thing after the wake-up: `idle_since_ns`
+    // still dates from before the sleep, so a wake-up that brings nothing
+    // (a spurious or hostile doorbell) goes straight back to sleep instead
+    // of spinning again; one that brings data resets it in drain_all.
     spins = 0;
-    idle_since_ns = -1;
   }
 }
 
@@ -856,6 +958,15 @@ std::vector<std::string> NodeImpl::Peers() const {
   absl::ReaderMutexLock lock(&mu_);
   for (const auto& [n, link] : links_) {
     if (!link->down()) out.push_back(n);
+  }
+  return out;
+}
+
+std::vector<std::string> NodeImpl::UnresponsivePeers() const {
+  std::vector<std::string> out;
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [n, link] : links_) {
+    if (!link->down() && link->unresponsive_since() != absl::InfiniteFuture()) out.push_back(n);
   }
   return out;
 }
@@ -1162,6 +1273,7 @@ absl::Time NodeImpl::Reconcile() {
 }
 
 void NodeImpl::ControlLoop() {
+  NameThisThread("mesh-control");
   auto epoll = Epoll::Create();
   if (!epoll.ok() || !epoll->Add(control_event_.get(), EPOLLIN, kTagWake).ok()) {
     log_.Error("control thread cannot start (epoll failed); this node will not link");
@@ -1182,7 +1294,46 @@ void NodeImpl::ControlLoop() {
   }
 }
 
+void NodeImpl::HealthLoop() {
+  NameThisThread("mesh-health");
+  const absl::Duration unresponsive_after = absl::Milliseconds(config_.unresponsive_after_ms());
+  std::vector<std::shared_ptr<Link>> links;
+  do {
+    links.clear();
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      for (const auto& [n, link] : links_) {
+        if (!link->down()) links.push_back(link);
+      }
+    }
+    const absl::Time now = absl::Now();
+    for (const auto& link : links) {
+      link->BeatHeartbeat();
+      if (!link->CheckPeerLiveness(now, unresponsive_after)) continue;
+      const absl::Time since = link->unresponsive_since();
+      const bool unresponsive = since != absl::InfiniteFuture();
+      if (unresponsive) {
+        log_.Warning("peer %s (pid %d) is unresponsive: its process has not run for %s (stopped or hung?); sends to "
+                     "it queue in its ring until the ring is full, then fail",
+                     link->peer_name(), link->peer().pid(),
+                     absl::FormatDuration(absl::Trunc(now - since, absl::Milliseconds(1))));
+      } else {
+        log_.Info("peer %s is responsive again", link->peer_name());
+      }
+      if (peer_unresponsive_handler_) {
+        // Serialized with the up/down handlers (see InstallLink).
+        absl::MutexLock handlers(&handlers_mu_);
+        if (!link->down()) {
+          peer_unresponsive_handler_(
+              PeerInfo{link->peer_name(), link->peer().id(), link->peer().pid(), link->handshake()}, unresponsive);
+        }
+      }
+    }
+  } while (!health_stop_.WaitForNotificationWithTimeout(kHeartbeatInterval));
+}
+
 void NodeImpl::LinkLoop() {
+  NameThisThread("mesh-link");
   auto epoll = Epoll::Create();
   if (!epoll.ok() || !epoll->Add(link_wake_.get(), EPOLLIN, kTagWake).ok() ||
       !epoll->Add(link_listen_.get(), EPOLLIN, kTagListen).ok()) {
@@ -1230,6 +1381,7 @@ mesh::v1::TopologySnapshot NodeImpl::LocalSnapshot() const {
       l->set_queued_bytes_a_to_b(s.tx_queued_bytes);
       l->set_queued_bytes_b_to_a(s.rx_queued_bytes);
       l->set_full_events_a_to_b(s.tx_full_events);
+      l->set_b_unresponsive(link->unresponsive_since() != absl::InfiniteFuture());
     } else {
       l->set_ring_bytes_b_to_a(s.tx_ring_bytes);
       l->set_ring_bytes_a_to_b(s.rx_ring_bytes);
@@ -1240,6 +1392,7 @@ mesh::v1::TopologySnapshot NodeImpl::LocalSnapshot() const {
       l->set_queued_bytes_b_to_a(s.tx_queued_bytes);
       l->set_queued_bytes_a_to_b(s.rx_queued_bytes);
       l->set_full_events_b_to_a(s.tx_full_events);
+      l->set_a_unresponsive(link->unresponsive_since() != absl::InfiniteFuture());
     }
     *l->mutable_since() = ToProto(link->since());
   }
@@ -1282,12 +1435,15 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::Topology(bool local_only) {
       if (inserted) continue;
       mesh::v1::Link& m = it->second;
       // The reporter's own sends are the authoritative counts.
+      // Each end reports whether the *other* end is unresponsive.
       if (s.reporter() == l.a()) {
+        m.set_b_unresponsive(l.b_unresponsive());
         m.set_messages_a_to_b(l.messages_a_to_b());
         m.set_bytes_a_to_b(l.bytes_a_to_b());
         m.set_full_events_a_to_b(l.full_events_a_to_b());
         m.set_ring_bytes_a_to_b(l.ring_bytes_a_to_b());
       } else {
+        m.set_a_unresponsive(l.a_unresponsive());
         m.set_messages_b_to_a(l.messages_b_to_a());
         m.set_bytes_b_to_a(l.bytes_b_to_a());
         m.set_full_events_b_to_a(l.full_events_b_to_a());

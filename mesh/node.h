@@ -15,9 +15,9 @@
 // Thread contract: thread-safe. Every public method may be called from any
 // thread, except that the Set*Handler methods must be called before Start().
 // Handlers run on the node's receive thread (messages, in order per peer) or
-// on its control or link thread (peer up/down: one at a time, a peer's up
-// before its down); they must not block for long, and must not call Stop()
-// or destroy the Node.
+// on its control, link or health thread (peer up/down/unresponsive: one at
+// a time, a peer's up before its down); they must not block for long, and
+// must not call Stop() or destroy the Node.
 #ifndef SHMESH_MESH_NODE_H_
 #define SHMESH_MESH_NODE_H_
 
@@ -142,6 +142,16 @@ class Node {
   // dies).
   void SetPeerUpHandler(std::function<void(const PeerInfo&)> handler);
   void SetPeerDownHandler(std::function<void(const PeerInfo&)> handler);
+  // Called on the node's health thread (never at the same time as the
+  // up/down handlers) when a linked peer's process stops running for
+  // config().unresponsive_after_ms (SIGSTOP, a debugger, a hang):
+  // `unresponsive` true; and when it runs again: false. The link stays up
+  // meanwhile: sends fill its ring, then fail with RESOURCE_EXHAUSTED or
+  // DEADLINE_EXCEEDED; after it resumes it reads what was queued.
+  void SetPeerUnresponsiveHandler(std::function<void(const PeerInfo&, bool unresponsive)> handler);
+
+  // Names of the linked peers currently reported unresponsive, sorted.
+  std::vector<std::string> UnresponsivePeers() const;
 
   // Names of the peers currently linked, sorted.
   std::vector<std::string> Peers() const;

@@ -1,6 +1,6 @@
 // NodeImpl: the machinery behind mesh::Node (internal to //mesh).
 //
-// Threads:
+// Threads (named mesh-control, mesh-link, mesh-recv and mesh-health):
 //   - control thread: joins seeds, announces this node to members it learns
 //     of, dials the members whose name sorts after ours, retires dead links,
 //     and runs the peer up/down handlers of those. It sleeps in epoll when
@@ -13,6 +13,12 @@
 //     (or fills the Receive queue), and watches every link socket for EOF.
 //     It spins for the configured time after the last message, then sleeps
 //     in epoll on the rings' doorbells.
+//   - health thread: every kHeartbeatInterval, bumps the heartbeat in every
+//     ring this node reads (so peers see it runs) and checks the heartbeat
+//     in every ring it writes, reporting peers that stopped beating for
+//     unresponsive_after_ms (and that start again). It never blocks on
+//     anything but handlers_mu_, so a control thread stuck in a slow gRPC
+//     call cannot make this node look unresponsive.
 //   - gRPC threads: Discovery and Topology requests (services.cc).
 // Shared state is guarded by `mu_`; the receive thread reads the link set
 // through a copy it refreshes when `links_generation_` changes, and senders
@@ -36,6 +42,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
@@ -74,8 +81,10 @@ class NodeImpl {
   int receive_fd() const { return receive_event_.get(); }
   void SetPeerUpHandler(std::function<void(const PeerInfo&)> handler);
   void SetPeerDownHandler(std::function<void(const PeerInfo&)> handler);
+  void SetPeerUnresponsiveHandler(std::function<void(const PeerInfo&, bool)> handler);
 
   std::vector<std::string> Peers() const;
+  std::vector<std::string> UnresponsivePeers() const;
   absl::Status WaitForPeers(size_t n, absl::Time deadline);
 
   // Topology of this node (local_only) or of the whole mesh.
@@ -146,8 +155,11 @@ class NodeImpl {
   // changed since this thread last looked `peer` up (see node.cc).
   std::shared_ptr<Link> FindLink(absl::string_view peer);
   // Rewrites a Link::Send/SendBatch error for the caller of Node::Send.
-  absl::Status ExplainSendError(const absl::Status& status, absl::string_view peer,
+  absl::Status ExplainSendError(const absl::Status& status, const Link& link,
                                 size_t bytes) const;
+
+  // Health thread.
+  void HealthLoop();
 
   // Receive thread.
   void ReceiveLoop();
@@ -182,11 +194,14 @@ class NodeImpl {
   std::thread control_thread_;
   std::thread link_thread_;
   std::thread receive_thread_;
+  std::thread health_thread_;
+  absl::Notification health_stop_;
 
   // Handlers: set before Start(), read-only afterwards.
   std::function<void(const MessageView&)> message_handler_;
   std::function<void(const PeerInfo&)> peer_up_handler_;
   std::function<void(const PeerInfo&)> peer_down_handler_;
+  std::function<void(const PeerInfo&, bool)> peer_unresponsive_handler_;
 
   // Written by Start/Stop; read by every thread. Release in Stop pairs with
   // acquire in the loops, so a loop that sees `stopping_` also sees

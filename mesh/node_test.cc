@@ -6,27 +6,36 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "fdpass/socket.h"
+#include "fdpass/unique_fd.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "ringbuf/ring.h"
 
 namespace mesh {
 namespace {
@@ -410,6 +419,158 @@ TEST_F(NodeTest, PeerWithUidNotAllowedIsRefused) {
   me.set_id(b->id());
   std::string reason = HandshakeAs(dir_, "a", me, (*a)->id());
   EXPECT_NE(reason.find("not in allowed_peer_uids"), std::string::npos) << reason;
+}
+
+// CPU time (user + system) the thread named `comm` of this process has
+// used, from /proc/self/task/*/stat; -1 if there is no such thread.
+absl::Duration ThreadCpu(const std::string& comm) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream c(task.path() / "comm");
+    std::string name;
+    std::getline(c, name);
+    if (name != comm) continue;
+    std::ifstream st(task.path() / "stat");
+    std::string line;
+    std::getline(st, line);
+    // Fields after the ")" that closes comm: state is field 3; utime and
+    // stime are fields 14 and 15.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) utime = std::stoll(field);
+      if (i == 15) stime = std::stoll(field);
+    }
+    return absl::Seconds(static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK));
+  }
+  return absl::Seconds(-1);
+}
+
+// Reads one line ("\n"-terminated) from `fd`; "" at EOF.
+std::string ReadLine(int fd) {
+  std::string line;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
+  return line;
+}
+
+TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
+  // A hostile peer, in a child forked before any node thread exists, that
+  // links with a by the book (announced through discovery with its own pid,
+  // a real sealed ring) and then rings a's doorbell as fast as it can
+  // without writing anything. a's receive thread must not burn a core on
+  // it, and a real message written after the spam must still arrive.
+  int to_child[2], from_child[2];
+  ASSERT_EQ(::pipe(to_child), 0);
+  ASSERT_EQ(::pipe(from_child), 0);
+  const std::string a_link = absl::StrCat(dir_, "/a.link");
+  constexpr absl::Duration kSpam = absl::Seconds(2);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    auto say = [&](const std::string& l) { (void)!::write(from_child[1], (l + "\n").data(), l.size() + 1); };
+    const uint64_t a_id = std::stoull(ReadLine(to_child[0]));
+    auto ring = ringbuf::Ring::Create(4096);
+    auto sock = fdpass::ConnectSeqpacket(a_link, absl::Now() + absl::Seconds(5));
+    if (!ring.ok() || !sock.ok()) {
+      say("ERROR setup");
+      _exit(1);
+    }
+    mesh::v1::LinkHello hello;
+    hello.set_version(1);
+    hello.set_name("0evil");
+    hello.set_id(77);
+    hello.set_to_name("a");
+    hello.set_to_id(a_id);
+    hello.set_ring_capacity_bytes(4096);
+    const int fds[3] = {ring->region_fd(), ring->data_doorbell_fd(), ring->space_doorbell_fd()};
+    auto sent = fdpass::SendMessage(sock->get(), hello.SerializeAsString(), absl::MakeConstSpan(fds),
+                                    absl::Now() + absl::Seconds(5));
+    auto reply = fdpass::ReceiveMessage(sock->get(), absl::Now() + absl::Seconds(5));
+    mesh::v1::LinkReply r;
+    if (!sent.ok() || !reply.ok() || !r.ParseFromString(reply->bytes) || !r.has_welcome()) {
+      say(absl::StrCat("ERROR handshake: ", r.reject_reason()));
+      _exit(1);
+    }
+    say("LINKED");
+    (void)ReadLine(to_child[0]);  // "spam"
+    uint64_t rings = 0;
+    const uint64_t one = 1;
+    for (absl::Time end = absl::Now() + kSpam; absl::Now() < end;) {
+      for (int i = 0; i < 64; ++i, ++rings) (void)!::write(ring->data_doorbell_fd(), &one, sizeof(one));
+    }
+    // Now a real message, the honest way.
+    bool wrote = ring->producer().Write("after the spam", absl::Now() + absl::Seconds(5)).ok();
+    say(absl::StrCat("SPAMMED ", rings, wrote ? " wrote" : " write-failed"));
+    (void)ReadLine(to_child[0]);  // EOF: the test is done
+    _exit(0);
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  fdpass::UniqueFd to(to_child[1]), from(from_child[0]);
+
+  Node* a = Add("a", {});
+  absl::Mutex mu;
+  std::vector<std::string> got;
+  a->SetMessageHandler([&](const MessageView& m) {
+    absl::MutexLock lock(&mu);
+    got.push_back(absl::StrCat(m.from, ":", m.payload));
+  });
+  ASSERT_TRUE(a->Start().ok());
+  // Announce the child as member "0evil" (it sorts first, so it dials).
+  {
+    auto channel = grpc::CreateChannel(a->grpc_address(), grpc::InsecureChannelCredentials());
+    auto stub = mesh::v1::Discovery::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    mesh::v1::JoinRequest req;
+    mesh::v1::Member* m = req.mutable_member();
+    m->set_name("0evil");
+    m->set_id(77);
+    m->set_pid(child);
+    m->set_uid(::getuid());
+    m->set_grpc_address(absl::StrCat("unix:", dir_, "/0evil.grpc"));  // nobody serves it
+    m->set_link_socket(absl::StrCat(dir_, "/0evil.link"));
+    m->set_state(mesh::v1::UP);
+    m->set_ring_capacity_bytes(4096);
+    mesh::v1::JoinResponse resp;
+    grpc::Status st = stub->Join(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  const std::string id_line = absl::StrCat(a->id(), "\n");
+  ASSERT_EQ(::write(to.get(), id_line.data(), id_line.size()), static_cast<ssize_t>(id_line.size()));
+  ASSERT_EQ(ReadLine(from.get()), "LINKED");
+  ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
+
+  const absl::Duration cpu_before = ThreadCpu("mesh-recv");
+  ASSERT_GE(cpu_before, absl::ZeroDuration()) << "no thread named mesh-recv";
+  ASSERT_EQ(::write(to.get(), "spam\n", 5), 5);
+  const std::string spammed = ReadLine(from.get());
+  const absl::Duration cpu = ThreadCpu("mesh-recv") - cpu_before;
+  std::printf("doorbell spam: %s; a's receive thread used %s of CPU in %s\n", spammed.c_str(),
+              absl::FormatDuration(cpu).c_str(), absl::FormatDuration(kSpam).c_str());
+  ASSERT_TRUE(absl::StartsWith(spammed, "SPAMMED ")) << spammed;
+  EXPECT_TRUE(absl::EndsWith(spammed, " wrote")) << spammed;
+  uint64_t rings = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(std::vector<std::string>(absl::StrSplit(spammed, ' '))[1], &rings));
+  EXPECT_GT(rings, 10000u) << "the child hardly rang: the test proves nothing";
+  // Unguarded, every ring wakes the receiver for nothing and it spins
+  // after each wake-up: a whole core for the whole spam.
+  EXPECT_LT(cpu, kSpam / 4) << "the receive thread burned CPU on a doorbell that carried no data";
+  // The link still works, and the real message arrives.
+  bool arrived = false;
+  for (absl::Time end = absl::Now() + absl::Seconds(5); !arrived && absl::Now() < end;
+       absl::SleepFor(absl::Milliseconds(5))) {
+    absl::MutexLock lock(&mu);
+    arrived = std::find(got.begin(), got.end(), "0evil:after the spam") != got.end();
+  }
+  EXPECT_TRUE(arrived) << "the message written after the spam never arrived";
+  to.reset();  // the child exits
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 }  // namespace

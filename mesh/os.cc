@@ -1,10 +1,13 @@
 #include "mesh/os.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 
@@ -86,6 +89,12 @@ absl::Status EnsurePrivateDir(const std::string& path) {
 bool ProcessAlive(pid_t pid) {
   if (pid <= 0) return false;
   return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+void NameThisThread(const char* name) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%s", name);
+  (void)::pthread_setname_np(::pthread_self(), buf);
 }
 
 void RemoveFile(const std::string& path) {

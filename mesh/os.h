@@ -45,6 +45,9 @@ class Epoll {
 absl::Status EnsurePrivateDir(const std::string& path);
 // True unless kill(pid, 0) says ESRCH (no such process).
 bool ProcessAlive(pid_t pid);
+// Names the calling thread (at most 15 characters; longer names are cut) so
+// that `top -H`, gdb and /proc/<pid>/task/*/comm show what it is.
+void NameThisThread(const char* name);
 // unlink(path), ignoring ENOENT.
 void RemoveFile(const std::string& path);
 

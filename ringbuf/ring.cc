@@ -749,6 +749,21 @@ uint64_t Ring::QueuedBytes() const {
   return std::min<uint64_t>(tail - head, capacity_);
 }
 
+void Ring::BeatConsumerHeartbeat() {
+  auto* header = reinterpret_cast<RingHeader*>(region_.data());
+  // relaxed: the counter publishes no other memory; the reader only asks
+  // whether it changed. One writer (the consumer's process), so a load +
+  // store is enough and avoids a locked read-modify-write.
+  header->consumer_heartbeat.store(header->consumer_heartbeat.load(std::memory_order_relaxed) + 1,
+                                   std::memory_order_relaxed);
+}
+
+uint32_t Ring::ConsumerHeartbeat() const {
+  const auto* header = reinterpret_cast<const RingHeader*>(region_.data());
+  // relaxed: see BeatConsumerHeartbeat.
+  return header->consumer_heartbeat.load(std::memory_order_relaxed);
+}
+
 Ring::Ring(Ring&&) noexcept = default;
 Ring& Ring::operator=(Ring&&) noexcept = default;
 Ring::~Ring() = default;

@@ -365,6 +365,15 @@ class Ring {
   // written anything there. Thread-safe; never fails the ring.
   uint64_t QueuedBytes() const;
 
+  // Liveness of the consumer's process (see consumer_heartbeat in
+  // ring_layout.h). The consumer's process calls BeatConsumerHeartbeat()
+  // periodically from any thread while it runs; the producer's process
+  // reads ConsumerHeartbeat() and treats a value that stopped changing as a
+  // stopped or hung consumer. Thread-safe; never fails the ring (the peer
+  // may write anything there).
+  void BeatConsumerHeartbeat();
+  uint32_t ConsumerHeartbeat() const;
+
   // Borrowed fds to pass to the peer (sendmsg dups them); owned by the Ring.
   int region_fd() const { return region_.fd(); }
   int data_doorbell_fd() const { return data_doorbell_.get(); }

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -132,10 +133,10 @@ TEST_F(HostileTest, AttachRefusesBadMagic) {
 }
 
 TEST_F(HostileTest, AttachRefusesBadVersion) {
-  header_->version = 2;
+  header_->version = kRingVersion + 1;
   absl::StatusOr<Ring> b = AttachSecondMapping(*ring_);
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(b.status().message(), HasSubstr("version 2"));
+  EXPECT_THAT(b.status().message(), HasSubstr(absl::StrCat("version ", kRingVersion + 1)));
 }
 
 TEST_F(HostileTest, AttachRefusesBadHeaderSize) {

@@ -10,7 +10,7 @@
 //   ------  ----  ------------------------  --------------------  ---------
 //   line 0: control (written once at Create, then only `closed`)
 //        0     8  magic  "SHMRING1"         creator               Attach
-//        8     4  version (1)               creator               Attach
+//        8     4  version (2)               creator               Attach
 //       12     4  header_size (512)         creator               Attach
 //       16     8  capacity (bytes, 2^k)     creator               Attach
 //       24     4  closed (atomic bits:      Close() / failure     both sides
@@ -24,7 +24,9 @@
 //   line 2: consumer-owned
 //      256     8  head (atomic u64)         consumer              producer
 //      264     4  consumer_cpu (atomic)     consumer              producer
-//      268   116  reserved
+//      268     4  consumer_heartbeat        consumer's process    producer
+//                  (atomic counter)
+//      272   112  reserved
 //   line 3: sleep flags (written only around sleeps, read on every publish)
 //      384     4  consumer_waiting (atomic) consumer sets,        producer
 //                                           producer clears
@@ -37,6 +39,12 @@
 // published from (0 = unknown), refreshed with every index store. A waiter
 // whose peer last ran on its own CPU does not spin (the peer cannot run
 // while it spins there) but sleeps at once. Garbage only costs a spin.
+//
+// consumer_heartbeat is bumped every few hundred milliseconds by the
+// consumer's process while it runs (Ring::BeatConsumerHeartbeat), whether
+// or not data flows, so the producer can tell a stopped or hung peer from
+// an idle one: it counts how long the value has not changed on its own
+// clock. Garbage only makes a peer look alive or stopped.
 //
 // The waiting flags sit on their own line rather than next to the index of
 // their owner: each side loads the *peer's* flag after every publish, and a
@@ -70,7 +78,7 @@
 namespace ringbuf {
 
 inline constexpr uint64_t kRingMagic = 0x31474e49524d4853ULL;  // "SHMRING1" (LE)
-inline constexpr uint32_t kRingVersion = 1;
+inline constexpr uint32_t kRingVersion = 2;
 inline constexpr size_t kRingLineSize = 128;
 inline constexpr size_t kRingHeaderSize = 4 * kRingLineSize;
 
@@ -102,7 +110,8 @@ struct RingHeader {
   // Line 2: consumer-owned.
   std::atomic<uint64_t> head;
   std::atomic<uint32_t> consumer_cpu;
-  uint8_t reserved2[kRingLineSize - 12];
+  std::atomic<uint32_t> consumer_heartbeat;
+  uint8_t reserved2[kRingLineSize - 16];
   // Line 3: sleep flags.
   std::atomic<uint32_t> consumer_waiting;
   std::atomic<uint32_t> producer_waiting;
@@ -120,6 +129,7 @@ static_assert(offsetof(RingHeader, tail) == 1 * kRingLineSize);
 static_assert(offsetof(RingHeader, producer_cpu) == 1 * kRingLineSize + 8);
 static_assert(offsetof(RingHeader, head) == 2 * kRingLineSize);
 static_assert(offsetof(RingHeader, consumer_cpu) == 2 * kRingLineSize + 8);
+static_assert(offsetof(RingHeader, consumer_heartbeat) == 2 * kRingLineSize + 12);
 static_assert(offsetof(RingHeader, consumer_waiting) == 3 * kRingLineSize);
 static_assert(offsetof(RingHeader, producer_waiting) == 3 * kRingLineSize + 4);
 // Atomics shared between processes must be lock-free (an address-based lock

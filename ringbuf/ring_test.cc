@@ -107,6 +107,24 @@ TEST_F(RingTest, QueuedBytesTracksUnconsumedFrames) {
   EXPECT_EQ(ring.QueuedBytes(), 0u);
 }
 
+TEST_F(RingTest, ConsumerHeartbeatIsSharedAndIndependentOfData) {
+  Ring ring = MakeRing(4096);
+  const uint32_t start = ring.ConsumerHeartbeat();
+  ring.BeatConsumerHeartbeat();
+  ring.BeatConsumerHeartbeat();
+  EXPECT_EQ(ring.ConsumerHeartbeat(), start + 2);
+  // It lives in the shared header (which the peer maps too), at the offset
+  // ring_layout.h declares.
+  const auto* header = reinterpret_cast<const RingHeader*>(ring.region().data());
+  EXPECT_EQ(header->consumer_heartbeat.load(), start + 2);
+  // Beats never touch the data path.
+  EXPECT_EQ(ring.QueuedBytes(), 0u);
+  ASSERT_TRUE(ring.producer().Write("x", absl::InfinitePast()).ok());
+  auto r = ring.consumer().TryRead();
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ(ring.ConsumerHeartbeat(), start + 2);
+}
+
 TEST_F(RingTest, ZeroByteFrames) {
   Ring ring = MakeRing(256);
   for (int round = 0; round < 50; ++round) {

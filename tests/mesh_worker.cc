@@ -26,6 +26,8 @@
 //   STARTED <name> id=<hex> pid=<pid>
 //   PEER_UP <peer> <CLOCK_MONOTONIC ns> id=<hex>
 //   PEER_DOWN <peer> <CLOCK_MONOTONIC ns> id=<hex>
+//   PEER_UNRESPONSIVE <peer> <CLOCK_MONOTONIC ns> id=<hex>
+//   PEER_RESPONSIVE <peer> <CLOCK_MONOTONIC ns> id=<hex>
 //   READY <name> id=<hex> peers=<n>
 //   FIRST <from> id=<hex>                  first message of an incarnation
 //   SENT <to> id=<hex> sent=<n> failed=<k> bytes=<b>
@@ -93,6 +95,7 @@ ABSL_FLAG(std::string, log_level, "warning", "debug, info, warning or error.");
 ABSL_FLAG(int32_t, wait_peers_ms, 60000, "How long to wait for --peers peers.");
 ABSL_FLAG(int32_t, wait_receive_ms, 60000, "Count mode: how long to wait for every message.");
 ABSL_FLAG(int32_t, send_timeout_ms, 20000, "Deadline of each Send on a full ring.");
+ABSL_FLAG(int32_t, unresponsive_after_ms, 0, "unresponsive_after_ms of the node (0: the default).");
 ABSL_FLAG(bool, exit_after_done, false, "Count mode: stop and exit 0 after DONE.");
 ABSL_FLAG(int32_t, handler_delay_us, 0, "Sleep this long in the message handler (a slow consumer).");
 ABSL_FLAG(bool, send, true, "Send at all (false: only receive, READY still printed).");
@@ -265,6 +268,7 @@ int main(int argc, char** argv) {
     if (!s.empty()) config.add_seeds(s);
   }
   config.set_ring_capacity_bytes(static_cast<uint64_t>(absl::GetFlag(FLAGS_ring_bytes)));
+  config.set_unresponsive_after_ms(static_cast<uint32_t>(absl::GetFlag(FLAGS_unresponsive_after_ms)));
   for (const auto& u : absl::GetFlag(FLAGS_allowed_uids)) {
     uint32_t uid;
     if (!absl::SimpleAtoi(u, &uid)) return Fail(absl::StrCat("bad --allowed_uids entry '", u, "'"));
@@ -321,6 +325,10 @@ int main(int argc, char** argv) {
     auto it = st.up.find(p.name);
     if (it != st.up.end() && it->second == p.id) st.up.erase(it);
     Emit(absl::StrCat("PEER_DOWN ", p.name, " ", now, " id=", Hex(p.id)));
+  });
+  node->SetPeerUnresponsiveHandler([](const mesh::PeerInfo& p, bool unresponsive) {
+    Emit(absl::StrCat(unresponsive ? "PEER_UNRESPONSIVE " : "PEER_RESPONSIVE ", p.name, " ", MonotonicNs(),
+                      " id=", Hex(p.id)));
   });
 
   absl::Status started = node->Start();

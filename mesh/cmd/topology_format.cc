@@ -93,9 +93,18 @@ std::string MembersTable(const TopologySnapshot& s) {
 std::string LinksTable(const TopologySnapshot& s) {
   if (s.links_size() == 0) return "(no links)\n";
   Table t({"LINK", "MSGS A>B", "BYTES A>B", "MSGS B>A", "BYTES B>A",
-           "QUEUED A>B", "QUEUED B>A", "FULL A>B", "FULL B>A", "CONFIRMED"},
-          {false, true, true, true, true, true, true, true, true, false});
+           "QUEUED A>B", "QUEUED B>A", "FULL A>B", "FULL B>A", "CONFIRMED",
+           "UNRESPONSIVE"},
+          {false, true, true, true, true, true, true, true, true, false, false});
   for (const Link& l : s.links()) {
+    std::string unresponsive = "-";
+    if (l.a_unresponsive() && l.b_unresponsive()) {
+      unresponsive = "both";
+    } else if (l.a_unresponsive()) {
+      unresponsive = Printable(l.a());
+    } else if (l.b_unresponsive()) {
+      unresponsive = Printable(l.b());
+    }
     t.AddRow({absl::StrCat(Printable(l.a()), "<->", Printable(l.b())),
               absl::StrCat(l.messages_a_to_b()), absl::StrCat(l.bytes_a_to_b()),
               absl::StrCat(l.messages_b_to_a()), absl::StrCat(l.bytes_b_to_a()),
@@ -103,7 +112,7 @@ std::string LinksTable(const TopologySnapshot& s) {
               absl::StrCat(l.queued_bytes_b_to_a()),
               absl::StrCat(l.full_events_a_to_b()),
               absl::StrCat(l.full_events_b_to_a()),
-              l.confirmed_by_both() ? "yes" : "no"});
+              l.confirmed_by_both() ? "yes" : "no", unresponsive});
   }
   return t.Render();
 }
@@ -203,7 +212,9 @@ std::string FormatDot(const TopologySnapshot& s, Section section) {
                       HumanBytes(l.bytes_a_to_b()), "\\n", DotEscape(l.b()),
                       "->", DotEscape(l.a()), ": ", l.messages_b_to_a(),
                       " msgs, ", HumanBytes(l.bytes_b_to_a()), "\"",
-                      l.confirmed_by_both() ? "" : ", style=dashed", "];\n");
+                      l.confirmed_by_both() ? "" : ", style=dashed",
+                      l.a_unresponsive() || l.b_unresponsive() ? ", color=red" : "",
+                      "];\n");
     }
   }
   out += "}\n";

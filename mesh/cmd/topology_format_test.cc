@@ -91,6 +91,18 @@ TEST(TopologyFormatTest, TableListsMembersAndLinks) {
   }
 }
 
+TEST(TopologyFormatTest, UnresponsiveEndIsShown) {
+  TopologySnapshot s = FullMesh(3);
+  EXPECT_THAT(FormatTable(s, Section::kLinks), HasSubstr("UNRESPONSIVE"));
+  EXPECT_THAT(FormatDot(s), Not(HasSubstr("color=red")));
+  s.mutable_links(0)->set_b_unresponsive(true);
+  const std::string table = FormatTable(s, Section::kLinks);
+  std::vector<std::string> lines = absl::StrSplit(table, '\n');
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_TRUE(absl::EndsWith(absl::StripTrailingAsciiWhitespace(lines[1]), s.links(0).b())) << lines[1];
+  EXPECT_EQ(Count(FormatDot(s), "color=red"), 1);
+}
+
 TEST(TopologyFormatTest, TableSections) {
   const TopologySnapshot s = FullMesh(2);
   EXPECT_THAT(FormatTable(s, Section::kMembers), Not(HasSubstr("n0<->n1")));
