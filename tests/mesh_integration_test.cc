@@ -18,6 +18,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,6 +52,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "fdpass/socket.h"
+#include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
@@ -365,6 +369,33 @@ uint64_t RssKiB(pid_t pid) {
     }
   }
   return 0;
+}
+
+// Open descriptors of `pid` (entries of /proc/<pid>/fd).
+size_t FdCount(pid_t pid) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+// CPU time (user + system) `pid` has used so far.
+absl::Duration CpuTime(pid_t pid) {
+  std::ifstream st(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(st, line);
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return absl::ZeroDuration();
+  // After ") ": field 3 (state) onwards; utime and stime are fields 14, 15.
+  std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
+  long long utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
+    return absl::ZeroDuration();
+  }
+  return absl::Seconds(static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK));
 }
 
 std::string WorkerBinary() {
@@ -934,6 +965,117 @@ TEST_F(MeshIntegrationTest, StoppedNodeIsReportedUnresponsiveAndCatchesUpAfterSi
   EXPECT_TRUE(stopped->LinesWithPrefix("PEER_DOWN ").empty()) << "a stopped peer is not a dead one";
   allow_failed_sends_ = true;
   StopStreamsAndVerify(w);
+  StopAllAndCheckClean();
+}
+
+// ---------------------------------------------------------------------------
+// Descriptor exhaustion on a live node, and a flood of descriptor-carrying
+// messages at its link socket: no crash, no busy loop, no leak, and links
+// come up once descriptors free up.
+//   1. n0's RLIMIT_NOFILE is cut (prlimit) to what it has open: accept()
+//      fails with EMFILE while n1 and n2 try to link.
+//   2. One descriptor of headroom: accept() succeeds but the three ring
+//      descriptors of a hello do not fit (MSG_CTRUNC).
+//   3. The limit is restored: n1 and n2 link, and streams flow.
+//   4. 200 connections each send garbage with 16 descriptors: all refused,
+//      n0's descriptor count returns to where it was.
+
+TEST_F(MeshIntegrationTest, DescriptorExhaustionAndFdFloodAreSurvived) {
+  const std::vector<std::string> stream = {"--peers=2", "--count=0", "--batch=4", "--interval_us=2000"};
+  Worker* n0 = Launch("n0", {}, {"--peers=2", "--count=0", "--batch=4", "--interval_us=2000",
+                                 "--wait_peers_ms=120000"});
+  ASSERT_NE(n0, nullptr);
+  ASSERT_TRUE(n0->WaitStarted());
+  const pid_t pid = n0->pid();
+  struct rlimit original;
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, nullptr, &original), 0);
+  auto limit_to = [&](rlim_t soft) {
+    struct rlimit rl = original;
+    rl.rlim_cur = soft;
+    ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &rl, nullptr), 0);
+  };
+  // Descriptors are numbered from 0 and a new one takes the lowest free
+  // number, so a soft limit of (highest open + 1) leaves none free.
+  auto highest_fd = [&] {
+    int highest = -1;
+    for (const auto& e : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"))) {
+      int fd = -1;
+      if (absl::SimpleAtoi(e.path().filename().string(), &fd)) highest = std::max(highest, fd);
+    }
+    return highest;
+  };
+  auto busy_fraction = [&](absl::Duration window) {
+    const absl::Duration before = CpuTime(pid);
+    absl::SleepFor(window);
+    return absl::FDivDuration(CpuTime(pid) - before, window);
+  };
+
+  // 1. No descriptor left.
+  limit_to(static_cast<rlim_t>(highest_fd() + 1));
+  Worker* n1 = Launch("n1", {"n0"}, stream);
+  Worker* n2 = Launch("n2", {"n0"}, stream);
+  ASSERT_TRUE(n1 && n2);
+  ASSERT_TRUE(n1->WaitStarted() && n2->WaitStarted());
+  const double busy1 = busy_fraction(absl::Seconds(1));
+  EXPECT_TRUE(n0->running()) << n0->Dump();
+  EXPECT_LT(busy1, 0.3) << "n0 spins while it has no descriptor left";
+  EXPECT_TRUE(n0->LinesWithPrefix("PEER_UP ").empty()) << "n0 linked without descriptors?";
+
+  // 2. One descriptor left: connections are accepted, their hellos' ring
+  // descriptors are cut off (MSG_CTRUNC) and closed.
+  limit_to(static_cast<rlim_t>(highest_fd() + 2));
+  const double busy2 = busy_fraction(absl::Seconds(1));
+  EXPECT_TRUE(n0->running()) << n0->Dump();
+  EXPECT_LT(busy2, 0.3) << "n0 spins while descriptors are short";
+  std::printf("n0 CPU while out of descriptors: %.1f%%, with one spare: %.1f%%\n", busy1 * 100, busy2 * 100);
+
+  // 3. Descriptors free up: the links come up and the streams flow.
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &original, nullptr), 0);
+  ASSERT_TRUE(n0->WaitReady()) << n0->Dump();
+  ASSERT_TRUE(n1->WaitReady()) << n1->Dump();
+  ASSERT_TRUE(n2->WaitReady()) << n2->Dump();
+  std::vector<Worker*> all = {n0, n1, n2};
+  for (Worker* x : all) WaitFirstFrom(x, all);
+  if (HasFailure()) return;
+
+  // 4. The flood. Each connection passes the uid check (same uid) and is
+  // refused at its hello; every descriptor it carried must be closed.
+  const size_t fds_before = FdCount(pid);
+  fdpass::UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(devnull);
+  std::vector<int> sixteen(16, devnull.get());
+  int refused = 0;
+  for (int i = 0; i < 200; ++i) {
+    auto sock = fdpass::ConnectSeqpacket(absl::StrCat(dir_, "/n0.link"), absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(sock.ok()) << sock.status();
+    for (int m = 0; m < 4; ++m) {
+      (void)fdpass::SendMessage(sock->get(), "not a hello", absl::MakeConstSpan(sixteen),
+                                absl::Now() + absl::Seconds(1));
+    }
+    auto reply = fdpass::ReceiveMessage(sock->get(), absl::Now() + absl::Seconds(5));
+    if (reply.ok()) ++refused;
+  }
+  EXPECT_GT(refused, 0) << "n0 never answered the flood (not even a refusal)";
+  size_t fds_after = FdCount(pid);
+  for (absl::Time end = absl::Now() + absl::Seconds(5); fds_after > fds_before && absl::Now() < end;
+       absl::SleepFor(absl::Milliseconds(20))) {
+    fds_after = FdCount(pid);
+  }
+  EXPECT_LE(fds_after, fds_before) << "n0 kept descriptors from the flood";
+  std::printf("fd flood: %d of 200 refused with a reply; n0 fds %zu before, %zu after\n", refused, fds_before,
+              fds_after);
+  // n0 still serves its links.
+  const std::map<Worker*, CountMap> mid = {{n1, Report(n1)}, {n2, Report(n2)}};
+  for (Worker* x : {n1, n2}) {
+    const PeerKey from{"n0", n0->id()};
+    bool flowing = false;
+    for (absl::Time end = absl::Now() + kStepTimeout; !flowing && absl::Now() < end;
+         absl::SleepFor(absl::Milliseconds(20))) {
+      flowing = Report(x)[from].n > mid.at(x).at(from).n;
+    }
+    EXPECT_TRUE(flowing) << x->name() << " gets nothing from n0 after the flood";
+  }
+  StopStreamsAndVerify(all);
   StopAllAndCheckClean();
 }
 
