@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/base/optimization.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "fdpass/socket.h"
 #include "fdpass/status_macros.h"
@@ -115,7 +116,7 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
     return absl::InvalidArgumentError(absl::StrCat("'", peer.name(), "' sent a malformed LinkReply"));
   }
   if (reply.has_reject_reason()) {
-    return absl::AbortedError(absl::StrCat("'", peer.name(), "' refused the link: ", reply.reject_reason()));
+    return absl::AbortedError(absl::StrCat("'", peer.name(), "' refused the link: ", absl::CHexEscape(reply.reject_reason())));
   }
   if (!reply.has_welcome() || reply.welcome().name() != peer.name() || reply.welcome().id() != peer.id()) {
     return absl::InvalidArgumentError(absl::StrCat("'", peer.name(), "' answered with the wrong identity"));
@@ -173,7 +174,7 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
   }
   if (hello.to_name() != self.name || hello.to_id() != self.id) {
     return reject(absl::FailedPreconditionError(absl::StrCat(
-        "hello from '", hello.name(), "' is for '", hello.to_name(), "' id ", absl::Hex(hello.to_id()),
+        "hello from '", absl::CHexEscape(hello.name()), "' is for '", absl::CHexEscape(hello.to_name()), "' id ", absl::Hex(hello.to_id()),
         ", not this node (a stale announcement?)")));
   }
   auto member = lookup(hello.name(), hello.id());

@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fdpass/socket.h"
@@ -1148,7 +1149,7 @@ void NodeImpl::AcceptPending() {
       absl::ReaderMutexLock lock(&mu_);
       auto it = members_.find(peer);
       if (it == members_.end() || it->second.member.id() != peer_id) {
-        return absl::NotFoundError(absl::StrCat("'", peer, "' (id ", absl::Hex(peer_id),
+        return absl::NotFoundError(absl::StrCat("'", absl::CHexEscape(peer), "' (id ", absl::Hex(peer_id),
                                                 ") has not joined through discovery; join first"));
       }
       return it->second.member;
