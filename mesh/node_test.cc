@@ -518,6 +518,11 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
     absl::MutexLock lock(&mu);
     got.push_back(absl::StrCat(m.from, ":", m.payload));
   });
+  std::vector<std::string> unresponsive_events;
+  a->SetPeerUnresponsiveHandler([&](const PeerInfo& p, bool unresponsive) {
+    absl::MutexLock lock(&mu);
+    unresponsive_events.push_back(absl::StrCat(p.name, unresponsive ? " unresponsive" : " responsive"));
+  });
   ASSERT_TRUE(a->Start().ok());
   // Announce the child as member "0evil" (it sorts first, so it dials).
   {
@@ -567,6 +572,14 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
     arrived = std::find(got.begin(), got.end(), "0evil:after the spam") != got.end();
   }
   EXPECT_TRUE(arrived) << "the message written after the spam never arrived";
+  // The child runs no node, so it never beats the heartbeat in a's ring:
+  // after unresponsive_after_ms (1 s by default; the spam took 2 s) a
+  // reports it unresponsive, once.
+  EXPECT_EQ(a->UnresponsivePeers(), std::vector<std::string>{"0evil"});
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(unresponsive_events, std::vector<std::string>{"0evil unresponsive"});
+  }
   to.reset();  // the child exits
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
