@@ -56,9 +56,9 @@ constexpr uint64_t kMaxRingCapacity = uint64_t{1} << 30;
 constexpr uint64_t kFrameHeaderBytes = 8;
 constexpr uint32_t kDefaultSpinUs = 50;
 constexpr uint32_t kMaxSpinUs = 1000000;
-// unresponsive_after_ms: see config.proto. The minimum is three heartbeat
-// periods (kHeartbeatInterval in node.cc is 100 ms).
-constexpr uint32_t kDefaultUnresponsiveMs = 1000;
+// unresponsive_after_ms: see config.proto (a node beats four times per its
+// setting, so the minimum keeps beats at least 75 ms apart).
+constexpr uint32_t kDefaultUnresponsiveMs = 2000;
 constexpr uint32_t kMinUnresponsiveMs = 300;
 constexpr uint32_t kMaxUnresponsiveMs = 3600000;
 
@@ -778,7 +778,7 @@ absl::StatusOr<NodeConfig> ResolveConfig(const NodeConfig& config,
     return FieldError(source, "unresponsive_after_ms",
                       absl::StrCat(out.unresponsive_after_ms(), " is out of range"),
                       absl::StrCat("use ", kMinUnresponsiveMs, " to ", kMaxUnresponsiveMs,
-                                   " (nodes beat every 100 ms), or 0 for ", kDefaultUnresponsiveMs));
+                                   ", or 0 for ", kDefaultUnresponsiveMs));
   }
 
   // log_level

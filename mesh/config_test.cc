@@ -346,7 +346,7 @@ TEST(ResolveConfigTest, FillsEveryDefault) {
   EXPECT_EQ(r->wait().mode(), WaitPolicy::ADAPTIVE);
   EXPECT_EQ(r->wait().spin_us(), 50u);
   EXPECT_EQ(r->log_level(), mesh::v1::INFO);
-  EXPECT_EQ(r->unresponsive_after_ms(), 1000u);
+  EXPECT_EQ(r->unresponsive_after_ms(), 2000u);
 }
 
 TEST(ResolveConfigTest, RunDirFallsBackToTmpWithoutXdg) {

@@ -63,10 +63,13 @@ absl::StatusOr<ringbuf::Ring> MapPeerRing(std::vector<fdpass::UniqueFd> fds, uin
 }  // namespace
 
 Link::Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx, ringbuf::Ring rx,
-           const LinkParams& self, absl::Time handshake_start)
+           const LinkParams& self, absl::Time handshake_start, uint32_t peer_heartbeat_interval_ms)
     : peer_(std::move(peer)),
       since_(absl::Now()),
       handshake_(since_ - handshake_start),
+      // The value comes from the peer: bounded so a hostile one cannot make
+      // itself unmonitorable.
+      peer_heartbeat_interval_(absl::Milliseconds(std::min<uint32_t>(peer_heartbeat_interval_ms, 10000))),
       socket_(std::move(socket)),
       tx_ring_(std::move(tx)),
       rx_ring_(std::move(rx)),
@@ -104,6 +107,7 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
   hello.set_to_name(peer.name());
   hello.set_to_id(peer.id());
   hello.set_ring_capacity_bytes(self.ring_capacity_bytes);
+  hello.set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(self.heartbeat_interval)));
   SHMESH_RETURN_IF_ERROR(SendWithRing(sock.get(), hello, tx, deadline));
 
   auto msg = fdpass::ReceiveMessage(sock.get(), deadline);
@@ -123,7 +127,8 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
   }
   SHMESH_ASSIGN_OR_RETURN(
       ringbuf::Ring rx, MapPeerRing(std::move(msg->fds), reply.welcome().ring_capacity_bytes(), self, peer.name()));
-  return std::shared_ptr<Link>(new Link(peer, std::move(sock), std::move(tx), std::move(rx), self, start));
+  return std::shared_ptr<Link>(new Link(peer, std::move(sock), std::move(tx), std::move(rx), self, start,
+                                        reply.welcome().heartbeat_interval_ms()));
 }
 
 absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const LinkParams& self,
@@ -189,8 +194,11 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
   reply.mutable_welcome()->set_name(self.name);
   reply.mutable_welcome()->set_id(self.id);
   reply.mutable_welcome()->set_ring_capacity_bytes(self.ring_capacity_bytes);
+  reply.mutable_welcome()->set_heartbeat_interval_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(self.heartbeat_interval)));
   SHMESH_RETURN_IF_ERROR(SendWithRing(conn.get(), reply, *tx, deadline));
-  return std::shared_ptr<Link>(new Link(*member, std::move(conn), std::move(*tx), std::move(*rx), self, start));
+  return std::shared_ptr<Link>(new Link(*member, std::move(conn), std::move(*tx), std::move(*rx), self, start,
+                                        hello.heartbeat_interval_ms()));
 }
 
 absl::Status Link::Send(absl::string_view payload, absl::Time deadline) {
@@ -322,7 +330,9 @@ bool Link::CheckPeerLiveness(absl::Time now, absl::Duration unresponsive_after) 
     unresponsive_since_ns_.store(0, std::memory_order_relaxed);
     return true;
   }
-  if (was_unresponsive || now - last_peer_beat_change_ < unresponsive_after) return false;
+  if (was_unresponsive || now - last_peer_beat_change_ < std::max(unresponsive_after, 3 * peer_heartbeat_interval_)) {
+    return false;
+  }
   // Never 0: 0 means "responsive".
   unresponsive_since_ns_.store(std::max<int64_t>(1, absl::ToUnixNanos(last_peer_beat_change_)),
                                std::memory_order_relaxed);

@@ -59,6 +59,9 @@ struct LinkParams {
   uint64_t max_peer_ring_bytes = 0;
   std::vector<uint32_t> allowed_uids;
   ringbuf::WaitOptions wait;
+  // How often this node beats the heartbeat of the rings it reads (told to
+  // the peer in the handshake).
+  absl::Duration heartbeat_interval;
 };
 
 // Looks up the member a LinkHello claims to be (by name and id); NOT_FOUND if
@@ -151,7 +154,8 @@ class Link {
   // thread only: BeatHeartbeat() tells the peer this process runs (in the
   // ring we read); CheckPeerLiveness() looks at the peer's heartbeat (in the
   // ring we write) and returns true if the peer's state changed with this
-  // call: it became unresponsive (no new beat for `unresponsive_after`) or
+  // call: it became unresponsive (no new beat for `unresponsive_after`, or
+  // for three of the peer's own beat intervals if that is longer) or
   // responsive again.
   void BeatHeartbeat();
   bool CheckPeerLiveness(absl::Time now, absl::Duration unresponsive_after);
@@ -161,11 +165,14 @@ class Link {
 
  private:
   Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx,
-       ringbuf::Ring rx, const LinkParams& self, absl::Time handshake_start);
+       ringbuf::Ring rx, const LinkParams& self, absl::Time handshake_start,
+       uint32_t peer_heartbeat_interval_ms);
 
   const mesh::v1::Member peer_;
   const absl::Time since_;
   const absl::Duration handshake_;
+  // The peer's beat interval as it told us (0: not told), capped at 10 s.
+  const absl::Duration peer_heartbeat_interval_;
   fdpass::UniqueFd socket_;
   ringbuf::Ring tx_ring_;
   ringbuf::Ring rx_ring_;

@@ -144,7 +144,7 @@ class Node {
   void SetPeerDownHandler(std::function<void(const PeerInfo&)> handler);
   // Called on the node's health thread (never at the same time as the
   // up/down handlers) when a linked peer's process stops running for
-  // config().unresponsive_after_ms (SIGSTOP, a debugger, a hang):
+  // config().unresponsive_after_ms (default 2 s; SIGSTOP, a debugger, a hang):
   // `unresponsive` true; and when it runs again: false. The link stays up
   // meanwhile: sends fill its ring, then fail with RESOURCE_EXHAUSTED or
   // DEADLINE_EXCEEDED; after it resumes it reads what was queued.

@@ -13,7 +13,7 @@
 //     (or fills the Receive queue), and watches every link socket for EOF.
 //     It spins for the configured time after the last message, then sleeps
 //     in epoll on the rings' doorbells.
-//   - health thread: every kHeartbeatInterval, bumps the heartbeat in every
+//   - health thread: every HeartbeatInterval(), bumps the heartbeat in every
 //     ring this node reads (so peers see it runs) and checks the heartbeat
 //     in every ring it writes, reporting peers that stopped beating for
 //     unresponsive_after_ms (and that start again). It never blocks on
@@ -42,7 +42,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
@@ -120,6 +119,7 @@ class NodeImpl {
 
   mesh::v1::Member SelfMember() const;
   LinkParams MakeLinkParams() const;
+  absl::Duration HeartbeatInterval() const;
   absl::Status CheckMember(const mesh::v1::Member& m) const;
   // Merges members learned from a Join response (not the member itself).
   void Learn(const std::vector<mesh::v1::Member>& members);
@@ -188,6 +188,7 @@ class NodeImpl {
   fdpass::UniqueFd link_wake_;      // eventfd: wakes the link thread (Stop)
   fdpass::UniqueFd receive_wake_;   // eventfd: wakes the receive thread
   fdpass::UniqueFd receive_event_;  // eventfd: readable while rq_ non-empty
+  fdpass::UniqueFd health_wake_;    // eventfd: wakes the health thread (Stop)
 
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
@@ -195,7 +196,6 @@ class NodeImpl {
   std::thread link_thread_;
   std::thread receive_thread_;
   std::thread health_thread_;
-  absl::Notification health_stop_;
 
   // Handlers: set before Start(), read-only afterwards.
   std::function<void(const MessageView&)> message_handler_;

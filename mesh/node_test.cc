@@ -511,7 +511,12 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
   ::close(from_child[1]);
   fdpass::UniqueFd to(to_child[1]), from(from_child[0]);
 
-  Node* a = Add("a", {});
+  mesh::v1::NodeConfig config = Config("a", {});
+  config.set_unresponsive_after_ms(500);
+  auto created = Node::Create(config);
+  ASSERT_TRUE(created.ok()) << created.status();
+  nodes_.push_back(std::move(*created));
+  Node* a = nodes_.back().get();
   absl::Mutex mu;
   std::vector<std::string> got;
   a->SetMessageHandler([&](const MessageView& m) {
@@ -573,7 +578,7 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
   }
   EXPECT_TRUE(arrived) << "the message written after the spam never arrived";
   // The child runs no node, so it never beats the heartbeat in a's ring:
-  // after unresponsive_after_ms (1 s by default; the spam took 2 s) a
+  // after unresponsive_after_ms (500 ms here; the spam took 2 s) a
   // reports it unresponsive, once.
   EXPECT_EQ(a->UnresponsivePeers(), std::vector<std::string>{"0evil"});
   {
