@@ -16,8 +16,6 @@
 #include "fdpass/socket.h"
 #include "fdpass/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "mesh/config.h"
 #include "mesh/node_impl.h"
 #include "mesh/os.h"
@@ -126,6 +124,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::CreateFromFile(const std::string& pa
 
 absl::Status Node::Start() { return impl_->Start(); }
 void Node::Stop() { impl_->Stop(); }
+absl::Status Node::RestartControlServer() { return impl_->RestartControlServer(); }
 const std::string& Node::name() const { return impl_->name(); }
 uint64_t Node::id() const { return impl_->id(); }
 std::string Node::grpc_address() const { return impl_->grpc_address(); }
@@ -161,11 +160,11 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
       id_(RandomId()),
       // relaxed: a unique number is all that is needed (see g_next_node_uid).
       uid_(g_next_node_uid.fetch_add(1, std::memory_order_relaxed)),
-      log_(config_.name(), config_.log_level()) {
+      log_(config_.name(), config_.log_level()),
+      control_server_(config_.grpc_listen(),
+                      std::vector<uint32_t>(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end()),
+                      [this] { return MakeServices(this); }, &log_) {
   link_path_ = absl::StrCat(config_.run_dir(), "/", config_.name(), ".link");
-  if (absl::StartsWith(config_.grpc_listen(), "unix:")) {
-    grpc_unix_path_ = config_.grpc_listen().substr(5);
-  }
 }
 
 NodeImpl::~NodeImpl() { Stop(); }
@@ -199,30 +198,16 @@ absl::Status NodeImpl::Start() {
   }
   link_listen_ = std::move(*listen);
   // We hold the name now: a gRPC socket file left at our path by a killed
-  // predecessor is stale.
-  if (!grpc_unix_path_.empty()) RemoveFile(grpc_unix_path_);
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int selected_port = 0;
-  builder.AddListeningPort(config_.grpc_listen(), grpc::InsecureServerCredentials(), &selected_port);
-  services_ = MakeServices(this);
-  for (auto& service : services_) builder.RegisterService(service.get());
-  server_ = builder.BuildAndStart();
-  if (server_ == nullptr) {
+  // predecessor is stale, and the control server replaces it.
+  absl::Status served = control_server_.Start();
+  if (!served.ok()) {
     link_listen_.reset();
     RemoveFile(link_path_);
-    return absl::UnavailableError(absl::StrCat("node ", name(), ": gRPC server cannot listen on '", config_.grpc_listen(),
-                                               "' (address in use or not allowed?); change grpc_listen"));
+    return absl::Status(served.code(), absl::StrCat("node ", name(), ": ", served.message()));
   }
   {
     absl::MutexLock lock(&mu_);
-    grpc_address_ = config_.grpc_listen();
-    if (grpc_unix_path_.empty()) {
-      std::string host = config_.grpc_listen().substr(0, config_.grpc_listen().rfind(':'));
-      grpc_address_ = absl::StrCat(host, ":", selected_port);
-    }
+    grpc_address_ = control_server_.address();
     seeds_joined_ = config_.seeds().empty();
     next_seed_try_ = absl::Now();
     seed_backoff_ = kMinBackoff;
@@ -263,8 +248,9 @@ void NodeImpl::Stop() {
     });
   }
   for (auto& t : leavers) t.join();
-  // 2. Stop serving: watch streams see the shutdown and end.
-  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  // 2. Stop serving: watch streams see the shutdown and end; the socket
+  //    file goes.
+  control_server_.Stop();
   // 3. Stop our threads.
   if (control_event_) SignalEventFd(control_event_.get());
   if (link_wake_) SignalEventFd(link_wake_.get());
@@ -272,7 +258,6 @@ void NodeImpl::Stop() {
   if (control_thread_.joinable()) control_thread_.join();
   if (link_thread_.joinable()) link_thread_.join();
   if (receive_thread_.joinable()) receive_thread_.join();
-  if (server_) server_->Wait();
   // 4. Close every link: peers see EOF on the link sockets.
   std::map<std::string, std::shared_ptr<Link>> links;
   {
@@ -295,11 +280,27 @@ void NodeImpl::Stop() {
     absl::MutexLock lock(&spare_mu_);
     spare_ring_.reset();
   }
-  // 5. Leave nothing on disk.
-  link_listen_.reset();
-  RemoveFile(link_path_);
-  RemoveFile(grpc_unix_path_);
+  // 5. Leave nothing on disk, but remove only what this node created: after
+  //    a Start that failed because another node holds the name, the files
+  //    are that node's.
+  if (link_listen_) {
+    link_listen_.reset();
+    RemoveFile(link_path_);
+  }
   log_.Info("stopped");
+}
+
+absl::Status NodeImpl::RestartControlServer() {
+  if (!started_.load(std::memory_order_acquire) || stopping()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", name(), " is not running; RestartControlServer() needs a started node"));
+  }
+  absl::Status restarted = control_server_.Restart();
+  if (!restarted.ok()) {
+    return absl::Status(restarted.code(), absl::StrCat("node ", name(), ": ", restarted.message()));
+  }
+  log_.Info("gRPC server restarted on %s; links untouched", grpc_address());
+  return absl::OkStatus();
 }
 
 bool NodeImpl::stopping() const { return stopping_.load(std::memory_order_acquire); }

@@ -13,7 +13,9 @@
 //     (or fills the Receive queue), and watches every link socket for EOF.
 //     It spins for the configured time after the last message, then sleeps
 //     in epoll on the rings' doorbells.
-//   - gRPC threads: Discovery and Topology requests (services.cc).
+//   - gRPC threads: Discovery and Topology requests (services.cc), served
+//     by control_server_ (control_server.h), which also runs an accept
+//     thread on a Unix socket. Restarting it touches nothing else.
 // Shared state is guarded by `mu_`; the receive thread reads the link set
 // through a copy it refreshes when `links_generation_` changes, and senders
 // find links through a per-thread cache validated by the same generation
@@ -39,6 +41,7 @@
 #include "absl/time/time.h"
 #include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
+#include "mesh/control_server.h"
 #include "mesh/link.h"
 #include "mesh/log.h"
 #include "mesh/node.h"
@@ -54,6 +57,8 @@ class NodeImpl {
 
   absl::Status Start();
   void Stop();
+  // Node::RestartControlServer.
+  absl::Status RestartControlServer();
 
   const std::string& name() const { return config_.name(); }
   uint64_t id() const { return id_; }
@@ -169,7 +174,6 @@ class NodeImpl {
   const uint64_t uid_;
   const Logger log_;
   std::string link_path_;
-  std::string grpc_unix_path_;  // empty for TCP
 
   fdpass::UniqueFd link_listen_;
   fdpass::UniqueFd control_event_;  // eventfd: wakes the control thread
@@ -177,8 +181,8 @@ class NodeImpl {
   fdpass::UniqueFd receive_wake_;   // eventfd: wakes the receive thread
   fdpass::UniqueFd receive_event_;  // eventfd: readable while rq_ non-empty
 
-  std::unique_ptr<grpc::Server> server_;
-  std::vector<std::unique_ptr<grpc::Service>> services_;
+  // The gRPC server. Thread-safe itself; its services borrow `this`.
+  ControlServer control_server_;
   std::thread control_thread_;
   std::thread link_thread_;
   std::thread receive_thread_;
