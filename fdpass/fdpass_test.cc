@@ -891,6 +891,155 @@ TEST_F(ListenTest, PeerCredOfForkedChild) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// ------------------------------------------------- stream listeners
+
+// Connects a blocking SOCK_STREAM socket to `path`: 0, or the errno.
+int ConnectStreamErrno(const std::string& path, UniqueFd* out = nullptr) {
+  UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return errno;
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr),
+                sizeof(addr)) != 0) {
+    return errno;
+  }
+  if (out != nullptr) *out = std::move(sock);
+  return 0;
+}
+
+mode_t PermissionBits(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return 07777;
+  return st.st_mode & 07777;
+}
+
+TEST_F(ListenTest, StreamListenerAcceptsWithCredentialsAndMode0600) {
+  std::string path = Path("grpc.sock");
+  auto listener = ListenStream(path);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  EXPECT_TRUE(IsCloexec(listener->get()));
+  EXPECT_TRUE(IsNonBlocking(listener->get()));
+  struct stat st;
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+  UniqueFd client;
+  ASSERT_EQ(ConnectStreamErrno(path, &client), 0);
+  auto server = Accept(listener->get(), Soon());
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE(IsCloexec(server->get()));
+  EXPECT_TRUE(IsNonBlocking(server->get()));
+  auto cred = GetPeerCred(server->get());
+  ASSERT_TRUE(cred.ok()) << cred.status();
+  EXPECT_EQ(cred->pid, ::getpid());
+  EXPECT_EQ(cred->uid, ::getuid());
+  // A byte stream: what one side writes the other reads.
+  ASSERT_EQ(::write(client.get(), "PRI", 3), 3);
+  char buf[8];
+  ASSERT_TRUE(WaitReadable(server->get(), Soon()).ok());
+  EXPECT_EQ(::read(server->get(), buf, sizeof(buf)), 3);
+
+  auto wide = ListenStream(Path("wide.sock"), 0666);
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_EQ(PermissionBits(Path("wide.sock")), 0666u);
+}
+
+TEST_F(ListenTest, StreamListenerModeKeepsOtherUsersOut) {
+  std::string path = Path("private.sock");
+  if (::geteuid() != 0) {
+    // Not root: mode 0 keeps even our own uid out.
+    auto listener = ListenStream(path, 0);
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    EXPECT_EQ(ConnectStreamErrno(path), EACCES);
+    return;
+  }
+  // Root connects anywhere: check mode 0600 as uid 65534 in a child (CI
+  // runs as root), through a directory it may enter.
+  ASSERT_EQ(::chmod(dir_.c_str(), 0711), 0);
+  auto listener = ListenStream(path);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  int rc = RunInChild([&path]() -> int {
+    if (::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      return 2;
+    }
+    return ConnectStreamErrno(path) == EACCES ? 0 : 1;
+  });
+  EXPECT_NE(rc, 2) << "could not drop to uid 65534";
+  EXPECT_EQ(rc, 0) << "uid 65534 could connect to a 0600 socket";
+  // With mode 0666 it can.
+  std::string open_path = Path("open.sock");
+  auto open_listener = ListenStream(open_path, 0666);
+  ASSERT_TRUE(open_listener.ok()) << open_listener.status();
+  rc = RunInChild([&open_path]() -> int {
+    if (::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      return 2;
+    }
+    return ConnectStreamErrno(open_path);
+  });
+  EXPECT_EQ(rc, 0) << "uid 65534 could not connect to a 0666 socket: "
+                   << std::strerror(rc);
+  auto accepted = Accept(open_listener->get(), Soon());
+  EXPECT_TRUE(accepted.ok()) << accepted.status();
+}
+
+TEST_F(ListenTest, StreamListenerReplacesStaleFilesOfEitherType) {
+  std::string path = Path("stale.sock");
+  {
+    auto dead = ListenStream(path);
+    ASSERT_TRUE(dead.ok()) << dead.status();
+  }  // Closed: the file stays behind, as after a crash.
+  EXPECT_EQ(ConnectStreamErrno(path), ECONNREFUSED);
+  auto fresh = ListenStream(path);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(ConnectStreamErrno(path), 0);
+
+  std::string seq_path = Path("was_seqpacket.sock");
+  {
+    auto dead = ListenSeqpacket(seq_path);
+    ASSERT_TRUE(dead.ok()) << dead.status();
+  }
+  auto replaced = ListenStream(seq_path);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_EQ(ConnectStreamErrno(seq_path), 0);
+}
+
+TEST_F(ListenTest, StreamListenerRefusesLiveListenersAndOtherFiles) {
+  std::string path = Path("live.sock");
+  auto first = ListenStream(path);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = ListenStream(path);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists)
+      << second.status();
+  // The first one still works; the probe cost it one connection.
+  auto probe = Accept(first->get(), Soon());
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_EQ(ConnectStreamErrno(path), 0);
+
+  std::string seq_path = Path("seq.sock");
+  auto seq = ListenSeqpacket(seq_path);
+  ASSERT_TRUE(seq.ok()) << seq.status();
+  EXPECT_EQ(ListenStream(seq_path).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(ConnectSeqpacket(seq_path, Soon()).ok())
+      << "the seqpacket listener must be left alone";
+
+  std::string file = Path("plain");
+  {
+    UniqueFd fd(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd.valid());
+  }
+  EXPECT_EQ(ListenStream(file).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ListenStream("").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ListenStream(Path(std::string(120, 'x'))).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // Every descriptor fdpass makes is close-on-exec: an exec()ed shell sees
 // none of them (`[` is a shell builtin, so /proc/self is the shell).
 TEST_F(ListenTest, DescriptorsDoNotSurviveExec) {

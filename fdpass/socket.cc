@@ -100,11 +100,22 @@ std::vector<UniqueFd> TakeReceivedFds(msghdr* msg, bool* unexpected_cmsg) {
   return fds;
 }
 
+// The kind of Unix socket a listener is: the probe of an existing file
+// must use the same type (a live listener of another type answers
+// EPROTOTYPE, a stale file of any type ECONNREFUSED).
+enum class SocketKind { kSeqpacket, kStream };
+
+absl::StatusOr<UniqueFd> MakeSocket(SocketKind kind, bool non_blocking) {
+  return kind == SocketKind::kSeqpacket ? os::SeqpacketSocket(non_blocking)
+                                        : os::StreamSocket(non_blocking);
+}
+
 // Tells whether anything listens on socket file `path` by connecting to it
 // with a non-blocking socket (which never waits) and closing at once.
-absl::StatusOr<os::ConnectOutcome> ProbeListener(const std::string& path) {
+absl::StatusOr<os::ConnectOutcome> ProbeListener(const std::string& path,
+                                                 SocketKind kind) {
   SHMESH_ASSIGN_OR_RETURN(UniqueFd probe,
-                          os::SeqpacketSocket(/*non_blocking=*/true));
+                          MakeSocket(kind, /*non_blocking=*/true));
   for (;;) {
     SHMESH_ASSIGN_OR_RETURN(os::ConnectOutcome outcome,
                             os::Connect(probe.get(), path));
@@ -112,16 +123,17 @@ absl::StatusOr<os::ConnectOutcome> ProbeListener(const std::string& path) {
   }
 }
 
-}  // namespace
-
-absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path, int backlog) {
+// ListenSeqpacket and ListenStream: bind (replacing a stale file), chmod to
+// `mode` if given, listen.
+absl::StatusOr<UniqueFd> ListenUnix(const std::string& path, SocketKind kind,
+                                    std::optional<mode_t> mode, int backlog) {
   SHMESH_RETURN_IF_ERROR(ValidatePath(path));
   // Held until we return: probe, unlink, bind and listen are one step for
-  // every ListenSeqpacket caller on this directory.
+  // every fdpass listener on this directory.
   SHMESH_ASSIGN_OR_RETURN(UniqueFd dir_lock,
                           os::LockDirectory(ParentDirectory(path)));
   SHMESH_ASSIGN_OR_RETURN(UniqueFd listener,
-                          os::SeqpacketSocket(/*non_blocking=*/true));
+                          MakeSocket(kind, /*non_blocking=*/true));
   // Two tries: if the name exists and is a stale socket, the first try
   // removes it. Under the lock nothing else should recreate it in between.
   for (int attempt = 0;; ++attempt) {
@@ -132,14 +144,15 @@ absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path, int backlog) {
       return absl::AlreadyExistsError(absl::StrCat(
           "cannot bind ", path, ": the name was recreated while replacing it"));
     }
-    absl::StatusOr<mode_t> mode = os::FileMode(path);
-    if (absl::IsNotFound(mode.status())) continue;  // Removed meanwhile.
-    if (!mode.ok()) return mode.status();
-    if (!S_ISSOCK(*mode)) {
+    absl::StatusOr<mode_t> file_mode = os::FileMode(path);
+    if (absl::IsNotFound(file_mode.status())) continue;  // Removed meanwhile.
+    if (!file_mode.ok()) return file_mode.status();
+    if (!S_ISSOCK(*file_mode)) {
       return absl::FailedPreconditionError(
           absl::StrCat(path, " exists and is not a socket; not replacing it"));
     }
-    SHMESH_ASSIGN_OR_RETURN(os::ConnectOutcome outcome, ProbeListener(path));
+    SHMESH_ASSIGN_OR_RETURN(os::ConnectOutcome outcome,
+                            ProbeListener(path, kind));
     switch (outcome) {
       case os::ConnectOutcome::kRefused:  // Stale: its process is gone.
         SHMESH_RETURN_IF_ERROR(os::Unlink(path));
@@ -148,20 +161,36 @@ absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path, int backlog) {
         continue;
       case os::ConnectOutcome::kConnected:
       case os::ConnectOutcome::kBacklogFull:
-      case os::ConnectOutcome::kWrongType:    // Alive, just not SEQPACKET.
+      case os::ConnectOutcome::kWrongType:    // Alive, just another type.
       case os::ConnectOutcome::kInterrupted:  // (ProbeListener retries it.)
         return absl::AlreadyExistsError(
             absl::StrCat("a process is already listening on ", path));
     }
   }
-  absl::Status listened = os::Listen(listener.get(), backlog, path);
-  if (!listened.ok()) {
-    // Don't leave a bound name that nobody will ever listen on. The listen
-    // error is what the caller needs; an unlink error would hide it.
+  // Bound but not listening: a connect() now is refused, so nobody gets in
+  // before the mode is narrowed.
+  absl::Status ready =
+      mode.has_value() ? os::Chmod(path, *mode) : absl::OkStatus();
+  if (ready.ok()) ready = os::Listen(listener.get(), backlog, path);
+  if (!ready.ok()) {
+    // Don't leave a bound name that nobody will ever listen on. The chmod
+    // or listen error is what the caller needs; an unlink error would hide
+    // it.
     (void)os::Unlink(path);
-    return listened;
+    return ready;
   }
   return listener;
+}
+
+}  // namespace
+
+absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path, int backlog) {
+  return ListenUnix(path, SocketKind::kSeqpacket, std::nullopt, backlog);
+}
+
+absl::StatusOr<UniqueFd> ListenStream(const std::string& path, mode_t mode,
+                                      int backlog) {
+  return ListenUnix(path, SocketKind::kStream, mode, backlog);
 }
 
 absl::StatusOr<UniqueFd> Accept(int listen_fd, absl::Time deadline) {

@@ -1,5 +1,7 @@
 // fdpass sockets: Unix-domain SOCK_SEQPACKET connections that carry small
-// messages plus file descriptors (SCM_RIGHTS), and the peer's credentials.
+// messages plus file descriptors (SCM_RIGHTS), and the peer's credentials;
+// also SOCK_STREAM listeners whose connections are handed to a byte-stream
+// protocol (gRPC) after a credentials check.
 //
 // This is how shmesh nodes hand each other memfd rings and eventfd doorbells:
 // a node listens on a filesystem socket, a peer connects, each side checks
@@ -65,12 +67,22 @@ struct PeerCred {
 absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path,
                                          int backlog = 128);
 
+// Like ListenSeqpacket (same path rules, stale-file replacement, directory
+// lock and errors), but a SOCK_STREAM listener: for byte-stream protocols
+// such as gRPC, whose connections the caller accepts itself (Accept and
+// GetPeerCred work on it) to check who connects. The socket file gets
+// permission bits `mode` between bind and listen, so nobody can connect
+// while it has wider ones. A chmod failure: its errno's code, nothing left
+// on disk.
+absl::StatusOr<UniqueFd> ListenStream(const std::string& path,
+                                      mode_t mode = 0600, int backlog = 128);
+
 // Accepts one connection on `listen_fd` (borrowed); the caller owns the
 // result, which is non-blocking and close-on-exec. Waits with poll() until
 // `deadline`: DEADLINE_EXCEEDED. EMFILE/ENFILE/ENOBUFS/ENOMEM:
 // RESOURCE_EXHAUSTED (back off before retrying; don't spin). ECONNABORTED,
 // EPROTO: UNAVAILABLE. REQUIRES: `listen_fd` is non-blocking (as
-// ListenSeqpacket makes it), or the accept itself may block.
+// ListenSeqpacket and ListenStream make it), or the accept itself may block.
 absl::StatusOr<UniqueFd> Accept(int listen_fd, absl::Time deadline);
 
 // Connects to the SOCK_SEQPACKET listener at filesystem `path`; the caller

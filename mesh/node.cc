@@ -18,8 +18,6 @@
 #include "fdpass/socket.h"
 #include "fdpass/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "mesh/config.h"
 #include "mesh/node_impl.h"
 #include "mesh/os.h"
@@ -147,6 +145,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::CreateFromFile(const std::string& pa
 
 absl::Status Node::Start() { return impl_->Start(); }
 void Node::Stop() { impl_->Stop(); }
+absl::Status Node::RestartControlServer() { return impl_->RestartControlServer(); }
 const std::string& Node::name() const { return impl_->name(); }
 uint64_t Node::id() const { return impl_->id(); }
 std::string Node::grpc_address() const { return impl_->grpc_address(); }
@@ -186,11 +185,11 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
       id_(RandomId()),
       // relaxed: a unique number is all that is needed (see g_next_node_uid).
       uid_(g_next_node_uid.fetch_add(1, std::memory_order_relaxed)),
-      log_(config_.name(), config_.log_level()) {
+      log_(config_.name(), config_.log_level()),
+      control_server_(config_.grpc_listen(),
+                      std::vector<uint32_t>(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end()),
+                      [this] { return MakeServices(this); }, &log_) {
   link_path_ = absl::StrCat(config_.run_dir(), "/", config_.name(), ".link");
-  if (absl::StartsWith(config_.grpc_listen(), "unix:")) {
-    grpc_unix_path_ = config_.grpc_listen().substr(5);
-  }
 }
 
 NodeImpl::~NodeImpl() { Stop(); }
@@ -210,6 +209,19 @@ absl::Status NodeImpl::Start() {
   SHMESH_ASSIGN_OR_RETURN(receive_wake_, MakeEventFd());
   SHMESH_ASSIGN_OR_RETURN(receive_event_, MakeEventFd());
   SHMESH_ASSIGN_OR_RETURN(health_wake_, MakeEventFd());
+  // Every descriptor the threads need is made here, so that running out of
+  // descriptors fails Start() instead of leaving a thread that cannot work.
+  {
+    SHMESH_ASSIGN_OR_RETURN(Epoll control, Epoll::Create());
+    SHMESH_RETURN_IF_ERROR(control.Add(control_event_.get(), EPOLLIN, kTagWake));
+    SHMESH_ASSIGN_OR_RETURN(Epoll link, Epoll::Create());
+    SHMESH_RETURN_IF_ERROR(link.Add(link_wake_.get(), EPOLLIN, kTagWake));
+    SHMESH_ASSIGN_OR_RETURN(Epoll receive, Epoll::Create());
+    SHMESH_RETURN_IF_ERROR(receive.Add(receive_wake_.get(), EPOLLIN, kTagWake));
+    control_epoll_.emplace(std::move(control));
+    link_epoll_.emplace(std::move(link));
+    receive_epoll_.emplace(std::move(receive));
+  }
 
   // The link socket doubles as the name lock in this run directory: binding
   // fails with ALREADY_EXISTS while a live node of this name listens, and a
@@ -224,31 +236,22 @@ absl::Status NodeImpl::Start() {
                                          : ""));
   }
   link_listen_ = std::move(*listen);
-  // We hold the name now: a gRPC socket file left at our path by a killed
-  // predecessor is stale.
-  if (!grpc_unix_path_.empty()) RemoveFile(grpc_unix_path_);
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int selected_port = 0;
-  builder.AddListeningPort(config_.grpc_listen(), grpc::InsecureServerCredentials(), &selected_port);
-  services_ = MakeServices(this);
-  for (auto& service : services_) builder.RegisterService(service.get());
-  server_ = builder.BuildAndStart();
-  if (server_ == nullptr) {
+  if (absl::Status added = link_epoll_->Add(link_listen_.get(), EPOLLIN, kTagListen); !added.ok()) {
     link_listen_.reset();
     RemoveFile(link_path_);
-    return absl::UnavailableError(absl::StrCat("node ", name(), ": gRPC server cannot listen on '", config_.grpc_listen(),
-                                               "' (address in use or not allowed?); change grpc_listen"));
+    return absl::Status(added.code(), absl::StrCat("node ", name(), ": ", added.message()));
+  }
+  // We hold the name now: a gRPC socket file left at our path by a killed
+  // predecessor is stale, and the control server replaces it.
+  absl::Status served = control_server_.Start();
+  if (!served.ok()) {
+    link_listen_.reset();
+    RemoveFile(link_path_);
+    return absl::Status(served.code(), absl::StrCat("node ", name(), ": ", served.message()));
   }
   {
     absl::MutexLock lock(&mu_);
-    grpc_address_ = config_.grpc_listen();
-    if (grpc_unix_path_.empty()) {
-      std::string host = config_.grpc_listen().substr(0, config_.grpc_listen().rfind(':'));
-      grpc_address_ = absl::StrCat(host, ":", selected_port);
-    }
+    grpc_address_ = control_server_.address();
     seeds_joined_ = config_.seeds().empty();
     next_seed_try_ = absl::Now();
     seed_backoff_ = kMinBackoff;
@@ -290,8 +293,9 @@ void NodeImpl::Stop() {
     });
   }
   for (auto& t : leavers) t.join();
-  // 2. Stop serving: watch streams see the shutdown and end.
-  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  // 2. Stop serving: watch streams see the shutdown and end; the socket
+  //    file goes.
+  control_server_.Stop();
   // 3. Stop our threads.
   if (control_event_) SignalEventFd(control_event_.get());
   if (link_wake_) SignalEventFd(link_wake_.get());
@@ -301,7 +305,6 @@ void NodeImpl::Stop() {
   if (control_thread_.joinable()) control_thread_.join();
   if (link_thread_.joinable()) link_thread_.join();
   if (receive_thread_.joinable()) receive_thread_.join();
-  if (server_) server_->Wait();
   // 4. Close every link: peers see EOF on the link sockets.
   std::map<std::string, std::shared_ptr<Link>> links;
   {
@@ -324,11 +327,27 @@ void NodeImpl::Stop() {
     absl::MutexLock lock(&spare_mu_);
     spare_ring_.reset();
   }
-  // 5. Leave nothing on disk.
-  link_listen_.reset();
-  RemoveFile(link_path_);
-  RemoveFile(grpc_unix_path_);
+  // 5. Leave nothing on disk, but remove only what this node created: after
+  //    a Start that failed because another node holds the name, the files
+  //    are that node's.
+  if (link_listen_) {
+    link_listen_.reset();
+    RemoveFile(link_path_);
+  }
   log_.Info("stopped");
+}
+
+absl::Status NodeImpl::RestartControlServer() {
+  if (!started_.load(std::memory_order_acquire) || stopping()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", name(), " is not running; RestartControlServer() needs a started node"));
+  }
+  absl::Status restarted = control_server_.Restart();
+  if (!restarted.ok()) {
+    return absl::Status(restarted.code(), absl::StrCat("node ", name(), ": ", restarted.message()));
+  }
+  log_.Info("gRPC server restarted on %s; links untouched", grpc_address());
+  return absl::OkStatus();
 }
 
 bool NodeImpl::stopping() const { return stopping_.load(std::memory_order_acquire); }
@@ -539,12 +558,7 @@ void NodeImpl::FlushQueued(std::vector<Message>* queued) {
 
 void NodeImpl::ReceiveLoop() {
   NameThisThread("mesh-recv");
-  auto epoll = Epoll::Create();
-  if (!epoll.ok() || !epoll->Add(receive_wake_.get(), EPOLLIN, kTagWake).ok()) {
-    log_.Error("receive thread cannot start: %s; no messages will be received",
-               epoll.ok() ? "epoll_ctl failed" : epoll.status().ToString());
-    return;
-  }
+  Epoll* const epoll = &*receive_epoll_;  // made in Start()
   // Tags: 2*i+2 = link i's socket, 2*i+3 = its doorbell (i indexes `active`).
   std::vector<std::shared_ptr<Link>> active;
   // Per link: the doorbell spam guard (see kDoorbellSpamWakes), kept across
@@ -1150,7 +1164,14 @@ void NodeImpl::AcceptPending() {
         // the listen socket stays readable, so returning at once would spin
         // this thread's level-triggered epoll. Back off; service resumes
         // when descriptors free up.
-        log_.Warning("cannot accept link connections: %s; retrying in 100ms", conn.status().message());
+        // One line per second at most (this thread only touches the clock).
+        const absl::Time now = absl::Now();
+        if (now - last_accept_warning_ >= absl::Seconds(1)) {
+          last_accept_warning_ = now;
+          log_.Warning("cannot accept link connections: %s; retrying every 100ms (raise RLIMIT_NOFILE or close "
+                       "descriptors)",
+                       conn.status().message());
+        }
         absl::SleepFor(absl::Milliseconds(100));
       }
       return;
@@ -1285,11 +1306,7 @@ absl::Time NodeImpl::Reconcile() {
 
 void NodeImpl::ControlLoop() {
   NameThisThread("mesh-control");
-  auto epoll = Epoll::Create();
-  if (!epoll.ok() || !epoll->Add(control_event_.get(), EPOLLIN, kTagWake).ok()) {
-    log_.Error("control thread cannot start (epoll failed); this node will not link");
-    return;
-  }
+  Epoll* const epoll = &*control_epoll_;  // made in Start()
   epoll_event events[8];
   absl::Time next = absl::Now();
   while (!stopping()) {
@@ -1354,12 +1371,7 @@ void NodeImpl::HealthLoop() {
 
 void NodeImpl::LinkLoop() {
   NameThisThread("mesh-link");
-  auto epoll = Epoll::Create();
-  if (!epoll.ok() || !epoll->Add(link_wake_.get(), EPOLLIN, kTagWake).ok() ||
-      !epoll->Add(link_listen_.get(), EPOLLIN, kTagListen).ok()) {
-    log_.Error("link thread cannot start (epoll failed); this node will not accept links");
-    return;
-  }
+  Epoll* const epoll = &*link_epoll_;  // made in Start()
   epoll_event events[8];
   while (!stopping()) {
     int n = epoll->Wait(events, 8, -1);

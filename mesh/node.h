@@ -92,6 +92,17 @@ class Node {
   // servers and removes this node's sockets. Idempotent.
   void Stop();
 
+  // Restarts only the gRPC server (the control plane), e.g. when it is
+  // wedged or flooded: calls in flight get 500 ms, then are cancelled (watch
+  // streams end), and a new server starts on the same address. Links and
+  // messages are unaffected: nothing on the data plane waits for it. Peers'
+  // calls in flight fail with UNAVAILABLE and are retried; on a Unix socket
+  // new clients wait in the socket's backlog meanwhile. Blocks until the new
+  // server serves. FAILED_PRECONDITION unless the node is running;
+  // UNAVAILABLE if the new server cannot listen (TCP port taken meanwhile):
+  // call again to retry.
+  absl::Status RestartControlServer();
+
   // This node's name, id and gRPC target (with the real port if it was 0).
   const std::string& name() const;
   uint64_t id() const;

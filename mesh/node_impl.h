@@ -19,7 +19,9 @@
 //     unresponsive_after_ms (and that start again). It never blocks on
 //     anything but handlers_mu_, so a control thread stuck in a slow gRPC
 //     call cannot make this node look unresponsive.
-//   - gRPC threads: Discovery and Topology requests (services.cc).
+//   - gRPC threads: Discovery and Topology requests (services.cc), served
+//     by control_server_ (control_server.h), which also runs an accept
+//     thread on a Unix socket. Restarting it touches nothing else.
 // Shared state is guarded by `mu_`; the receive thread reads the link set
 // through a copy it refreshes when `links_generation_` changes, and senders
 // find links through a per-thread cache validated by the same generation
@@ -45,9 +47,11 @@
 #include "absl/time/time.h"
 #include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
+#include "mesh/control_server.h"
 #include "mesh/link.h"
 #include "mesh/log.h"
 #include "mesh/node.h"
+#include "mesh/os.h"
 #include "proto/mesh/v1/config.pb.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 
@@ -60,6 +64,8 @@ class NodeImpl {
 
   absl::Status Start();
   void Stop();
+  // Node::RestartControlServer.
+  absl::Status RestartControlServer();
 
   const std::string& name() const { return config_.name(); }
   uint64_t id() const { return id_; }
@@ -181,7 +187,6 @@ class NodeImpl {
   const uint64_t uid_;
   const Logger log_;
   std::string link_path_;
-  std::string grpc_unix_path_;  // empty for TCP
 
   fdpass::UniqueFd link_listen_;
   fdpass::UniqueFd control_event_;  // eventfd: wakes the control thread
@@ -189,9 +194,16 @@ class NodeImpl {
   fdpass::UniqueFd receive_wake_;   // eventfd: wakes the receive thread
   fdpass::UniqueFd receive_event_;  // eventfd: readable while rq_ non-empty
   fdpass::UniqueFd health_wake_;    // eventfd: wakes the health thread (Stop)
+  // The threads' epoll sets, made in Start() (each used by its thread only).
+  std::optional<Epoll> control_epoll_;
+  std::optional<Epoll> link_epoll_;
+  std::optional<Epoll> receive_epoll_;
+  // Link thread only: when AcceptPending last logged running out of
+  // descriptors.
+  absl::Time last_accept_warning_ = absl::InfinitePast();
 
-  std::unique_ptr<grpc::Server> server_;
-  std::vector<std::unique_ptr<grpc::Service>> services_;
+  // The gRPC server. Thread-safe itself; its services borrow `this`.
+  ControlServer control_server_;
   std::thread control_thread_;
   std::thread link_thread_;
   std::thread receive_thread_;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "mesh/node_impl.h"
@@ -14,12 +15,76 @@
 namespace mesh {
 namespace {
 
-// Largest Send payload accepted over gRPC, and longest wait it may ask for.
+// Longest wait a Topology.Send may ask for.
 constexpr uint32_t kMaxSendTimeoutMs = 10000;
+// Members one JoinRequest may list in `known`: far more than any mesh on
+// one host, far fewer than kMaxRequestBytes would let through.
+constexpr int kMaxKnownMembers = 1024;
+// Longest Member.grpc_address accepted ("unix:" plus a 107-byte path, or a
+// host name of up to 253 bytes and a port, fit easily).
+constexpr size_t kMaxAddressBytes = 300;
+// Longest WatchTopology.min_interval_ms accepted.
+constexpr uint32_t kMaxWatchIntervalMs = 60000;
+// Watch streams (WatchMembers and WatchTopology together) served at once:
+// each holds a thread.
+constexpr int kMaxWatchStreams = 64;
+// Whole-mesh GetTopology calls in flight at once: each holds a thread that
+// asks every member.
+constexpr int kMaxTopologyGathers = 8;
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+// A counted resource (watch streams, topology gatherings): TryAcquire fails
+// once `limit` are held. Thread-safe. Shared (shared_ptr) by the services of
+// one server and the calls that hold a unit, which may end after the
+// service objects are gone.
+class CallBudget {
+ public:
+  explicit CallBudget(int limit) : limit_(limit) {}
+  bool TryAcquire() {
+    absl::MutexLock lock(&mu_);
+    if (held_ >= limit_) return false;
+    ++held_;
+    return true;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    --held_;
+  }
+  int limit() const { return limit_; }
+
+ private:
+  const int limit_;
+  absl::Mutex mu_;
+  int held_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A server stream that fails at once with `status`.
+template <typename T>
+class FailedWriteReactor : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit FailedWriteReactor(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+grpc::Status TooManyWatchStreams(int limit) {
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      absl::StrCat("this node already serves ", limit,
+                                   " watch streams; close some, or poll GetTopology instead"));
+}
+
+// What ControlServer's limits leave to check in a member a client sends
+// (NodeImpl::CheckMember checks the rest); `what` names it in the error.
+grpc::Status CheckMemberSize(const mesh::v1::Member& m, absl::string_view what) {
+  if (m.grpc_address().size() > kMaxAddressBytes) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat(what, ".grpc_address is ", m.grpc_address().size(), " bytes, over the limit of ",
+                                     kMaxAddressBytes, "; use a shorter socket path or host name"));
+  }
+  return grpc::Status::OK;
 }
 
 // A server stream fed by its own thread: `step` produces the messages to
@@ -31,8 +96,9 @@ class WatchReactor : public grpc::ServerWriteReactor<T> {
  public:
   using Step = std::function<std::vector<T>()>;
 
-  WatchReactor(NodeImpl* node, absl::Duration min_interval, Step step)
-      : node_(node), min_interval_(min_interval), step_(std::move(step)) {
+  // Holds one unit of `budget` (acquired by the caller) until OnDone.
+  WatchReactor(NodeImpl* node, std::shared_ptr<CallBudget> budget, absl::Duration min_interval, Step step)
+      : node_(node), budget_(std::move(budget)), min_interval_(min_interval), step_(std::move(step)) {
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -47,6 +113,7 @@ class WatchReactor : public grpc::ServerWriteReactor<T> {
   }
   void OnDone() override {
     thread_.join();
+    budget_->Release();
     delete this;
   }
 
@@ -66,7 +133,10 @@ class WatchReactor : public grpc::ServerWriteReactor<T> {
           node_->WaitForChange(seen, absl::Now() + absl::Milliseconds(100));
         }
         if (Stopped()) break;
-        absl::SleepFor(min_interval_);  // coalesce bursts of changes
+        // Coalesce bursts of changes; a cancellation (e.g. the server
+        // shutting down) cuts the wait short.
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&broken_), min_interval_);
       }
       first = false;
       seen = node_->ChangeGeneration();
@@ -93,6 +163,7 @@ class WatchReactor : public grpc::ServerWriteReactor<T> {
   }
 
   NodeImpl* const node_;
+  const std::shared_ptr<CallBudget> budget_;
   const absl::Duration min_interval_;
   const Step step_;
   std::thread thread_;
@@ -103,13 +174,29 @@ class WatchReactor : public grpc::ServerWriteReactor<T> {
 
 class DiscoveryService final : public mesh::v1::Discovery::CallbackService {
  public:
-  explicit DiscoveryService(NodeImpl* node) : node_(node) {}
+  DiscoveryService(NodeImpl* node, std::shared_ptr<CallBudget> watches) : node_(node), watches_(std::move(watches)) {}
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx, const mesh::v1::JoinRequest* req,
                                  mesh::v1::JoinResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if (!req->has_member()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "JoinRequest.member is required"));
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "JoinRequest.member is required; set it to the calling node"));
+      return reactor;
+    }
+    if (req->known_size() > kMaxKnownMembers) {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("JoinRequest.known lists ", req->known_size(), " members, over the limit of ", kMaxKnownMembers,
+                       "; send at most ", kMaxKnownMembers)));
+      return reactor;
+    }
+    grpc::Status sized = CheckMemberSize(req->member(), "JoinRequest.member");
+    for (int i = 0; sized.ok() && i < req->known_size(); ++i) {
+      sized = CheckMemberSize(req->known(i), absl::StrCat("JoinRequest.known[", i, "]"));
+    }
+    if (!sized.ok()) {
+      reactor->Finish(sized);
       return reactor;
     }
     auto members = node_->HandleJoin(
@@ -123,18 +210,27 @@ class DiscoveryService final : public mesh::v1::Discovery::CallbackService {
 
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const mesh::v1::LeaveRequest* req,
                                   mesh::v1::LeaveResponse*) override {
-    node_->HandleLeave(req->name(), req->id());
     auto* reactor = ctx->DefaultReactor();
+    if (req->name().empty() || req->id() == 0) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "LeaveRequest needs the leaving member's name and (non-zero) id"));
+      return reactor;
+    }
+    // Unknown names and stale ids are ignored (Leave is idempotent).
+    node_->HandleLeave(req->name(), req->id());
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 
   grpc::ServerWriteReactor<mesh::v1::MembershipEvent>* WatchMembers(grpc::CallbackServerContext*,
                                                                     const mesh::v1::WatchMembersRequest*) override {
+    if (!watches_->TryAcquire()) {
+      return new FailedWriteReactor<mesh::v1::MembershipEvent>(TooManyWatchStreams(watches_->limit()));
+    }
     // Remembers what the client was last told, to send only changes.
     auto last = std::make_shared<std::map<std::string, mesh::v1::Member>>();
     NodeImpl* node = node_;
-    return new WatchReactor<mesh::v1::MembershipEvent>(node, absl::ZeroDuration(), [node, last] {
+    return new WatchReactor<mesh::v1::MembershipEvent>(node, watches_, absl::ZeroDuration(), [node, last] {
       std::vector<mesh::v1::MembershipEvent> events;
       std::map<std::string, mesh::v1::Member> now;
       for (auto& m : node->Members()) now[m.name()] = m;
@@ -158,11 +254,13 @@ class DiscoveryService final : public mesh::v1::Discovery::CallbackService {
 
  private:
   NodeImpl* const node_;
+  const std::shared_ptr<CallBudget> watches_;
 };
 
 class TopologyService final : public mesh::v1::Topology::CallbackService {
  public:
-  explicit TopologyService(NodeImpl* node) : node_(node) {}
+  TopologyService(NodeImpl* node, std::shared_ptr<CallBudget> watches)
+      : node_(node), watches_(std::move(watches)), gathers_(std::make_shared<CallBudget>(kMaxTopologyGathers)) {}
 
   grpc::ServerUnaryReactor* GetTopology(grpc::CallbackServerContext* ctx, const mesh::v1::GetTopologyRequest* req,
                                         mesh::v1::TopologySnapshot* resp) override {
@@ -173,13 +271,21 @@ class TopologyService final : public mesh::v1::Topology::CallbackService {
       reactor->Finish(ToGrpc(snap.status()));
       return reactor;
     }
-    // Gathering asks every member over gRPC (up to a second): do it off the
-    // gRPC thread. The server's shutdown waits for Finish, so `node_` is
-    // alive for as long as the thread uses it.
+    // Gathering asks every member over gRPC (up to 2 s): do it off the gRPC
+    // thread, a bounded number at once. The server's shutdown waits for
+    // Finish, so `node_` is alive for as long as the thread uses it.
+    if (!gathers_->TryAcquire()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                   absl::StrCat(gathers_->limit(),
+                                                " whole-mesh GetTopology calls are already in flight; retry "
+                                                "shortly, or ask with local_only")));
+      return reactor;
+    }
     NodeImpl* node = node_;
-    std::thread([node, reactor, resp] {
+    std::thread([node, reactor, resp, gathers = gathers_] {
       auto snap = node->Topology(false);
       if (snap.ok()) *resp = std::move(*snap);
+      gathers->Release();
       reactor->Finish(ToGrpc(snap.status()));
     }).detach();
     return reactor;
@@ -187,11 +293,19 @@ class TopologyService final : public mesh::v1::Topology::CallbackService {
 
   grpc::ServerWriteReactor<mesh::v1::TopologySnapshot>* WatchTopology(
       grpc::CallbackServerContext*, const mesh::v1::WatchTopologyRequest* req) override {
+    if (req->min_interval_ms() > kMaxWatchIntervalMs) {
+      return new FailedWriteReactor<mesh::v1::TopologySnapshot>(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("min_interval_ms ", req->min_interval_ms(),
+                                                           " is over the limit of ", kMaxWatchIntervalMs)));
+    }
+    if (!watches_->TryAcquire()) {
+      return new FailedWriteReactor<mesh::v1::TopologySnapshot>(TooManyWatchStreams(watches_->limit()));
+    }
     NodeImpl* node = node_;
     bool local_only = req->local_only();
     uint32_t interval_ms = req->min_interval_ms() == 0 ? 100 : req->min_interval_ms();
     return new WatchReactor<mesh::v1::TopologySnapshot>(
-        node, absl::Milliseconds(interval_ms), [node, local_only] {
+        node, watches_, absl::Milliseconds(interval_ms), [node, local_only] {
           std::vector<mesh::v1::TopologySnapshot> out;
           auto snap = node->Topology(local_only);
           if (snap.ok()) out.push_back(std::move(*snap));
@@ -231,14 +345,17 @@ class TopologyService final : public mesh::v1::Topology::CallbackService {
 
  private:
   NodeImpl* const node_;
+  const std::shared_ptr<CallBudget> watches_;
+  const std::shared_ptr<CallBudget> gathers_;
 };
 
 }  // namespace
 
 std::vector<std::unique_ptr<grpc::Service>> MakeServices(NodeImpl* node) {
   std::vector<std::unique_ptr<grpc::Service>> services;
-  services.push_back(std::make_unique<DiscoveryService>(node));
-  services.push_back(std::make_unique<TopologyService>(node));
+  auto watches = std::make_shared<CallBudget>(kMaxWatchStreams);
+  services.push_back(std::make_unique<DiscoveryService>(node, watches));
+  services.push_back(std::make_unique<TopologyService>(node, watches));
   return services;
 }
 

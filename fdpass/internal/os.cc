@@ -14,6 +14,7 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace fdpass {
 namespace os_internal {
@@ -43,6 +44,15 @@ absl::StatusOr<UniqueFd> SeqpacketSocket(bool non_blocking) {
   int fd = ::socket(AF_UNIX, type, 0);
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
+  }
+  return UniqueFd(fd);
+}
+
+absl::StatusOr<UniqueFd> StreamSocket(bool non_blocking) {
+  int type = SOCK_STREAM | SOCK_CLOEXEC | (non_blocking ? SOCK_NONBLOCK : 0);
+  int fd = ::socket(AF_UNIX, type, 0);
+  if (fd < 0) {
+    return absl::ErrnoToStatus(errno, "socket(AF_UNIX, SOCK_STREAM)");
   }
   return UniqueFd(fd);
 }
@@ -224,6 +234,15 @@ absl::StatusOr<mode_t> FileMode(const std::string& path) {
     return absl::ErrnoToStatus(errno, absl::StrCat("lstat ", path));
   }
   return st.st_mode;
+}
+
+absl::Status Chmod(const std::string& path, mode_t mode) {
+  if (::chmod(path.c_str(), mode) != 0) {
+    int err = errno;
+    return absl::ErrnoToStatus(err,
+                               absl::StrFormat("chmod %s to %04o", path, mode));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Unlink(const std::string& path) {

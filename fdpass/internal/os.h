@@ -35,6 +35,9 @@ namespace os_internal {
 // socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC [| SOCK_NONBLOCK]).
 absl::StatusOr<UniqueFd> SeqpacketSocket(bool non_blocking);
 
+// socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC [| SOCK_NONBLOCK]).
+absl::StatusOr<UniqueFd> StreamSocket(bool non_blocking);
+
 // socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK).
 absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketSocketPair();
 
@@ -92,6 +95,9 @@ absl::StatusOr<ucred> PeerCredentials(int fd);
 
 // lstat(path).st_mode; ENOENT: NOT_FOUND.
 absl::StatusOr<mode_t> FileMode(const std::string& path);
+
+// chmod(path, mode).
+absl::Status Chmod(const std::string& path, mode_t mode);
 
 // unlink(path); ENOENT is success (already gone).
 absl::Status Unlink(const std::string& path);

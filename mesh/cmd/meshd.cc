@@ -1,4 +1,6 @@
 // meshd: runs one shmesh node from a config file until SIGTERM or SIGINT.
+// SIGHUP restarts the node's gRPC server only (links and messages are
+// unaffected).
 //
 //   meshd --config node.textproto [--print] [--stdin [--exit_on_eof]]
 //         [--log_level=debug|info|warning|error]
@@ -11,10 +13,10 @@
 // 1 the node could not start; 2 bad usage or a bad config file (one line on
 // stderr: "meshd: <what is wrong>").
 //
-// Threads: main() blocks SIGINT and SIGTERM before anything else (so every
-// thread the node starts inherits the mask), then waits on a signalfd and,
-// with --stdin, on stdin, in one poll loop. Node handlers run on the node's
-// threads and only log or print.
+// Threads: main() blocks SIGINT, SIGTERM and SIGHUP before anything else (so
+// every thread the node starts inherits the mask), then waits on a signalfd
+// and, with --stdin, on stdin, in one poll loop. Node handlers run on the
+// node's threads and only log or print.
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -106,6 +108,10 @@ flags (--flag=value or --flag value; bools also --flag / --noflag):
 )";
 
 constexpr char kHelpTail[] = R"(
+signals: SIGTERM or SIGINT leaves the mesh and stops. SIGHUP restarts only the
+node's gRPC server (the control plane: calls in flight are cancelled, clients
+reconnect); links and messages are unaffected.
+
 exit status: 0 after a clean stop; 1 the node could not start; 2 bad usage or
 a bad config file.
 
@@ -179,18 +185,22 @@ absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view text) {
                    "\" for --log_level; use debug, info, warning or error"));
 }
 
-// The stop signals, blocked in every thread and read from a signalfd.
-sigset_t StopSignals() {
+// The signals meshd handles (stop: SIGINT, SIGTERM; restart the gRPC
+// server: SIGHUP), blocked in every thread and read from a signalfd.
+sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 
 absl::StatusOr<fdpass::UniqueFd> MakeSignalFd(const sigset_t& set) {
   const int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (fd < 0) return absl::ErrnoToStatus(errno, "signalfd(SIGINT, SIGTERM)");
+  if (fd < 0) {
+    return absl::ErrnoToStatus(errno, "signalfd(SIGINT, SIGTERM, SIGHUP)");
+  }
   return fdpass::UniqueFd(fd);
 }
 
@@ -206,6 +216,24 @@ int ReadSignal(int fd) {
 
 const char* SignalName(int sig) {
   return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal";
+}
+
+// Reads the pending signals from the signalfd (borrowed): restarts the
+// node's gRPC server for each SIGHUP, and returns the first stop signal
+// (SIGINT or SIGTERM), or 0 if none is pending.
+int HandleSignals(int fd, mesh::Node* node, const Log& log) {
+  while (const int sig = ReadSignal(fd)) {
+    if (sig != SIGHUP) return sig;
+    log.Info("received SIGHUP; restarting the gRPC server");
+    // The node logs the restart itself.
+    const absl::Status restarted = node->RestartControlServer();
+    if (!restarted.ok()) {
+      log.Error(absl::StrCat("gRPC server restart failed: ",
+                             restarted.message(),
+                             "; send SIGHUP again to retry"));
+    }
+  }
+  return 0;
 }
 
 // Loads the config (honoring --log_level) and builds the node. Errors are
@@ -350,7 +378,7 @@ int WaitForPeers(mesh::Node* node, const Log& log, int signal_fd, int32_t n,
                             ? absl::StrCat(" for up to ", timeout_ms, " ms")
                             : std::string()));
   while (true) {
-    if (const int sig = ReadSignal(signal_fd)) return sig;
+    if (const int sig = HandleSignals(signal_fd, node, log)) return sig;
     const absl::Time slice =
         std::min(absl::Now() + absl::Milliseconds(100), deadline);
     const absl::Status status =
@@ -409,13 +437,13 @@ int Main(int argc, char** argv) {
     return UsageError("--exit_on_eof needs --stdin");
   }
 
-  // Before any thread exists: every thread inherits this mask, so SIGINT and
-  // SIGTERM reach only the signalfd. A closed stdout (--print into `head`)
-  // must not kill the node: ignore SIGPIPE and let write() fail.
-  const sigset_t stop_signals = StopSignals();
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread exists: every thread inherits this mask, so SIGINT,
+  // SIGTERM and SIGHUP reach only the signalfd. A closed stdout (--print
+  // into `head`) must not kill the node: ignore SIGPIPE and let write() fail.
+  const sigset_t handled_signals = HandledSignals();
+  ::pthread_sigmask(SIG_BLOCK, &handled_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
-  absl::StatusOr<fdpass::UniqueFd> signal_fd = MakeSignalFd(stop_signals);
+  absl::StatusOr<fdpass::UniqueFd> signal_fd = MakeSignalFd(handled_signals);
   if (!signal_fd.ok()) {
     std::cerr << "meshd: " << OneLine(signal_fd.status().ToString()) << "\n";
     return kExitFailed;
@@ -485,7 +513,7 @@ int Main(int argc, char** argv) {
       break;
     }
     if (fds[0].revents & POLLIN) {
-      stop_signal = ReadSignal(signal_fd->get());
+      stop_signal = HandleSignals(signal_fd->get(), node.get(), *log);
       if (stop_signal != 0) break;
     }
     if (stdin_open && fds[1].revents != 0) {

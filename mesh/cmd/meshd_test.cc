@@ -9,6 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mesh/cmd/subprocess_testutil.h"
@@ -18,6 +20,7 @@ namespace cmd {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Meshd() { return RunfilePath("mesh/cmd/meshd"); }
 
@@ -42,6 +45,7 @@ TEST(MeshdTest, HelpDocumentsEveryFlag) {
         "--wait_peers", "--wait_timeout_ms", "--send_timeout_ms"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
+  EXPECT_THAT(r.out, HasSubstr("SIGHUP restarts only the\nnode's gRPC server"));
 }
 
 TEST(MeshdTest, BadUsageExitsTwo) {
@@ -187,6 +191,68 @@ TEST(MeshdTest, SigintStopsCleanlyAndStdinEofKeepsRunning) {
   solo.Signal(SIGINT);
   EXPECT_EQ(solo.Wait(), 0) << ReadFile(err);
   EXPECT_THAT(ReadFile(err), HasSubstr("received SIGINT; stopping"));
+}
+
+TEST(MeshdTest, SighupRestartsTheGrpcServerAndLinksStayUp) {
+  ShortTempDir dir;
+  const std::string run = absl::StrCat(dir.path(), "/run");
+  auto config = [&](const std::string& name, const std::string& seed) {
+    return WriteConfig(
+        dir.path(), name + ".textproto",
+        absl::StrCat("name: \"", name, "\"\nrun_dir: \"", run, "\"\n",
+                     seed.empty() ? ""
+                                  : absl::StrCat("seeds: \"unix:", run, "/",
+                                                 seed, ".grpc\"\n")));
+  };
+  const std::string a_out = absl::StrCat(dir.path(), "/a.out");
+  const std::string a_err = absl::StrCat(dir.path(), "/a.err");
+  const std::string b_err = absl::StrCat(dir.path(), "/b.err");
+  const std::string c_err = absl::StrCat(dir.path(), "/c.err");
+  Child a({Meshd(), "--config", config("a", ""), "--print"}, a_out, a_err);
+  ASSERT_TRUE(WaitForFileToContain(a_err, "INFO started: a"))
+      << ReadFile(a_err);
+  Child b({Meshd(), "--config", config("b", "a"), "--stdin", "--wait_peers=1",
+           "--wait_timeout_ms=20000"},
+          absl::StrCat(dir.path(), "/b.out"), b_err);
+  ASSERT_TRUE(WaitForFileToContain(b_err, "have 1 peer after"))
+      << ReadFile(b_err);
+  b.WriteStdin("@a before\n");
+  ASSERT_TRUE(WaitForFileToContain(a_out, "b: before\n")) << ReadFile(a_err);
+
+  // Two restarts of a's gRPC server, one at a time: a logs each when done.
+  auto restarts_logged = [&] {
+    const std::string log = ReadFile(a_err);
+    int n = 0;
+    for (size_t at = log.find("gRPC server restarted on unix:");
+         at != std::string::npos;
+         at = log.find("gRPC server restarted on unix:", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  for (int i = 1; i <= 2; ++i) {
+    a.Signal(SIGHUP);
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (restarts_logged() < i && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(restarts_logged(), i) << ReadFile(a_err);
+  }
+  // The link never went down: b's lines still arrive.
+  b.WriteStdin("@a after\n");
+  ASSERT_TRUE(WaitForFileToContain(a_out, "b: after\n")) << ReadFile(a_err);
+  // The new server serves: a third daemon joins through a.
+  Child c({Meshd(), "--config", config("c", "a"), "--wait_peers=2",
+           "--wait_timeout_ms=20000"},
+          absl::StrCat(dir.path(), "/c.out"), c_err);
+  ASSERT_TRUE(WaitForFileToContain(c_err, "have 2 peers after"))
+      << ReadFile(c_err) << ReadFile(a_err);
+  EXPECT_THAT(ReadFile(a_err), Not(HasSubstr("peer down")));
+  EXPECT_THAT(ReadFile(a_err), Not(HasSubstr("restart failed")));
+  EXPECT_THAT(ReadFile(b_err), Not(HasSubstr("peer down")));
+
+  for (Child* child : {&c, &b, &a}) child->Signal(SIGTERM);
+  for (Child* child : {&c, &b, &a}) EXPECT_EQ(child->Wait(), 0);
 }
 
 }  // namespace
