@@ -34,7 +34,6 @@
 // Thread contract: everything runs on the main thread (it forks every
 // worker, so PR_SET_PDEATHSIG ties the workers' lives to it); each Worker's
 // reader thread only collects that worker's stdout lines.
-#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -77,6 +76,10 @@ ABSL_FLAG(std::string, worker, "", "Path of mesh_worker (default: the one in thi
 ABSL_FLAG(std::string, run_dir, "",
           "Working directory: node sockets in <run_dir>/m, worker logs in <run_dir>/logs (default: a fresh "
           "/tmp/soak-XXXXXX, removed on PASS). Socket paths must fit in 107 bytes.");
+ABSL_FLAG(bool, naive_seeds, false,
+          "Start all nodes at once and give every node its seeds in name order. A node joins through its first "
+          "reachable seed only, so this can split the mesh into parts that never merge (see README.md). By "
+          "default n0 starts first, and a node's seeds are the longest-running nodes first.");
 ABSL_FLAG(bool, keep, false, "Keep the run directory and logs on PASS too.");
 ABSL_FLAG(int32_t, event_ms, 2000, "Mean time between events (each gap is uniform in 0.5x-1.5x of it).");
 ABSL_FLAG(int32_t, restart_ms, 1500, "A killed node restarts after a uniform 0..restart_ms delay.");
@@ -134,13 +137,11 @@ struct Usage {
 
 // Entries of /proc/<pid>/fd, or -1 if the process is gone.
 int CountFds(pid_t pid) {
-  DIR* d = opendir(absl::StrCat("/proc/", pid, "/fd").c_str());
-  if (d == nullptr) return -1;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(absl::StrCat("/proc/", pid, "/fd"), ec);
+  if (ec) return -1;
   int n = 0;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  closedir(d);
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) ++n;
   return n;
 }
 
@@ -181,11 +182,11 @@ void Max(Usage& into, const Usage& u) {
 // Zombies among the children of `parents` (pid -> its ppid is in the set).
 std::vector<pid_t> Zombies(const std::set<pid_t>& parents) {
   std::vector<pid_t> out;
-  DIR* d = opendir("/proc");
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it("/proc", ec);
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     pid_t pid;
-    if (!absl::SimpleAtoi(e->d_name, &pid)) continue;
+    if (!absl::SimpleAtoi(it->path().filename().string(), &pid)) continue;
     std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
     std::string stat;
     if (!std::getline(in, stat)) continue;
@@ -197,7 +198,6 @@ std::vector<pid_t> Zombies(const std::set<pid_t>& parents) {
     if (f.size() < 2 || !absl::SimpleAtoi(f[1], &ppid)) continue;
     if (f[0] == "Z" && parents.count(ppid)) out.push_back(pid);
   }
-  closedir(d);
   return out;
 }
 
@@ -263,6 +263,7 @@ struct Slot {
   int incarnations = 0;  // launches so far
   State state = State::kDown;
   absl::Time at = absl::InfinitePast();
+  absl::Time launched;  // of this incarnation
   std::unique_ptr<Worker> w;
   Tracker t;
   std::string err_path;
@@ -321,6 +322,7 @@ class Soak {
   std::vector<Slot> slots_;
   int min_live_ = 0;
   int spare_ = 0;
+  bool naive_seeds_ = false;
   bool verbose_ = false;
   std::string failure_;
   absl::Time start_;
@@ -360,10 +362,28 @@ std::string Soak::Label(const Slot& s) const {
 
 void Soak::Launch(Slot& s) {
   ++s.incarnations;
-  std::vector<std::string> seeds;
+  // Every other node is a seed. A node joins through the first one that
+  // answers and no other (mesh/node.cc TryJoinSeeds), so two nodes starting
+  // together that list each other first would join each other and never
+  // the rest: list the longest-running nodes first, then stopped ones (a
+  // Join to them times out), then the rest.
+  std::vector<const Slot*> order;
   for (const Slot& o : slots_) {
-    if (&o != &s) seeds.push_back(Target(o));
+    if (&o != &s) order.push_back(&o);
   }
+  if (!naive_seeds_) {
+    auto rank = [](const Slot* o) {
+      if (o->state == State::kRunning && o->t.id != 0) return 0;
+      if (o->state == State::kPaused) return 1;
+      return 2;
+    };
+    std::stable_sort(order.begin(), order.end(), [&](const Slot* a, const Slot* b) {
+      if (rank(a) != rank(b)) return rank(a) < rank(b);
+      return rank(a) < 2 && a->launched < b->launched;
+    });
+  }
+  std::vector<std::string> seeds;
+  for (const Slot* o : order) seeds.push_back(Target(*o));
   std::vector<std::string> args = {
       "--name=" + s.name,
       "--run_dir=" + mesh_dir_,
@@ -395,6 +415,7 @@ void Soak::Launch(Slot& s) {
     return;
   }
   s.t.pid = s.w->pid();
+  s.launched = absl::Now();
   s.state = State::kRunning;
   if (verbose_) Say(absl::StrCat("launched ", Label(s)));
 }
@@ -876,6 +897,7 @@ int Soak::Run() {
   if (min_live_ <= 0) min_live_ = std::max(2, (nodes + 1) / 2);
   min_live_ = std::min(min_live_, nodes);
   spare_ = absl::GetFlag(FLAGS_spare);
+  naive_seeds_ = absl::GetFlag(FLAGS_naive_seeds);
   uint64_t seed = absl::GetFlag(FLAGS_seed);
   if (seed == 0) seed = std::random_device()() ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   rng_.seed(seed);
@@ -934,6 +956,16 @@ int Soak::Run() {
   for (int i = 0; i < nodes; ++i) {
     slots_[i].name = absl::StrCat("n", i);
     slots_[i].at = start_;
+  }
+  if (!naive_seeds_) {
+    // n0 first; the others once it serves, so they all join its mesh.
+    for (size_t i = 1; i < slots_.size(); ++i) slots_[i].at = absl::InfiniteFuture();
+    const absl::Time deadline = start_ + absl::Seconds(absl::GetFlag(FLAGS_settle_s));
+    while (!failed() && slots_[0].t.id == 0) {
+      if (absl::Now() > deadline) Fail(absl::StrCat(Label(slots_[0]), " did not print STARTED in time"));
+      Tick(/*events=*/false);
+      absl::SleepFor(absl::Milliseconds(10));
+    }
   }
   Checkpoint();  // warm-up: the first whole mesh sets the descriptor and mapping baselines
   if (!failed()) {
@@ -997,7 +1029,7 @@ int Soak::Run() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "soak: a chaos run of a real mesh of mesh_worker processes (kill -9, SIGSTOP/SIGCONT, graceful\n"
+      "a chaos run of a real mesh of mesh_worker processes (kill -9, SIGSTOP/SIGCONT, graceful\n"
       "restarts) that checks per-pair delivery, descriptor and mapping counts, zombies and clean exits,\n"
       "then prints one verdict line. See tests/soak/README.md.\n"
       "usage: soak [--seconds=300] [--nodes=8] [--seed=N] [--worker=PATH] [--run_dir=DIR] ...");
