@@ -58,6 +58,7 @@
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 #include "proto/mesh/v1/mesh.pb.h"
+#include "tests/worker_process.h"
 
 namespace {
 
@@ -70,277 +71,16 @@ constexpr absl::Duration kExitTimeout = absl::Seconds(20);
 // this long of the kill.
 constexpr int64_t kPeerDownBoundNs = 100 * 1000 * 1000;
 
-int64_t MonotonicNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-// A protocol line split into positional words and key=value words.
-struct Fields {
-  std::vector<std::string> words;
-  std::map<std::string, std::string> kv;
-
-  uint64_t U64(const std::string& key) const {
-    uint64_t v = 0;
-    auto it = kv.find(key);
-    if (it == kv.end() || !absl::SimpleAtoi(it->second, &v)) {
-      ADD_FAILURE() << "no numeric " << key << "= in line";
-    }
-    return v;
-  }
-  uint64_t Id() const {
-    uint64_t v = 0;
-    auto it = kv.find("id");
-    if (it == kv.end() || !absl::SimpleHexAtoi(it->second, &v)) ADD_FAILURE() << "no id= in line";
-    return v;
-  }
-};
-
-Fields Parse(const std::string& line) {
-  Fields f;
-  for (absl::string_view w : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
-    size_t eq = w.find('=');
-    if (eq == absl::string_view::npos) {
-      f.words.emplace_back(w);
-    } else {
-      f.kv[std::string(w.substr(0, eq))] = std::string(w.substr(eq + 1));
-    }
-  }
-  return f;
-}
-
-bool StartsWith(const std::string& line, const std::string& prefix) { return absl::StartsWith(line, prefix); }
-
-// One mesh_worker process: its pid, its stdin (commands) and its stdout lines.
-// Thread contract: thread-compatible from the test thread; the reader thread
-// only appends to `lines_` under `mu_`.
-class Worker {
- public:
-  // Fork+execs `binary` with `args`. Must be called from the test's main
-  // thread: PR_SET_PDEATHSIG fires when the forking thread exits.
-  static std::unique_ptr<Worker> Launch(const std::string& binary, const std::string& name,
-                                        const std::vector<std::string>& args) {
-    int in[2], out[2];
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2 failed";
-      return nullptr;
-    }
-    // Everything the child needs is built before fork: after it, only
-    // async-signal-safe calls until exec.
-    std::vector<std::string> argv_storage = {binary};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      // dup2 clears O_CLOEXEC on the new descriptors only.
-      if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0) _exit(127);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    if (pid < 0) {
-      close(in[1]);
-      close(out[0]);
-      ADD_FAILURE() << "fork failed";
-      return nullptr;
-    }
-    return std::unique_ptr<Worker>(new Worker(name, pid, in[1], out[0]));
-  }
-
-  ~Worker() {
-    Kill(SIGKILL);
-    (void)WaitExit(absl::Seconds(10));
-    if (reader_.joinable()) reader_.join();
-    close(stdin_fd_);
-    close(stdout_fd_);
-  }
-
-  const std::string& name() const { return name_; }
-  pid_t pid() const { return pid_; }
-  // Node id from the STARTED line (0 before it).
-  uint64_t id() const { return id_; }
-  bool running() const { return !exited_; }
-
-  // Waits for the first line at index >= `from` that `pred` accepts; returns
-  // its index, or nullopt at the deadline or once stdout closed.
-  std::optional<size_t> WaitFor(const std::function<bool(const std::string&)>& pred, absl::Duration timeout,
-                                size_t from = 0) {
-    absl::Time deadline = absl::Now() + timeout;
-    absl::MutexLock lock(&mu_);
-    size_t scanned = from;
-    std::optional<size_t> found;
-    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      for (; scanned < lines_.size(); ++scanned) {
-        if (pred(lines_[scanned])) {
-          found = scanned;
-          return true;
-        }
-      }
-      return eof_;
-    };
-    mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
-    return found;
-  }
-  std::optional<std::string> WaitForPrefix(const std::string& prefix, absl::Duration timeout, size_t from = 0) {
-    auto i = WaitFor([&](const std::string& l) { return StartsWith(l, prefix); }, timeout, from);
-    if (!i) return std::nullopt;
-    return Line(*i);
-  }
-  // STARTED, then READY; records the node id. False (with a failure) if not.
-  bool WaitReady(absl::Duration timeout = kSetupTimeout) {
-    auto started = WaitForPrefix("STARTED ", timeout);
-    if (!started) {
-      ADD_FAILURE() << name_ << " never printed STARTED; output:\n" << Dump();
-      return false;
-    }
-    id_ = Parse(*started).Id();
-    auto ready = WaitForPrefix("READY ", timeout);
-    if (!ready) {
-      ADD_FAILURE() << name_ << " never printed READY; output:\n" << Dump();
-      return false;
-    }
-    return true;
-  }
-  bool WaitStarted(absl::Duration timeout = kSetupTimeout) {
-    auto started = WaitForPrefix("STARTED ", timeout);
-    if (!started) {
-      ADD_FAILURE() << name_ << " never printed STARTED; output:\n" << Dump();
-      return false;
-    }
-    id_ = Parse(*started).Id();
-    return true;
-  }
-
-  std::string Line(size_t i) const {
-    absl::MutexLock lock(&mu_);
-    return lines_.at(i);
-  }
-  size_t LineCount() const {
-    absl::MutexLock lock(&mu_);
-    return lines_.size();
-  }
-  std::vector<std::string> Lines(size_t from = 0, size_t to = SIZE_MAX) const {
-    absl::MutexLock lock(&mu_);
-    to = std::min(to, lines_.size());
-    if (from >= to) return {};
-    return std::vector<std::string>(lines_.begin() + from, lines_.begin() + to);
-  }
-  std::vector<std::string> LinesWithPrefix(const std::string& prefix) const {
-    std::vector<std::string> out;
-    for (auto& l : Lines()) {
-      if (StartsWith(l, prefix)) out.push_back(l);
-    }
-    return out;
-  }
-  std::string Dump() const { return absl::StrJoin(Lines(), "\n"); }
-
-  bool Command(const std::string& cmd) {
-    std::string line = cmd + "\n";
-    return write(stdin_fd_, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  }
-  void Kill(int sig) {
-    if (!exited_) ::kill(pid_, sig);
-  }
-  // Reaps the worker; its raw wait status, or nullopt if it is still
-  // running at the deadline.
-  std::optional<int> WaitExit(absl::Duration timeout) {
-    if (exited_) return status_;
-    absl::Time deadline = absl::Now() + timeout;
-    while (true) {
-      int status = 0;
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        status_ = status;
-        return status;
-      }
-      if (r < 0) {  // not our child any more: nothing to reap
-        exited_ = true;
-        status_ = -1;
-        return status_;
-      }
-      if (absl::Now() >= deadline) return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(2));
-    }
-  }
-
- private:
-  Worker(std::string name, pid_t pid, int stdin_fd, int stdout_fd)
-      : name_(std::move(name)), pid_(pid), stdin_fd_(stdin_fd), stdout_fd_(stdout_fd) {
-    // A worker that exits while we write a command must not kill the test.
-    signal(SIGPIPE, SIG_IGN);
-    reader_ = std::thread([this] { ReadLoop(); });
-  }
-
-  void ReadLoop() {
-    std::string buf;
-    char chunk[4096];
-    while (true) {
-      ssize_t n = read(stdout_fd_, chunk, sizeof chunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      buf.append(chunk, static_cast<size_t>(n));
-      size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos) {
-        std::string line = buf.substr(0, nl);
-        buf.erase(0, nl + 1);
-        std::fprintf(stderr, "[%s] %s\n", name_.c_str(), line.c_str());
-        absl::MutexLock lock(&mu_);
-        lines_.push_back(std::move(line));
-      }
-    }
-    absl::MutexLock lock(&mu_);
-    eof_ = true;
-  }
-
-  const std::string name_;
-  const pid_t pid_;
-  const int stdin_fd_;
-  const int stdout_fd_;
-  uint64_t id_ = 0;
-  bool exited_ = false;
-  int status_ = 0;
-  std::thread reader_;
-  mutable absl::Mutex mu_;
-  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
-  bool eof_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-// What one worker reported sending (SENT) or receiving (RESULT), keyed by
-// (peer name, peer node id).
-struct Counts {
-  uint64_t n = 0;  // sent or received
-  uint64_t failed_or_errors = 0;
-  uint64_t bytes = 0;
-};
-using PeerKey = std::pair<std::string, uint64_t>;
-using CountMap = std::map<PeerKey, Counts>;
-
-CountMap ParseCounts(const std::vector<std::string>& lines, const std::string& prefix) {
-  CountMap out;
-  const bool sent = prefix == "SENT ";
-  for (const auto& l : lines) {
-    if (!StartsWith(l, prefix)) continue;
-    Fields f = Parse(l);
-    if (f.words.size() < 2) {
-      ADD_FAILURE() << "bad line: " << l;
-      continue;
-    }
-    Counts c;
-    c.n = f.U64(sent ? "sent" : "received");
-    c.failed_or_errors = f.U64(sent ? "failed" : "errors");
-    c.bytes = f.U64("bytes");
-    out[{f.words[1], f.Id()}] = c;
-  }
-  return out;
-}
+using meshtest::CountMap;
+using meshtest::Counts;
+using meshtest::Fields;
+using meshtest::MonotonicNs;
+using meshtest::Parse;
+using meshtest::ParseCounts;
+using meshtest::PeerKey;
+using meshtest::StartsWith;
+using meshtest::Worker;
+using meshtest::WorkerBinary;
 
 // The inodes of the shared-memory rings (memfds named "shmesh-ring") that
 // process `pid` has mapped, from /proc/<pid>/maps.
@@ -410,15 +150,12 @@ absl::Duration CpuTime(pid_t pid) {
   return absl::Seconds(static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK));
 }
 
-std::string WorkerBinary() {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  const char* workspace = getenv("TEST_WORKSPACE");
-  if (srcdir != nullptr) {
-    return absl::StrCat(srcdir, "/", workspace != nullptr ? workspace : "shmesh", "/tests/mesh_worker");
-  }
-  // Run by hand: the runfiles tree beside this binary.
-  return std::filesystem::read_symlink("/proc/self/exe").string() + ".runfiles/shmesh/tests/mesh_worker";
-}
+// Failed checks inside the worker helpers (tests/worker_process.h) are test
+// failures here.
+const bool kHelperFailuresFailTests = [] {
+  meshtest::SetFailureHandler([](const std::string& what) { ADD_FAILURE() << what; });
+  return true;
+}();
 
 class MeshIntegrationTest : public ::testing::Test {
  protected:

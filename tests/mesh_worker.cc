@@ -21,6 +21,8 @@
 //                    --stream_ms passes (0: until told to stop).
 //   --nosend         only receive.
 // --handler_delay_us makes the receiver a slow consumer.
+// --leak_on_peer_down=fd|map leaks one descriptor or one mapping per
+// PEER_DOWN: a deliberate fault, so the soak driver's leak check has a test.
 //
 // stdout is a machine-readable protocol, one line per event, flushed:
 //   STARTED <name> id=<hex> pid=<pid>
@@ -51,6 +53,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,6 +104,8 @@ ABSL_FLAG(int32_t, handler_delay_us, 0, "Sleep this long in the message handler 
 ABSL_FLAG(bool, send, true, "Send at all (false: only receive, READY still printed).");
 ABSL_FLAG(bool, wait_receive, true,
           "Count mode: wait for --count messages from every peer before DONE (false: DONE once sent).");
+ABSL_FLAG(std::string, leak_on_peer_down, "",
+          "Fault injection for the soak driver's own test: 'fd' leaks a descriptor, 'map' a mapping, per PEER_DOWN.");
 
 namespace {
 
@@ -238,6 +243,19 @@ mesh::v1::LogLevel ParseLogLevel(const std::string& s) {
   return mesh::v1::WARNING;
 }
 
+// --leak_on_peer_down: leaks on purpose (never closed, never unmapped).
+void LeakOne(const std::string& what) {
+  if (what == "fd") {
+    (void)!dup(STDIN_FILENO);
+  } else if (what == "map") {
+    // A page of its own memfd: a separate file, so the kernel cannot merge
+    // the mapping with a neighbour and /proc/self/maps gains one line.
+    int fd = memfd_create("leak", MFD_CLOEXEC);
+    if (fd >= 0 && ftruncate(fd, 4096) == 0) (void)mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    if (fd >= 0) close(fd);
+  }
+}
+
 int Fail(const std::string& what) {
   Emit(absl::StrCat("ERROR ", what));
   return 2;
@@ -319,7 +337,9 @@ int main(int argc, char** argv) {
     st.up[p.name] = p.id;
     Emit(absl::StrCat("PEER_UP ", p.name, " ", now, " id=", Hex(p.id)));
   });
-  node->SetPeerDownHandler([&st](const mesh::PeerInfo& p) {
+  const std::string leak_on_peer_down = absl::GetFlag(FLAGS_leak_on_peer_down);
+  node->SetPeerDownHandler([&st, leak_on_peer_down](const mesh::PeerInfo& p) {
+    LeakOne(leak_on_peer_down);
     int64_t now = MonotonicNs();
     absl::MutexLock lock(&st.mu);
     auto it = st.up.find(p.name);
