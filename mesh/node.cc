@@ -39,6 +39,9 @@ constexpr absl::Duration kRpcTimeout = absl::Seconds(1);
 constexpr absl::Duration kHandshakeTimeout = absl::Seconds(2);
 constexpr absl::Duration kMinBackoff = absl::Milliseconds(20);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+// A configured seed that is not a member (dead, or in a mesh we have not
+// merged with) is asked again at most this often.
+constexpr absl::Duration kStraySeedMaxBackoff = absl::Seconds(5);
 // The control thread's wake-up period when nothing is pending (it is woken
 // at once by anything that makes work). Each wake-up costs an idle node CPU.
 constexpr absl::Duration kIdleReconcile = absl::Seconds(10);
@@ -1218,6 +1221,47 @@ absl::Time NodeImpl::Reconcile() {
       next_seed_try_ = absl::Now() + seed_backoff_;
       seed_backoff_ = Backoff(seed_backoff_);
     }
+  }
+  // Configured seeds that are not (or no longer) members, once joined:
+  // asked again now and then. Nodes that start together can otherwise form
+  // separate meshes that never merge: each joins the first seed that
+  // answers (say n2 and n3 join each other while n0 is still starting) and
+  // never hears of the others. An answer merges the two member lists (and
+  // the sync of `known` spreads the news to everyone).
+  std::vector<std::string> stray;
+  {
+    absl::MutexLock lock(&mu_);
+    if (seeds_joined_) {
+      std::set<std::string> known_addresses = {grpc_address_};
+      for (const auto& [n, e] : members_) known_addresses.insert(e.member.grpc_address());
+      for (const std::string& seed : config_.seeds()) {
+        if (known_addresses.count(seed)) continue;
+        SeedRetry& r = stray_seeds_[seed];
+        if (now >= r.next_try) {
+          stray.push_back(seed);
+        } else {
+          next = std::min(next, r.next_try);
+        }
+      }
+    }
+  }
+  for (const std::string& seed : stray) {
+    if (stopping()) break;
+    auto members = CallJoin(seed, absl::Now() + kRpcTimeout);
+    absl::MutexLock lock(&mu_);
+    SeedRetry& r = stray_seeds_[seed];
+    if (members.ok()) {
+      log_.Debug("seed %s answered again: %d member(s)", seed, members->size());
+      for (const auto& m : *members) {
+        if (CheckMember(m).ok()) LearnLocked(m);
+      }
+      r.backoff = kMinBackoff;
+      next = absl::Now();
+    } else {
+      r.backoff = std::min(Backoff(r.backoff), kStraySeedMaxBackoff);
+    }
+    r.next_try = absl::Now() + r.backoff;
+    next = std::min(next, r.next_try);
   }
   // Per member: announce ourselves, then dial if our name sorts first.
   struct Todo {

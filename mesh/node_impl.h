@@ -245,6 +245,12 @@ class NodeImpl {
   absl::Time next_seed_try_ ABSL_GUARDED_BY(mu_);
   absl::Duration seed_backoff_ ABSL_GUARDED_BY(mu_);
   int seed_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  // Configured seeds that are not members, after joining (see Reconcile).
+  struct SeedRetry {
+    absl::Time next_try = absl::InfinitePast();
+    absl::Duration backoff = absl::Milliseconds(20);
+  };
+  std::map<std::string, SeedRetry> stray_seeds_ ABSL_GUARDED_BY(mu_);
   // [LinkGen] Bumped (under mu_, release) whenever links_ changes: in
   // InstallLink, RetireLinks and Stop. Readers load it with acquire:
   //   - the receive thread compares it with the generation of its copy of

@@ -77,9 +77,9 @@ ABSL_FLAG(std::string, run_dir, "",
           "Working directory: node sockets in <run_dir>/m, worker logs in <run_dir>/logs (default: a fresh "
           "/tmp/soak-XXXXXX, removed on PASS). Socket paths must fit in 107 bytes.");
 ABSL_FLAG(bool, naive_seeds, false,
-          "Start all nodes at once and give every node its seeds in name order. A node joins through its first "
-          "reachable seed only, so this can split the mesh into parts that never merge (see README.md). By "
-          "default n0 starts first, and a node's seeds are the longest-running nodes first.");
+          "Start all nodes at once and give every node its seeds in name order: exercises join races (a "
+          "mesh that split at join and never merged, before seeds were re-asked; see README.md). By default "
+          "n0 starts first, and a node's seeds are the longest-running nodes first.");
 ABSL_FLAG(bool, keep, false, "Keep the run directory and logs on PASS too.");
 ABSL_FLAG(int32_t, event_ms, 2000, "Mean time between events (each gap is uniform in 0.5x-1.5x of it).");
 ABSL_FLAG(int32_t, restart_ms, 1500, "A killed node restarts after a uniform 0..restart_ms delay.");
