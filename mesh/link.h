@@ -162,6 +162,7 @@ class Link {
   // Thread-safe: since when the peer has not beaten if it is unresponsive
   // now, else InfiniteFuture().
   absl::Time unresponsive_since() const;
+  bool unresponsive() const { return unresponsive_since() != absl::InfiniteFuture(); }
 
  private:
   Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx,

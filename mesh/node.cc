@@ -77,6 +77,11 @@ constexpr int kMutedPollMs = 10;
 constexpr uint64_t kTagWake = 0;
 constexpr uint64_t kTagListen = 1;
 
+// What the peer up/down/unresponsive handlers are told about a link's peer.
+PeerInfo PeerInfoOf(const Link& link) {
+  return PeerInfo{link.peer_name(), link.peer().id(), link.peer().pid(), link.handshake()};
+}
+
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
@@ -575,7 +580,6 @@ void NodeImpl::ReceiveLoop() {
   };
   std::map<const Link*, DoorbellGuard> guards;
   std::vector<char> rang;
-  size_t muted = 0;  // links whose doorbell is muted now
   uint64_t seen_generation = ~uint64_t{0};
   const bool spin_forever = config_.wait().mode() == mesh::v1::WaitPolicy::SPIN;
   const int64_t spin_ns = config_.wait().mode() == mesh::v1::WaitPolicy::SLEEP
@@ -592,26 +596,15 @@ void NodeImpl::ReceiveLoop() {
   std::vector<Message> queued;
 
   auto refresh = [&] {
-    // [LinkGen] acquire: pairs with the release increments in InstallLink,
-    // RetireLinks and Stop; the copy itself is taken under mu_.
-    uint64_t gen = links_generation_.load(std::memory_order_acquire);
-    if (gen == seen_generation) return;
+    std::vector<std::shared_ptr<Link>> fresh;
+    if (!CopyLinksIfChanged(&seen_generation, &fresh)) return;
     for (const auto& link : active) {
       epoll->Remove(link->socket_fd());
       epoll->Remove(link->rx_doorbell_fd());
     }
-    active.clear();
-    {
-      absl::ReaderMutexLock lock(&mu_);
-      for (const auto& [n, link] : links_) {
-        if (!link->down()) active.push_back(link);
-      }
-      // relaxed: written only under mu_, which we hold.
-      seen_generation = links_generation_.load(std::memory_order_relaxed);
-    }
+    active.swap(fresh);
     rang.assign(active.size(), 0);
     std::map<const Link*, DoorbellGuard> kept;
-    muted = 0;
     for (size_t i = 0; i < active.size(); ++i) {
       // The socket never carries data after the handshake: readability or
       // hang-up both mean the peer is gone (or misbehaving).
@@ -619,14 +612,15 @@ void NodeImpl::ReceiveLoop() {
       auto g = guards.find(active[i].get());
       if (g != guards.end()) {
         kept.insert(*g);
-        if (g->second.muted_until_ns != 0) {
-          ++muted;
-          continue;  // polled until the mute ends
-        }
+        if (g->second.muted_until_ns != 0) continue;  // polled until the mute ends
       }
       (void)epoll->Add(active[i]->rx_doorbell_fd(), EPOLLIN, 2 * i + 3);
     }
     guards.swap(kept);  // forgets links that are gone
+  };
+
+  auto any_muted = [&] {
+    return std::any_of(guards.begin(), guards.end(), [](const auto& g) { return g.second.muted_until_ns != 0; });
   };
 
   // A wake-up by link i's doorbell that found nothing to read.
@@ -639,7 +633,6 @@ void NodeImpl::ReceiveLoop() {
     }
     if (++g.idle_wakes < kDoorbellSpamWakes || g.muted_until_ns != 0) return;
     g.muted_until_ns = now + kDoorbellMuteNs;
-    ++muted;
     epoll->Remove(active[i]->rx_doorbell_fd());
     if (g.mutes++ % 60 == 0) {
       log_.Warning("peer %s rang our doorbell %u times in %d ms without sending anything; ignoring its doorbell "
@@ -658,7 +651,6 @@ void NodeImpl::ReceiveLoop() {
       g->second.muted_until_ns = 0;
       g->second.idle_wakes = 0;
       g->second.window_start_ns = now;
-      --muted;
       (void)epoll->Add(active[i]->rx_doorbell_fd(), EPOLLIN, 2 * i + 3);
     }
   };
@@ -692,10 +684,11 @@ void NodeImpl::ReceiveLoop() {
         fail_link(link, absl::StrCat("ring corrupted: ", n.status().message()));
       } else if (*n > 0) {
         any = true;
-      } else if (rang[i]) {
-        note_idle_wake(i);
       }
-      rang[i] = 0;
+      if (rang[i]) {  // rare: only after a wake-up by this doorbell
+        if (n.ok() && *n == 0) note_idle_wake(i);
+        rang[i] = 0;
+      }
     }
     return any;
   };
@@ -779,8 +772,9 @@ void NodeImpl::ReceiveLoop() {
     if (data_arrived) continue;
     // With a muted doorbell, poll: its ring is drained at least every
     // kMutedPollMs.
-    handle_events(epoll->Wait(events, 64, muted > 0 ? kMutedPollMs : -1));
-    if (muted > 0) unmute_expired();
+    const bool polling = any_muted();
+    handle_events(epoll->Wait(events, 64, polling ? kMutedPollMs : -1));
+    if (polling) unmute_expired();
     // Look at the clock first thing after the wake-up: `idle_since_ns`
     // still dates from before the sleep, so a wake-up that brings nothing
     // (a spurious or hostile doorbell) goes straight back to sleep instead
@@ -990,11 +984,25 @@ std::vector<std::string> NodeImpl::Peers() const {
   return out;
 }
 
+bool NodeImpl::CopyLinksIfChanged(uint64_t* seen_generation, std::vector<std::shared_ptr<Link>>* out) const {
+  // [LinkGen] acquire: pairs with the release increments in InstallLink,
+  // RetireLinks and Stop; the copy itself is taken under mu_.
+  if (links_generation_.load(std::memory_order_acquire) == *seen_generation) return false;
+  out->clear();
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [n, link] : links_) {
+    if (!link->down()) out->push_back(link);
+  }
+  // relaxed: written only under mu_, which we hold.
+  *seen_generation = links_generation_.load(std::memory_order_relaxed);
+  return true;
+}
+
 std::vector<std::string> NodeImpl::UnresponsivePeers() const {
   std::vector<std::string> out;
   absl::ReaderMutexLock lock(&mu_);
   for (const auto& [n, link] : links_) {
-    if (!link->down() && link->unresponsive_since() != absl::InfiniteFuture()) out.push_back(n);
+    if (!link->down() && link->unresponsive()) out.push_back(n);
   }
   return out;
 }
@@ -1107,7 +1115,7 @@ void NodeImpl::InstallLink(std::shared_ptr<Link> link) {
   // too, so a link's peer-down cannot be reported before its peer-up, and
   // handlers never run concurrently.
   absl::MutexLock handlers(&handlers_mu_);
-  PeerInfo info{link->peer_name(), link->peer().id(), link->peer().pid(), link->handshake()};
+  const PeerInfo info = PeerInfoOf(*link);
   {
     absl::MutexLock lock(&mu_);
     auto member = members_.find(link->peer_name());
@@ -1140,7 +1148,7 @@ void NodeImpl::RetireLinks() {
       auto it = links_.find(link->peer_name());
       if (it != links_.end() && it->second == link) {
         links_.erase(it);
-        down.push_back(PeerInfo{link->peer_name(), link->peer().id(), link->peer().pid(), link->handshake()});
+        down.push_back(PeerInfoOf(*link));
       }
       DropMemberLocked(link->peer_name(), link->peer().id());
     }
@@ -1376,15 +1384,7 @@ void NodeImpl::HealthLoop() {
   pollfd wake = {health_wake_.get(), POLLIN, 0};
   const int interval_ms = static_cast<int>(absl::ToInt64Milliseconds(HeartbeatInterval()));
   while (!stopping()) {
-    // [LinkGen] acquire: pairs with the release increments in InstallLink,
-    // RetireLinks and Stop; the copy itself is taken under mu_.
-    if (links_generation_.load(std::memory_order_acquire) != seen_generation) {
-      links.clear();
-      absl::ReaderMutexLock lock(&mu_);
-      for (const auto& [n, link] : links_) links.push_back(link);
-      // relaxed: written only under mu_, which we hold.
-      seen_generation = links_generation_.load(std::memory_order_relaxed);
-    }
+    (void)CopyLinksIfChanged(&seen_generation, &links);
     const absl::Time now = absl::Now();
     for (const auto& link : links) {
       if (link->down()) continue;
@@ -1404,8 +1404,7 @@ void NodeImpl::HealthLoop() {
         // Serialized with the up/down handlers (see InstallLink).
         absl::MutexLock handlers(&handlers_mu_);
         if (!link->down()) {
-          peer_unresponsive_handler_(
-              PeerInfo{link->peer_name(), link->peer().id(), link->peer().pid(), link->handshake()}, unresponsive);
+          peer_unresponsive_handler_(PeerInfoOf(*link), unresponsive);
         }
       }
     }
@@ -1457,7 +1456,7 @@ mesh::v1::TopologySnapshot NodeImpl::LocalSnapshot() const {
       l->set_queued_bytes_a_to_b(s.tx_queued_bytes);
       l->set_queued_bytes_b_to_a(s.rx_queued_bytes);
       l->set_full_events_a_to_b(s.tx_full_events);
-      l->set_b_unresponsive(link->unresponsive_since() != absl::InfiniteFuture());
+      l->set_b_unresponsive(link->unresponsive());
     } else {
       l->set_ring_bytes_b_to_a(s.tx_ring_bytes);
       l->set_ring_bytes_a_to_b(s.rx_ring_bytes);
@@ -1468,7 +1467,7 @@ mesh::v1::TopologySnapshot NodeImpl::LocalSnapshot() const {
       l->set_queued_bytes_b_to_a(s.tx_queued_bytes);
       l->set_queued_bytes_a_to_b(s.rx_queued_bytes);
       l->set_full_events_b_to_a(s.tx_full_events);
-      l->set_a_unresponsive(link->unresponsive_since() != absl::InfiniteFuture());
+      l->set_a_unresponsive(link->unresponsive());
     }
     *l->mutable_since() = ToProto(link->since());
   }

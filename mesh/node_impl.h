@@ -167,6 +167,11 @@ class NodeImpl {
   // Health thread.
   void HealthLoop();
 
+  // The live links, copied into `*out` (and `*seen_generation` updated) if
+  // links_ changed since `*seen_generation`; false (nothing touched) if not.
+  // For the receive and health threads, which keep their own copy.
+  bool CopyLinksIfChanged(uint64_t* seen_generation, std::vector<std::shared_ptr<Link>>* out) const;
+
   // Receive thread.
   void ReceiveLoop();
   // Runs the message handler, or (without one) appends a copy to `queued`

@@ -72,6 +72,7 @@ constexpr absl::Duration kExitTimeout = absl::Seconds(20);
 constexpr int64_t kPeerDownBoundNs = 100 * 1000 * 1000;
 
 using meshtest::CountMap;
+using meshtest::CountFds;
 using meshtest::Counts;
 using meshtest::Fields;
 using meshtest::MonotonicNs;
@@ -111,17 +112,6 @@ uint64_t RssKiB(pid_t pid) {
   return 0;
 }
 
-// Open descriptors of `pid` (entries of /proc/<pid>/fd).
-size_t FdCount(pid_t pid) {
-  size_t n = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
-  }
-  return n;
-}
-
 // What each open descriptor of `pid` refers to (readlink of /proc/<pid>/fd/*).
 std::multiset<std::string> FdTargets(pid_t pid) {
   std::multiset<std::string> out;
@@ -156,6 +146,8 @@ const bool kHelperFailuresFailTests = [] {
   meshtest::SetFailureHandler([](const std::string& what) { ADD_FAILURE() << what; });
   return true;
 }();
+
+std::string NodeName(int i) { return absl::StrCat("n", i); }
 
 class MeshIntegrationTest : public ::testing::Test {
  protected:
@@ -262,6 +254,27 @@ class MeshIntegrationTest : public ::testing::Test {
     return snap;
   }
 
+  // Launches n0..n<n-1> (each seeded with n0) with `args`, and waits until
+  // all are READY and every one has had a message from every other. Any
+  // failure is a test failure (check HasFailure()).
+  std::vector<Worker*> LaunchStreaming(int n, const std::vector<std::string>& args) {
+    std::vector<Worker*> w;
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::string> seeds;
+      if (i > 0) seeds.push_back(NodeName(0));
+      w.push_back(Launch(NodeName(i), seeds, args));
+      if (w.back() == nullptr) {
+        ADD_FAILURE() << "cannot launch " << NodeName(i);
+        return {};
+      }
+    }
+    for (Worker* x : w) {
+      if (!x->WaitReady()) return {};
+    }
+    for (Worker* x : w) WaitFirstFrom(x, w);
+    return w;
+  }
+
   // Waits until `w` printed FIRST for every (name, id) in `from`.
   void WaitFirstFrom(Worker* w, const std::vector<Worker*>& from) {
     for (Worker* f : from) {
@@ -351,8 +364,6 @@ class MeshIntegrationTest : public ::testing::Test {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::set<std::string> killed_;
 };
-
-std::string NodeName(int i) { return absl::StrCat("n", i); }
 
 // ---------------------------------------------------------------------------
 // N real nodes: every ordered pair delivers a numbered stream, and every
@@ -543,15 +554,7 @@ TEST_F(MeshIntegrationTest, KillNineIsReportedWithin100msAndRestartedNodeRejoins
   // 8 nodes x 7 streams on a 2-core machine: a light stream each.
   const std::vector<std::string> stream = {absl::StrCat("--peers=", n - 1), "--count=0", "--batch=4",
                                            "--interval_us=4000", "--payload_bytes=128"};
-  std::vector<Worker*> w;
-  for (int i = 0; i < n; ++i) {
-    std::vector<std::string> seeds;
-    if (i > 0) seeds.push_back(NodeName(0));
-    w.push_back(Launch(NodeName(i), seeds, stream));
-    ASSERT_NE(w.back(), nullptr);
-  }
-  for (Worker* x : w) ASSERT_TRUE(x->WaitReady());
-  for (Worker* x : w) WaitFirstFrom(x, w);  // every stream is flowing
+  const std::vector<Worker*> w = LaunchStreaming(n, stream);
   if (HasFailure()) return;
 
   Worker* victim = w[1];
@@ -665,15 +668,7 @@ TEST_F(MeshIntegrationTest, StoppedNodeIsReportedUnresponsiveAndCatchesUpAfterSi
                                            "--ring_bytes=65536",
                                            "--send_timeout_ms=0",
                                            absl::StrCat("--unresponsive_after_ms=", kUnresponsiveMs)};
-  std::vector<Worker*> w;
-  for (int i = 0; i < n; ++i) {
-    std::vector<std::string> seeds;
-    if (i > 0) seeds.push_back(NodeName(0));
-    w.push_back(Launch(NodeName(i), seeds, stream));
-    ASSERT_NE(w.back(), nullptr);
-  }
-  for (Worker* x : w) ASSERT_TRUE(x->WaitReady());
-  for (Worker* x : w) WaitFirstFrom(x, w);
+  const std::vector<Worker*> w = LaunchStreaming(n, stream);
   if (HasFailure()) return;
   Worker* stopped = w[1];
   const std::vector<Worker*> others = {w[0], w[2], w[3]};
@@ -820,10 +815,10 @@ TEST_F(MeshIntegrationTest, DescriptorExhaustionAndFdFloodAreSurvived) {
   // refused at its hello; every descriptor it carried must be closed.
   // What z holds once it settled (links up, no announce or dial pending):
   // the same count for a whole second.
-  size_t fds_before = FdCount(pid);
+  int fds_before = CountFds(pid);
   for (int same = 0, i = 0; same < 10 && i < 100; ++i) {
     absl::SleepFor(absl::Milliseconds(100));
-    const size_t now = FdCount(pid);
+    const int now = CountFds(pid);
     same = now == fds_before ? same + 1 : 0;
     fds_before = now;
   }
@@ -843,10 +838,10 @@ TEST_F(MeshIntegrationTest, DescriptorExhaustionAndFdFloodAreSurvived) {
     if (reply.ok()) ++refused;
   }
   EXPECT_GT(refused, 0) << "z never answered the flood (not even a refusal)";
-  size_t fds_after = FdCount(pid);
+  int fds_after = CountFds(pid);
   for (absl::Time end = absl::Now() + absl::Seconds(5); fds_after > fds_before && absl::Now() < end;
        absl::SleepFor(absl::Milliseconds(20))) {
-    fds_after = FdCount(pid);
+    fds_after = CountFds(pid);
   }
   if (fds_after > fds_before) {
     std::multiset<std::string> extra = FdTargets(pid);
@@ -857,7 +852,7 @@ TEST_F(MeshIntegrationTest, DescriptorExhaustionAndFdFloodAreSurvived) {
     ADD_FAILURE() << "z kept descriptors from the flood: " << fds_before << " before, " << fds_after
                   << " after; new: " << absl::StrJoin(extra, ", ");
   }
-  std::printf("fd flood: %d of 200 refused with a reply; z fds %zu before, %zu after\n", refused, fds_before,
+  std::printf("fd flood: %d of 200 refused with a reply; z fds %d before, %d after\n", refused, fds_before,
               fds_after);
   // z still serves its links.
   for (Worker* x : {a, b}) {

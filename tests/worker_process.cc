@@ -58,6 +58,15 @@ void ReportFailure(const std::string& what) {
   }
 }
 
+int CountFds(pid_t pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(absl::StrCat("/proc/", pid, "/fd"), ec);
+  if (ec) return -1;
+  int n = 0;
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) ++n;
+  return n;
+}
+
 int64_t MonotonicNs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

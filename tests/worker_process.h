@@ -41,6 +41,10 @@ void SetFailureHandler(std::function<void(const std::string&)> handler);
 // Calls the failure handler with `what`.
 void ReportFailure(const std::string& what);
 
+// Open descriptors of process `pid` (entries of /proc/<pid>/fd), or -1 if
+// the process is gone.
+int CountFds(pid_t pid);
+
 // CLOCK_MONOTONIC in nanoseconds: the clock mesh_worker stamps its PEER_UP
 // and PEER_DOWN lines with (comparable between processes on one host).
 int64_t MonotonicNs();

@@ -109,6 +109,7 @@ ABSL_FLAG(bool, verbose, false, "Echo every worker line and print every event.")
 
 namespace {
 
+using meshtest::CountFds;
 using meshtest::CountMap;
 using meshtest::Counts;
 using meshtest::Fields;
@@ -134,16 +135,6 @@ struct Usage {
   int shared_maps = -1;  // those of them mapped shared (`s` in the permissions)
   bool ok() const { return fds >= 0 && maps >= 0; }
 };
-
-// Entries of /proc/<pid>/fd, or -1 if the process is gone.
-int CountFds(pid_t pid) {
-  std::error_code ec;
-  std::filesystem::directory_iterator it(absl::StrCat("/proc/", pid, "/fd"), ec);
-  if (ec) return -1;
-  int n = 0;
-  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) ++n;
-  return n;
-}
 
 // The fields of Usage, and their names.
 struct Metric {
