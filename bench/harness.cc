@@ -132,6 +132,10 @@ std::optional<ClientCommand> NextCommand() {
   }
   ClientCommand cmd;
   if (line == "ping") return cmd;
+  if (line == "ping_sleep") {
+    cmd.kind = ClientCommand::kPingSleep;
+    return cmd;
+  }
   unsigned long long size = 0;
   int batched = 0;
   if (std::sscanf(line.c_str(), "thru %llu %d", &size, &batched) == 2 && size > 0 && size <= kMaxPayload) {

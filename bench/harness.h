@@ -12,6 +12,8 @@
 //                kDataByte, then one whose first byte is kEndByte; the
 //                server copies every payload out and, on the end message,
 //                replies Ack{count of data messages}.
+//   kPingSleep:  as kPing, but both sides wait with WaitOptions::NoSpin()
+//                (raw ring only): every message goes through a doorbell.
 //   kQuit:       server exits.
 // The client times everything, on CLOCK_MONOTONIC.
 //
@@ -34,7 +36,7 @@
 
 namespace shmesh_bench {
 
-enum class Op : uint32_t { kPing = 1, kThroughput = 2, kQuit = 3 };
+enum class Op : uint32_t { kPing = 1, kThroughput = 2, kQuit = 3, kPingSleep = 4 };
 
 inline constexpr uint32_t kCommandMagic = 0x424d4348;  // "HCMB"
 struct Command {
@@ -93,11 +95,13 @@ void WriteFull(int fd, const void* data, size_t n);
 // The measuring side of a pair reads commands from stdin, one per line, and
 // answers each with ROW line(s) and then "OK":
 //   ping               one repetition of the 64 B ping-pong
+//   ping_sleep         the same with both sides sleeping on every message
+//                      (only the raw ring role; others die)
 //   thru SIZE BATCHED  one repetition of the throughput test (BATCHED: 1
 //                      to send through the batch API, where there is one)
 // EOF on stdin ends it (it then tells its server to quit).
 struct ClientCommand {
-  enum Kind { kPing, kThroughput } kind = kPing;
+  enum Kind { kPing, kPingSleep, kThroughput } kind = kPing;
   uint64_t size = 0;
   bool batched = false;
 };

@@ -1,8 +1,8 @@
 // ring_bench: two processes, one ringbuf ring per direction.
 //
 // The parent creates both rings and forks a child that attaches to them
-// through its own mappings and dup'd doorbells (as a peer that received the
-// fds over a socket would). With two or more CPUs, parent and child are
+// through its own mappings and dups of its doorbell ends (as a peer that
+// received the fds over a socket would). With two or more CPUs, parent and child are
 // pinned to different CPUs. The parent drives the child with command
 // frames and measures:
 //   * ping-pong: the parent sends a 64-byte frame, the child echoes it;
@@ -144,12 +144,15 @@ fdpass::UniqueFd Dup(int fd) {
   return fdpass::UniqueFd(copy);
 }
 
-Ring AttachCopy(const Ring& ring) {
+// Attaches to `ring` through its own mapping and a dup of the doorbell end
+// of `end`, as the peer process that received them would.
+Ring AttachCopy(const Ring& ring, ringbuf::RingEnd end) {
   absl::StatusOr<ringbuf::SharedRegion> region =
       ringbuf::SharedRegion::Map(Dup(ring.region_fd()), ring.region_size());
   if (!region.ok()) Die("map", region.status());
-  absl::StatusOr<Ring> attached =
-      Ring::Attach(std::move(*region), Dup(ring.data_doorbell_fd()), Dup(ring.space_doorbell_fd()));
+  const int doorbell = end == ringbuf::RingEnd::kProducer ? ring.producer_doorbell_fd()
+                                                          : ring.consumer_doorbell_fd();
+  absl::StatusOr<Ring> attached = Ring::Attach(std::move(*region), Dup(doorbell), end);
   if (!attached.ok()) Die("attach", attached.status());
   return std::move(*attached);
 }
@@ -159,8 +162,8 @@ uint64_t Sleeps(RingProducer& p, RingConsumer& c) { return p.stats().sleeps + c.
 // ------------------------------------------------------------------ child
 
 int ChildMain(Ring& to_child_shared, Ring& to_parent_shared) {
-  Ring in_ring = AttachCopy(to_child_shared);
-  Ring out_ring = AttachCopy(to_parent_shared);
+  Ring in_ring = AttachCopy(to_child_shared, ringbuf::RingEnd::kConsumer);
+  Ring out_ring = AttachCopy(to_parent_shared, ringbuf::RingEnd::kProducer);
   RingConsumer& in = in_ring.consumer();
   RingProducer& out = out_ring.producer();
   std::vector<uint8_t> payload(kRingCapacity / 2, 0x5a);

@@ -31,6 +31,7 @@ struct RoleConfig {
 };
 
 int RingRole(const RoleConfig& config);          // raw ringbuf: forks its peer
+int DoorbellRole(const RoleConfig& config);      // eventfd vs socket pair wake-ups: forks its peer
 int MeshServerRole(const RoleConfig& config);    // echo/sink node "s"
 int MeshClientRole(const RoleConfig& config);    // measuring node "c"
 int MeshMemberRole(const RoleConfig& config);    // idle member (formation, CPU)

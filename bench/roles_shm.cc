@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -62,14 +63,15 @@ fdpass::UniqueFd Dup(int fd) {
   return fdpass::UniqueFd(copy);
 }
 
-// Maps the ring again through dup'd descriptors, as a peer that received
-// them over a socket would.
-Ring AttachCopy(const Ring& ring) {
+// Maps the ring again through dup'd descriptors (the memfd and the doorbell
+// end of `end`), as a peer that received them over a socket would.
+Ring AttachCopy(const Ring& ring, ringbuf::RingEnd end) {
   absl::StatusOr<ringbuf::SharedRegion> region =
       ringbuf::SharedRegion::Map(Dup(ring.region_fd()), ring.region_size());
   Check(region.status(), "map ring");
-  absl::StatusOr<Ring> attached = Ring::Attach(std::move(*region), Dup(ring.data_doorbell_fd()),
-                                               Dup(ring.space_doorbell_fd()), WaitOptions::BusyPoll());
+  const int doorbell =
+      end == ringbuf::RingEnd::kProducer ? ring.producer_doorbell_fd() : ring.consumer_doorbell_fd();
+  absl::StatusOr<Ring> attached = Ring::Attach(std::move(*region), Dup(doorbell), end, WaitOptions::BusyPoll());
   Check(attached.status(), "attach ring");
   return std::move(*attached);
 }
@@ -87,10 +89,14 @@ void RingServer(RingConsumer& in, RingProducer& out) {
     Command cmd;
     if (frame->size() != sizeof(cmd)) Die("ring server: bad command");
     std::memcpy(&cmd, frame->data(), sizeof(cmd));
-    in.set_wait_options(WaitOptions::BusyPoll());
-    out.set_wait_options(WaitOptions::BusyPoll());
+    // raw_ring_sleep: never spin, so that every message goes through the
+    // doorbell (the consumer sleeps, the producer rings it).
+    const WaitOptions during = cmd.op == Op::kPingSleep ? WaitOptions::NoSpin() : WaitOptions::BusyPoll();
+    in.set_wait_options(during);
+    out.set_wait_options(during);
     switch (cmd.op) {
       case Op::kPing:
+      case Op::kPingSleep:
         for (uint64_t i = 0; i < cmd.count; ++i) {
           Check(in.Wait(absl::InfiniteFuture()), "ring server: wait");
           auto request = in.Peek();
@@ -138,10 +144,15 @@ void RingClient(RingProducer& out, RingConsumer& in, const RoleConfig& config) {
   };
   std::vector<char> sink(kMaxPayload);
   while (std::optional<ClientCommand> command = NextCommand()) {
-    if (command->kind == ClientCommand::kPing) {
+    if (command->kind == ClientCommand::kPing || command->kind == ClientCommand::kPingSleep) {
+      const bool sleep = command->kind == ClientCommand::kPingSleep;
       const Payloads p(64);
       const uint64_t total = config.warmup + config.samples;
-      send_command(Op::kPing, 64, total);
+      send_command(sleep ? Op::kPingSleep : Op::kPing, 64, total);
+      const WaitOptions during = sleep ? WaitOptions::NoSpin() : WaitOptions::BusyPoll();
+      out.set_wait_options(during);
+      in.set_wait_options(during);
+      const uint64_t sleeps_before = in.stats().sleeps;
       std::vector<int64_t> one_way;
       one_way.reserve(config.samples);
       for (uint64_t i = 0; i < total; ++i) {
@@ -155,8 +166,17 @@ void RingClient(RingProducer& out, RingConsumer& in, const RoleConfig& config) {
         const int64_t t1 = NowNs();
         if (i >= config.warmup) one_way.push_back((t1 - t0) / 2);
       }
+      out.set_wait_options(WaitOptions::BusyPoll());
+      in.set_wait_options(WaitOptions::BusyPoll());
+      // A sleeping row that did not sleep measured the wrong thing.
+      if (sleep && in.stats().sleeps - sleeps_before < total / 2) {
+        std::fprintf(stderr, "shmesh_bench: raw_ring_sleep: the client slept only %llu times in %llu round trips\n",
+                     static_cast<unsigned long long>(in.stats().sleeps - sleeps_before),
+                     static_cast<unsigned long long>(total));
+      }
       const Percentiles pc = ComputePercentiles(one_way);
-      Emit(RowLine("raw_ring", 64, {{"p50_ns", pc.p50}, {"p99_ns", pc.p99}, {"p999_ns", pc.p999}}));
+      Emit(RowLine(sleep ? "raw_ring_sleep" : "raw_ring", 64,
+                   {{"p50_ns", pc.p50}, {"p99_ns", pc.p99}, {"p999_ns", pc.p999}}));
     } else {
       const uint64_t size = command->size;
       const bool batched = command->batched;
@@ -237,8 +257,8 @@ int RingRole(const RoleConfig& config) {
     // A spinning server must not outlive its client.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     PinToCpu(1);
-    Ring in = AttachCopy(*to_server);
-    Ring out = AttachCopy(*to_client);
+    Ring in = AttachCopy(*to_server, ringbuf::RingEnd::kConsumer);
+    Ring out = AttachCopy(*to_client, ringbuf::RingEnd::kProducer);
     RingServer(in.consumer(), out.producer());
     std::_Exit(0);
   }
@@ -352,6 +372,7 @@ int MeshClientRole(const RoleConfig& config) {
   const std::string row = config.name.empty() ? absl::StrCat("mesh_", config.policy) : config.name;
   Emit("READY");
   while (std::optional<ClientCommand> command = NextCommand()) {
+    if (command->kind == ClientCommand::kPingSleep) Die("ping_sleep is for the raw ring only");
     if (command->kind == ClientCommand::kPing) {
       state->ping = true;
       state->total = config.warmup + config.samples;

@@ -61,6 +61,7 @@ void MessageClient(const RoleConfig& config, const std::string& row, SendFn send
   std::vector<char> buf(kMaxPayload + 64);
   Emit("READY");
   while (std::optional<ClientCommand> command = NextCommand()) {
+    if (command->kind == ClientCommand::kPingSleep) Die("ping_sleep is for the raw ring only");
     if (command->kind == ClientCommand::kPing) {
       const Payloads p(64);
       const uint64_t total = config.warmup + config.samples;
@@ -261,6 +262,8 @@ int ZmqServerRole(const RoleConfig& config) {
       case Op::kQuit:
         quit = true;
         break;
+      case Op::kPingSleep:
+        Die("zmq server: ping_sleep is for the raw ring only");
     }
   }
   WaitForStdinEof();
@@ -314,6 +317,7 @@ int GrpcClientRole(const RoleConfig& config) {
   std::unique_ptr<shmesh::bench::Bench::Stub> stub = shmesh::bench::Bench::NewStub(channel);
   Emit("READY");
   while (std::optional<ClientCommand> command = NextCommand()) {
+    if (command->kind == ClientCommand::kPingSleep) Die("ping_sleep is for the raw ring only");
     if (command->kind == ClientCommand::kPing) {
       shmesh::bench::Payload request;
       request.set_data(Payloads(64).ping);

@@ -7,6 +7,11 @@
 // the measuring side prints (one per repetition), and reports the median of
 // every statistic. Rows (see bench/README.md for the details):
 //   raw_ring, raw_ring_batch       bare ringbuf ring, busy-polling (the floor)
+//   raw_ring_sleep                 the same ring never spinning: every message
+//                                  goes through the doorbell
+//   doorbell_eventfd, doorbell_socketpair   wake-up latency of the old and the
+//                                  new doorbell primitive (eventfds vs one
+//                                  AF_UNIX stream socket pair)
 //   mesh_spin[_batch]              mesh::Node, WaitPolicy SPIN
 //   mesh_adaptive[_batch]          mesh::Node, the default policy (ADAPTIVE)
 //   uds, zmq, grpc_unary, grpc_stream   the alternatives
@@ -53,7 +58,7 @@ ABSL_FLAG(int, reps, 3, "repetitions of every measurement (medians are reported)
 ABSL_FLAG(std::string, microbench, "",
           "path of ring_microbench (Google Benchmark) to run and fold into the table");
 ABSL_FLAG(std::string, only, "",
-          "comma-separated groups to run (ring,mesh,uds,zmq,grpc,setup,mesh16,micro); "
+          "comma-separated groups to run (ring,doorbell,mesh,uds,zmq,grpc,setup,mesh16,micro); "
           "default all");
 ABSL_FLAG(int, idle_s, 10, "seconds over which the idle 16-node mesh's CPU is measured");
 ABSL_FLAG(int, nodes, 16, "nodes of the formation / idle mesh");
@@ -91,6 +96,7 @@ int RunRole(const std::string& role) {
   c.batch = absl::GetFlag(FLAGS_batch);
   c.ring_bytes = absl::GetFlag(FLAGS_ring_bytes);
   if (role == "ring") return RingRole(c);
+  if (role == "doorbell") return DoorbellRole(c);
   if (role == "mesh_server") return MeshServerRole(c);
   if (role == "mesh_client") return MeshClientRole(c);
   if (role == "mesh_member") return MeshMemberRole(c);
@@ -159,7 +165,8 @@ class Results {
   // Rows in the table's order: by name (the order below), then payload.
   std::vector<Row> Sorted() const {
     static const char* const kOrder[] = {
-        "raw_ring",     "raw_ring_batch", "mesh_spin",  "mesh_spin_batch",
+        "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
+        "mesh_spin",  "mesh_spin_batch",
         "mesh_adaptive", "mesh_adaptive_batch", "uds", "zmq", "grpc_unary", "grpc_stream",
         "mesh_link_setup_pair", "mesh_pair_join", "mesh16_formation", "mesh16_idle"};
     auto rank = [](const std::string& name) {
@@ -339,12 +346,16 @@ std::vector<std::string> MeshClientArgs(const Plan& plan, const std::string& dir
 // (vCPU placement, neighbours' load) hit all of them alike.
 void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
                const std::function<bool(const std::string&)>& wanted) {
-  std::optional<Pair> ring, adaptive, uds, zmq, grpc;
+  std::optional<Pair> ring, doorbell, adaptive, uds, zmq, grpc;
   int dirs = 0;
   auto dir = [&](const std::string& prefix) { return MakeDir(tmp, absl::StrCat(prefix, dirs++)); };
   Progress("starting the long-lived pairs");
   if (wanted("ring")) {
     ring.emplace("raw_ring", std::vector<std::string>{}, Concat({"--role=ring"}, CommonArgs(plan, false)));
+  }
+  if (wanted("doorbell")) {
+    // Every round trip is two sleeps and wake-ups: the socket counts.
+    doorbell.emplace("doorbell", std::vector<std::string>{}, Concat({"--role=doorbell"}, CommonArgs(plan, true)));
   }
   if (wanted("mesh")) {
     const std::string d = dir("a");
@@ -365,6 +376,8 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     Progress(absl::StrCat("round ", round + 1, "/", plan.reps));
     // Latency first, back to back.
     if (ring.has_value()) ring->Run("ping", results);
+    if (ring.has_value()) ring->Run("ping_sleep", results);
+    if (doorbell.has_value()) doorbell->Run("ping", results);
     if (wanted("mesh")) {
       // SPIN nodes spin a core each for as long as they live: a fresh pair
       // per use.
@@ -626,6 +639,28 @@ void PrintTargets(const Results& r) {
   }
   check("16-node mesh formation", r.Median("mesh16_formation", 0, "setup_ms"), "<=", 1000, " ms");
   check("link setup, one pair", r.Median("mesh_link_setup_pair", 0, "setup_ms"), "<", 1, " ms");
+
+  // Informational: what the doorbell change (eventfds -> one AF_UNIX stream
+  // socket pair per ring) costs a sleeping ring per wake-up. No target.
+  std::printf("\nDoorbell wake-up, one way (informational, no target):\n");
+  for (const char* field : {"p50_ns", "p99_ns"}) {
+    const auto eventfd = r.Median("doorbell_eventfd", 0, field);
+    const auto socketpair = r.Median("doorbell_socketpair", 0, field);
+    const auto ratio_value = ratio(socketpair, eventfd);
+    if (!ratio_value.has_value()) {
+      std::printf("- [info] doorbell_socketpair / doorbell_eventfd %s: not measured\n", field);
+      continue;
+    }
+    std::printf("- [info] doorbell_socketpair / doorbell_eventfd %s: %.3gx (%.0f ns vs %.0f ns)\n", field,
+                *ratio_value, *socketpair, *eventfd);
+  }
+  const auto sleep_p50 = r.Median("raw_ring_sleep", 64, "p50_ns");
+  const auto sleep_ratio = ratio(sleep_p50, r.Median("doorbell_socketpair", 0, "p50_ns"));
+  if (sleep_ratio.has_value()) {
+    std::printf("- [info] raw_ring_sleep p50 / doorbell_socketpair p50: %.3gx (%.0f ns: the ring's own work "
+                "around one wake-up)\n",
+                *sleep_ratio, *sleep_p50);
+  }
 }
 
 std::string CpuModel() {
@@ -700,8 +735,11 @@ int Orchestrate() {
       "per repetition after %llu of warm-up (uds/zmq/grpc: %llu after %llu). Throughput: one-way, %lld ms per "
       "repetition, every payload copied out by the receiver; *_batch rows send %d messages per "
       "SendBatch/WriteBatch (one tail store, at most one doorbell), the others one per Send/Write. "
-      "mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client streaming "
-      "(throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "
+      "raw_ring_sleep: both sides never spin (WaitOptions::NoSpin()), so every message is a doorbell wake-up. "
+      "doorbell_eventfd / doorbell_socketpair: the bare doorbell primitives (old: a pair of eventfds; new: one "
+      "AF_UNIX stream socket pair), poll() + read/recv on every message, one-way = round trip / 2, %llu round "
+      "trips after %llu. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "
+      "streaming (throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "
       "mesh_pair_join: second node's Start() to both linked (gRPC discovery included). mesh%d_formation: last "
       "node's Start() to every node linked to all others. mesh%d_idle: utime+stime of all %d node processes "
       "over %d s, in %% of one core. ring_microbench_*: one thread, no cross-core traffic. Repetitions of all "
@@ -709,7 +747,8 @@ int Orchestrate() {
       static_cast<unsigned long long>(plan.samples), static_cast<unsigned long long>(plan.warmup),
       static_cast<unsigned long long>(plan.socket_samples),
       static_cast<unsigned long long>(plan.socket_warmup), static_cast<long long>(plan.duration_ms),
-      absl::GetFlag(FLAGS_batch), plan.nodes, plan.nodes, plan.nodes, plan.idle_s);
+      absl::GetFlag(FLAGS_batch), static_cast<unsigned long long>(plan.socket_samples),
+      static_cast<unsigned long long>(plan.socket_warmup), plan.nodes, plan.nodes, plan.nodes, plan.idle_s);
   if (!idle_note.empty()) std::printf("\n%s\n", idle_note.c_str());
   PrintTargets(results);
   const std::string json = absl::GetFlag(FLAGS_json);

@@ -3,7 +3,7 @@
 // also SOCK_STREAM listeners whose connections are handed to a byte-stream
 // protocol (gRPC) after a credentials check.
 //
-// This is how shmesh nodes hand each other memfd rings and eventfd doorbells:
+// This is how shmesh nodes hand each other memfd rings and doorbell sockets:
 // a node listens on a filesystem socket, a peer connects, each side checks
 // the other with GetPeerCred, and then SendMessage/ReceiveMessage move one
 // message (bytes + descriptors) at a time. SOCK_SEQPACKET keeps message

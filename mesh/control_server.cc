@@ -209,11 +209,10 @@ void ControlServer::AcceptPending(grpc::Server* server, int listen_fd, int wake_
       // returning at once would spin the level-triggered epoll. Back off (a
       // stop request cuts the wait short); serving resumes when the cause
       // goes away.
-      const absl::Time now = absl::Now();
-      if (now - last_exhausted_log_ >= kRefusalLogInterval) {
-        last_exhausted_log_ = now;
-        log_->Warning("cannot accept gRPC connections on %s: %s; retrying every %s", listen_,
-                      conn.status().message(), absl::FormatDuration(kAcceptBackoff));
+      uint64_t left_out = 0;
+      if (exhausted_log_.Allow(absl::Now(), &left_out)) {
+        log_->Warning("cannot accept gRPC connections on %s: %s; retrying every %s%s", listen_,
+                      conn.status().message(), absl::FormatDuration(kAcceptBackoff), LogLimiter::LeftOut(left_out));
       }
       (void)fdpass::WaitReadable(wake_fd, absl::Now() + kAcceptBackoff);
       return;
@@ -235,20 +234,12 @@ void ControlServer::AcceptPending(grpc::Server* server, int listen_fd, int wake_
 
 void ControlServer::Refuse(fdpass::UniqueFd conn, const fdpass::PeerCred& cred) {
   conn.reset();  // at once: the client's call fails with UNAVAILABLE
-  const absl::Time now = absl::Now();
-  if (now - last_refusal_log_ < kRefusalLogInterval) {
-    ++refusals_not_logged_;
-    return;
-  }
-  last_refusal_log_ = now;
-  const std::string left_out =
-      refusals_not_logged_ == 0 ? std::string()
-                                : absl::StrCat(" (", refusals_not_logged_, " more refused since the last such line)");
-  refusals_not_logged_ = 0;
+  uint64_t left_out = 0;
+  if (!refusal_log_.Allow(absl::Now(), &left_out)) return;
   log_->Warning(
       "refused a gRPC connection on %s from pid %d, uid %d: uid %d is not in allowed_peer_uids; "
       "add uid %d to allowed_peer_uids to let it call this node%s",
-      unix_path_, cred.pid, cred.uid, cred.uid, cred.uid, left_out);
+      unix_path_, cred.pid, cred.uid, cred.uid, cred.uid, LogLimiter::LeftOut(left_out, "refused"));
 }
 
 }  // namespace mesh

@@ -151,10 +151,9 @@ class ControlServer {
   std::atomic<bool> accept_stop_{false};
 
   // Accept thread only (one at a time; each starts after the previous one
-  // was joined, which orders their accesses): refusal log rate limit.
-  absl::Time last_refusal_log_ = absl::InfinitePast();
-  uint64_t refusals_not_logged_ = 0;
-  absl::Time last_exhausted_log_ = absl::InfinitePast();
+  // was joined, which orders their accesses): log rate limits.
+  LogLimiter refusal_log_{kRefusalLogInterval};
+  LogLimiter exhausted_log_{kRefusalLogInterval};
 };
 
 }  // namespace mesh

@@ -14,7 +14,9 @@
 namespace mesh {
 namespace {
 
-constexpr uint32_t kLinkProtocolVersion = 1;
+// 2: a ring travels as its memfd and the consumer's end of its doorbell
+// socket pair (1: memfd and two eventfds).
+constexpr uint32_t kLinkProtocolVersion = 2;
 // How long a send waits for ring space between checks that the link is up.
 constexpr absl::Duration kSendSlice = absl::Milliseconds(20);
 
@@ -25,19 +27,21 @@ constexpr absl::Duration kSendSlice = absl::Milliseconds(20);
 void Bump(std::atomic<uint64_t>& counter, uint64_t n) {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
-// Descriptors that come with a ring: memfd, data doorbell, space doorbell.
-constexpr size_t kFdsPerRing = 3;
+// Descriptors that come with a ring: its memfd and the consumer's doorbell end.
+constexpr size_t kFdsPerRing = 2;
 
 bool UidAllowed(const LinkParams& self, uid_t uid) {
   return std::find(self.allowed_uids.begin(), self.allowed_uids.end(), uid) != self.allowed_uids.end();
 }
 
-// Sends `msg` with the three descriptors of `ring` (borrowed: we keep ours).
+// Sends `msg` with the descriptors of `ring` that its consumer needs
+// (borrowed: sendmsg passes copies; the caller drops its copy of the
+// consumer's doorbell end once the handshake succeeded).
 absl::Status SendWithRing(int sock, const google::protobuf::MessageLite& msg, const ringbuf::Ring& ring,
                           absl::Time deadline) {
   std::string bytes;
   if (!msg.SerializeToString(&bytes)) return absl::InternalError("cannot serialize handshake message");
-  const int fds[kFdsPerRing] = {ring.region_fd(), ring.data_doorbell_fd(), ring.space_doorbell_fd()};
+  const int fds[kFdsPerRing] = {ring.region_fd(), ring.consumer_doorbell_fd()};
   return fdpass::SendMessage(sock, bytes, absl::MakeConstSpan(fds), deadline);
 }
 
@@ -57,7 +61,7 @@ absl::StatusOr<ringbuf::Ring> MapPeerRing(std::vector<fdpass::UniqueFd> fds, uin
   SHMESH_ASSIGN_OR_RETURN(
       ringbuf::SharedRegion region,
       ringbuf::SharedRegion::Map(std::move(fds[0]), ringbuf::RingRegionSize(capacity)));
-  return ringbuf::Ring::Attach(std::move(region), std::move(fds[1]), std::move(fds[2]), self.wait);
+  return ringbuf::Ring::Attach(std::move(region), std::move(fds[1]), ringbuf::RingEnd::kConsumer, self.wait);
 }
 
 }  // namespace
@@ -76,9 +80,9 @@ Link::Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx, rin
       last_peer_beat_(tx_ring_.ConsumerHeartbeat()),
       last_peer_beat_change_(since_) {}
 
-Link::~Link() { MarkDown(); }
+Link::~Link() { (void)MarkDown(); }
 
-int Link::rx_doorbell_fd() const { return rx_ring_.data_doorbell_fd(); }
+int Link::rx_doorbell_fd() const { return rx_ring_.consumer_doorbell_fd(); }
 
 absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const mesh::v1::Member& peer,
                                                  absl::Time deadline, std::optional<ringbuf::Ring> tx_ring) {
@@ -108,7 +112,17 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
   hello.set_to_id(peer.id());
   hello.set_ring_capacity_bytes(self.ring_capacity_bytes);
   hello.set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(self.heartbeat_interval)));
-  SHMESH_RETURN_IF_ERROR(SendWithRing(sock.get(), hello, tx, deadline));
+  if (absl::Status sent = SendWithRing(sock.get(), hello, tx, deadline); !sent.ok()) {
+    // An acceptor that refuses us at once (say, it does not know our pid
+    // yet) may have answered and closed before our hello went out: its
+    // reason is then waiting for us.
+    auto early = fdpass::ReceiveMessage(sock.get(), absl::InfinitePast());
+    mesh::v1::LinkReply reply;
+    if (early.ok() && reply.ParseFromString(early->bytes) && reply.has_reject_reason()) {
+      return absl::AbortedError(absl::StrCat("'", peer.name(), "' refused the link: ", absl::CHexEscape(reply.reject_reason())));
+    }
+    return sent;
+  }
 
   auto msg = fdpass::ReceiveMessage(sock.get(), deadline);
   if (!msg.ok()) {
@@ -127,50 +141,80 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const m
   }
   SHMESH_ASSIGN_OR_RETURN(
       ringbuf::Ring rx, MapPeerRing(std::move(msg->fds), reply.welcome().ring_capacity_bytes(), self, peer.name()));
+  tx.DropConsumerDoorbell();  // the peer has its copy
   return std::shared_ptr<Link>(new Link(peer, std::move(sock), std::move(tx), std::move(rx), self, start,
                                         reply.welcome().heartbeat_interval_ms()));
+}
+
+namespace {
+
+// Best effort: tells the dialer why (it logs our reason). A failure to send
+// changes nothing: the connection closes either way. Never waits.
+void SendReject(int conn, const absl::Status& why) {
+  mesh::v1::LinkReply reply;
+  reply.set_reject_reason(std::string(why.message()));
+  std::string bytes;
+  if (reply.SerializeToString(&bytes)) (void)fdpass::SendMessage(conn, bytes, {}, absl::InfinitePast());
+}
+
+}  // namespace
+
+absl::Status Link::Screen(const LinkParams& self, const fdpass::PeerCred& cred) {
+  if (!UidAllowed(self, cred.uid)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("pid ", cred.pid, " runs as uid ", cred.uid, ", which is not in allowed_peer_uids"));
+  }
+  return absl::OkStatus();
+}
+
+void Link::Refuse(int conn, const absl::Status& why) {
+  SendReject(conn, why);
+  // Closing a socket with a message unread resets the connection, and the
+  // dialer's next receive would get ECONNRESET instead of our reason:
+  // consume what already came (closing any descriptors it carried). A
+  // hello that arrives after this finds the socket closed; the dialer then
+  // reads our reason (see Dial).
+  for (int i = 0; i < 4; ++i) {
+    if (!fdpass::ReceiveMessage(conn, absl::InfinitePast()).ok()) break;
+  }
 }
 
 absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const LinkParams& self,
                                                    const MemberLookup& lookup, absl::Time deadline,
                                                    std::optional<ringbuf::Ring> tx_ring) {
   const absl::Time start = absl::Now();
-  // Best effort: the dialer logs our reason. A failure to send it changes
-  // nothing, the connection closes either way.
-  bool hello_read = false;
-  auto reject = [&](absl::Status why) {
-    if (!hello_read) {
-      // Closing a socket with its hello unread resets the connection, and
-      // the dialer would lose our reason: consume it (closing any fds).
-      (void)fdpass::ReceiveMessage(conn.get(), absl::Now() + absl::Milliseconds(100));
-    }
-    mesh::v1::LinkReply reply;
-    reply.set_reject_reason(std::string(why.message()));
-    std::string bytes;
-    if (reply.SerializeToString(&bytes)) {
-      (void)fdpass::SendMessage(conn.get(), bytes, {}, absl::Now() + absl::Milliseconds(100));
-    }
-    return why;
-  };
   SHMESH_ASSIGN_OR_RETURN(fdpass::PeerCred cred, fdpass::GetPeerCred(conn.get()));
-  if (!UidAllowed(self, cred.uid)) {
-    return reject(absl::PermissionDeniedError(
-        absl::StrCat("pid ", cred.pid, " runs as uid ", cred.uid, ", which is not in allowed_peer_uids")));
+  if (absl::Status screened = Screen(self, cred); !screened.ok()) {
+    // Give the dialer's hello a moment to arrive, so that Refuse consumes
+    // it and the dialer reads our reason.
+    (void)fdpass::WaitReadable(conn.get(), absl::Now() + absl::Milliseconds(100));
+    Refuse(conn.get(), screened);
+    return screened;
   }
-  // Our ring does not depend on the hello: without one made in advance,
-  // create it while the dialer is still creating and sending its own.
-  absl::StatusOr<ringbuf::Ring> tx = tx_ring.has_value()
-                                         ? absl::StatusOr<ringbuf::Ring>(std::move(*tx_ring))
-                                         : ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait);
-  if (!tx.ok()) return reject(tx.status());
   auto msg = fdpass::ReceiveMessage(conn.get(), deadline);
-  hello_read = true;
   if (!msg.ok()) {
     return absl::Status(msg.status().code(), absl::StrCat("no link hello from pid ", cred.pid, ": ",
                                                           msg.status().message()));
   }
+  return AcceptHello(std::move(conn), cred, std::move(*msg), self, lookup, start, std::move(tx_ring));
+}
+
+absl::StatusOr<std::shared_ptr<Link>> Link::AcceptHello(fdpass::UniqueFd conn, const fdpass::PeerCred& cred,
+                                                        fdpass::ReceivedMessage msg, const LinkParams& self,
+                                                        const MemberLookup& lookup, absl::Time start,
+                                                        std::optional<ringbuf::Ring> tx_ring) {
+  auto reject = [&](absl::Status why) {
+    Refuse(conn.get(), why);
+    return why;
+  };
+  // Our ring does not depend on the hello; one made in advance saves the
+  // few syscalls of creating it here.
+  absl::StatusOr<ringbuf::Ring> tx = tx_ring.has_value()
+                                         ? absl::StatusOr<ringbuf::Ring>(std::move(*tx_ring))
+                                         : ringbuf::Ring::Create(self.ring_capacity_bytes, self.wait);
+  if (!tx.ok()) return reject(tx.status());
   mesh::v1::LinkHello hello;
-  if (!hello.ParseFromString(msg->bytes)) {
+  if (!hello.ParseFromString(msg.bytes)) {
     return reject(absl::InvalidArgumentError(absl::StrCat("pid ", cred.pid, " sent a malformed LinkHello")));
   }
   if (hello.version() != kLinkProtocolVersion) {
@@ -185,10 +229,10 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
   auto member = lookup(hello.name(), hello.id());
   if (!member.ok()) return reject(member.status());
   if (member->pid() != cred.pid) {
-    return reject(absl::PermissionDeniedError(absl::StrCat("pid ", cred.pid, " claims to be '", hello.name(),
+    return reject(absl::PermissionDeniedError(absl::StrCat("pid ", cred.pid, " claims to be '", absl::CHexEscape(hello.name()),
                                                            "', which discovery announced as pid ", member->pid())));
   }
-  auto rx = MapPeerRing(std::move(msg->fds), hello.ring_capacity_bytes(), self, hello.name());
+  auto rx = MapPeerRing(std::move(msg.fds), hello.ring_capacity_bytes(), self, hello.name());
   if (!rx.ok()) return reject(rx.status());
   mesh::v1::LinkReply reply;
   reply.mutable_welcome()->set_name(self.name);
@@ -196,7 +240,10 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
   reply.mutable_welcome()->set_ring_capacity_bytes(self.ring_capacity_bytes);
   reply.mutable_welcome()->set_heartbeat_interval_ms(
       static_cast<uint32_t>(absl::ToInt64Milliseconds(self.heartbeat_interval)));
-  SHMESH_RETURN_IF_ERROR(SendWithRing(conn.get(), reply, *tx, deadline));
+  // Never waits: the first message on a fresh connection always has room
+  // (a dialer that shrank its buffer only fails its own handshake).
+  SHMESH_RETURN_IF_ERROR(SendWithRing(conn.get(), reply, *tx, absl::InfinitePast()));
+  tx->DropConsumerDoorbell();  // the peer has its copy
   return std::shared_ptr<Link>(new Link(*member, std::move(conn), std::move(*tx), std::move(*rx), self, start,
                                         hello.heartbeat_interval_ms()));
 }
@@ -224,7 +271,7 @@ absl::Status Link::Send(absl::string_view payload, absl::Time deadline) {
     Bump(tx_full_events_, 1);
     s = WaitAndSendLocked(absl::MakeConstSpan(&payload, 1), deadline, &written);
   }
-  CountSentLocked(absl::MakeConstSpan(&payload, 1), written, s);
+  CountSentLocked(absl::MakeConstSpan(&payload, 1), written);
   return s;
 }
 
@@ -247,7 +294,7 @@ absl::Status Link::SendBatch(absl::Span<const absl::string_view> payloads, absl:
     s = WaitAndSendLocked(payloads.subspan(*written), deadline, &more);
     *written += more;
   }
-  CountSentLocked(payloads, *written, s);
+  CountSentLocked(payloads, *written);
   return s;
 }
 
@@ -277,7 +324,7 @@ absl::Status Link::WaitAndSendLocked(absl::Span<const absl::string_view> payload
   }
 }
 
-void Link::CountSentLocked(absl::Span<const absl::string_view> payloads, size_t n, const absl::Status& status) {
+void Link::CountSentLocked(absl::Span<const absl::string_view> payloads, size_t n) {
   if (n > 0) {
     uint64_t bytes = 0;
     for (size_t i = 0; i < n; ++i) bytes += payloads[i].size();
@@ -286,7 +333,6 @@ void Link::CountSentLocked(absl::Span<const absl::string_view> payloads, size_t 
     Bump(tx_messages_, n);
     Bump(tx_bytes_, bytes);
   }
-  if (status.code() == absl::StatusCode::kDataLoss) MarkDown();
 }
 
 absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<void(absl::string_view)> fn) {
@@ -308,11 +354,13 @@ absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<void(abs
 }
 
 bool Link::PrepareToSleep() { return rx_ring_.consumer().PrepareToSleep(); }
-void Link::ClearDoorbell() { (void)rx_ring_.consumer().DrainDoorbell(); }
+absl::Status Link::ClearDoorbell() { return rx_ring_.consumer().DrainDoorbell(); }
 
-void Link::MarkDown() {
-  // release pairs with the acquire in Send (see link.h).
-  down_.store(true, std::memory_order_release);
+bool Link::MarkDown() {
+  // release pairs with the acquire in Send (see link.h); acquire so that
+  // the caller that lost the race sees what the winner did before. A
+  // read-modify-write, so exactly one caller gets true; off the hot path.
+  return !down_.exchange(true, std::memory_order_acq_rel);
 }
 
 bool Link::down() const { return down_.load(std::memory_order_acquire); }

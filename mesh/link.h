@@ -2,8 +2,9 @@
 //
 // A link is two rings (ringbuf::Ring), one per direction, plus the Unix
 // SOCK_SEQPACKET socket they were handed over on. Each side creates the ring
-// it writes into and passes the memfd and both doorbell eventfds to the other
-// with SCM_RIGHTS. The handshake, step by step:
+// it writes into and passes the memfd and the consumer's end of the ring's
+// doorbell socket pair to the other with SCM_RIGHTS (keeping the producer's
+// end to itself). The handshake, step by step:
 //
 //   dialer (name sorts first)             acceptor
 //   1. connect(acceptor.link_socket)
@@ -43,6 +44,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "fdpass/socket.h"
 #include "fdpass/unique_fd.h"
 #include "proto/mesh/v1/mesh.pb.h"
 #include "ringbuf/ring.h"
@@ -94,15 +96,40 @@ class Link {
                                                     std::optional<ringbuf::Ring> tx = std::nullopt);
 
   // Completes the handshake on an accepted connection (takes ownership of
-  // `conn`). On any check failing, sends LinkReply{reject_reason} (best
-  // effort) and returns the error: PERMISSION_DENIED (uid or pid), NOT_FOUND
-  // (never announced), INVALID_ARGUMENT / FAILED_PRECONDITION (bad hello or
-  // descriptors).
+  // `conn`), waiting for the hello until `deadline`. On any check failing,
+  // sends LinkReply{reject_reason} (best effort) and returns the error:
+  // PERMISSION_DENIED (uid or pid), NOT_FOUND (never announced),
+  // INVALID_ARGUMENT / FAILED_PRECONDITION (bad hello or descriptors).
+  // Screen + ReceiveMessage + AcceptHello in one blocking call; a node
+  // uses the pieces (LinkAcceptor) so that no connection waits for another.
   static absl::StatusOr<std::shared_ptr<Link>> Accept(fdpass::UniqueFd conn,
                                                       const LinkParams& self,
                                                       const MemberLookup& lookup,
                                                       absl::Time deadline,
                                                       std::optional<ringbuf::Ring> tx = std::nullopt);
+
+  // The acceptor's first check, right after accept(): the connecting
+  // process's uid (from SO_PEERCRED, `cred`) must be allowed, else
+  // PERMISSION_DENIED. Looks at nothing else.
+  static absl::Status Screen(const LinkParams& self, const fdpass::PeerCred& cred);
+
+  // Refuses a connection on the acceptor's side: sends LinkReply{reason}
+  // on `conn` (borrowed), and consumes what the dialer already sent so
+  // that closing does not reset the connection before it reads the reason.
+  // Best effort; never waits.
+  static void Refuse(int conn, const absl::Status& why);
+
+  // The rest of the acceptor's side once the hello `msg` has arrived on
+  // `conn` (owned from here on) from the process `cred`: checks the hello
+  // against discovery (`lookup`), maps the peer's ring, answers with ours.
+  // Never waits: the reply is one message on a fresh connection. Errors as
+  // Accept; `start` dates the handshake (PeerInfo::handshake).
+  static absl::StatusOr<std::shared_ptr<Link>> AcceptHello(fdpass::UniqueFd conn,
+                                                           const fdpass::PeerCred& cred,
+                                                           fdpass::ReceivedMessage msg,
+                                                           const LinkParams& self,
+                                                           const MemberLookup& lookup, absl::Time start,
+                                                           std::optional<ringbuf::Ring> tx = std::nullopt);
 
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
@@ -121,8 +148,9 @@ class Link {
   // space until `deadline`, checking every few milliseconds that the link is
   // still up. Errors: RESOURCE_EXHAUSTED (full, and `deadline` had passed
   // when the wait began), DEADLINE_EXCEEDED (full until `deadline`),
-  // UNAVAILABLE (the link is or went down), DATA_LOSS (corrupt ring; the
-  // link is then down). A send that finds room reads no clock, takes no
+  // UNAVAILABLE (the link is or went down, or the peer closed its doorbell
+  // while we waited), DATA_LOSS (corrupt ring: the link is unusable and the
+  // caller must take it down). A send that finds room reads no clock, takes no
   // lock but the link's send mutex, and makes no syscall unless the
   // receiver sleeps.
   absl::Status Send(absl::string_view payload, absl::Time deadline);
@@ -140,12 +168,18 @@ class Link {
   // Receive thread only: announce we are about to sleep on the doorbell;
   // false if a message arrived meanwhile (then do not sleep).
   bool PrepareToSleep();
-  // Receive thread only: consume doorbell rings.
-  void ClearDoorbell();
+  // Receive thread only: consume doorbell rings. Never blocks. UNAVAILABLE
+  // if the peer closed its end of the doorbell (it exited, or misbehaves):
+  // the doorbell stays readable for ever, so stop watching it.
+  absl::Status ClearDoorbell();
 
   // Marks the link down: Send fails with UNAVAILABLE from now on, and a
-  // Send waiting for space returns soon after. Thread-safe, idempotent.
-  void MarkDown();
+  // Send waiting for space returns soon after. Returns true for the one
+  // call that took the link down (false if it was down already), so that
+  // whoever noticed first can queue its retirement. Thread-safe. The link
+  // never marks itself down: a Send that fails with DATA_LOSS leaves that
+  // to its caller (the node's LinkFailed, which retires it).
+  bool MarkDown();
   bool down() const;
 
   LinkStats Stats() const;
@@ -182,8 +216,7 @@ class Link {
   // held): waits in slices until `deadline`, re-checking down_.
   absl::Status WaitAndSendLocked(absl::Span<const absl::string_view> payloads,
                                  absl::Time deadline, size_t* written);
-  void CountSentLocked(absl::Span<const absl::string_view> payloads, size_t n,
-                       const absl::Status& status);
+  void CountSentLocked(absl::Span<const absl::string_view> payloads, size_t n);
 
   // Serializes senders: tx_ring_.producer() has one-producer semantics.
   // rx_ring_.consumer() is used by the receive thread only.

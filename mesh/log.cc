@@ -26,4 +26,9 @@ void Logger::Log(mesh::v1::LogLevel level, absl::string_view message) const {
   (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
+std::string LogLimiter::LeftOut(uint64_t n, absl::string_view what) {
+  if (n == 0) return std::string();
+  return absl::StrCat(" (", n, " more", what.empty() ? "" : " ", what, " since the last such line)");
+}
+
 }  // namespace mesh

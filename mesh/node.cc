@@ -73,9 +73,15 @@ constexpr int64_t kDoorbellSpamWindowNs = 100'000'000;
 constexpr int64_t kDoorbellMuteNs = 1'000'000'000;
 constexpr int kMutedPollMs = 10;
 
+// Broadcast: how long one wait for room in one full peer's ring may take
+// before the next full peer gets its turn.
+constexpr absl::Duration kBroadcastSlice = absl::Milliseconds(1);
+
 // Tags in the epoll sets.
 constexpr uint64_t kTagWake = 0;
 constexpr uint64_t kTagListen = 1;
+// The link thread's handshakes in progress (LinkAcceptor) from this tag up.
+constexpr uint64_t kTagFirstPending = 16;
 
 // What the peer up/down/unresponsive handlers are told about a link's peer.
 PeerInfo PeerInfoOf(const Link& link) {
@@ -165,7 +171,7 @@ absl::StatusOr<size_t> Node::SendBatch(absl::string_view peer, absl::Span<const 
                                        absl::Time deadline) {
   return impl_->SendBatch(peer, payloads, deadline);
 }
-absl::StatusOr<std::vector<std::string>> Node::Broadcast(absl::string_view payload, absl::Time deadline) {
+absl::StatusOr<BroadcastResult> Node::Broadcast(absl::string_view payload, absl::Time deadline) {
   return impl_->Broadcast(payload, deadline);
 }
 void Node::SetMessageHandler(std::function<void(const MessageView&)> handler) {
@@ -244,7 +250,9 @@ absl::Status NodeImpl::Start() {
                                          : ""));
   }
   link_listen_ = std::move(*listen);
-  if (absl::Status added = link_epoll_->Add(link_listen_.get(), EPOLLIN, kTagListen); !added.ok()) {
+  link_acceptor_ = MakeLinkAcceptor();
+  if (absl::Status added = link_acceptor_->Start(); !added.ok()) {
+    link_acceptor_.reset();
     link_listen_.reset();
     RemoveFile(link_path_);
     return absl::Status(added.code(), absl::StrCat("node ", name(), ": ", added.message()));
@@ -253,6 +261,7 @@ absl::Status NodeImpl::Start() {
   // predecessor is stale, and the control server replaces it.
   absl::Status served = control_server_.Start();
   if (!served.ok()) {
+    link_acceptor_.reset();
     link_listen_.reset();
     RemoveFile(link_path_);
     return absl::Status(served.code(), absl::StrCat("node ", name(), ": ", served.message()));
@@ -312,6 +321,7 @@ void NodeImpl::Stop() {
   if (health_thread_.joinable()) health_thread_.join();
   if (control_thread_.joinable()) control_thread_.join();
   if (link_thread_.joinable()) link_thread_.join();
+  link_acceptor_.reset();  // closes the handshakes in progress
   if (receive_thread_.joinable()) receive_thread_.join();
   // 4. Close every link: peers see EOF on the link sockets.
   std::map<std::string, std::shared_ptr<Link>> links;
@@ -323,7 +333,7 @@ void NodeImpl::Stop() {
     // [LinkGen] release: cached lookups of these links are stale now.
     links_generation_.fetch_add(1, std::memory_order_release);
   }
-  for (auto& [n, link] : links) link->MarkDown();
+  for (auto& [n, link] : links) (void)link->MarkDown();
   links.clear();
   {
     absl::MutexLock lock(&rq_mu_);
@@ -443,6 +453,7 @@ absl::Status NodeImpl::Send(absl::string_view peer, absl::string_view payload, a
   }
   absl::Status s = link->Send(payload, deadline);
   if (s.ok()) return s;
+  NoteSendFailure(link, s);
   return ExplainSendError(s, *link, payload.size());
 }
 
@@ -462,11 +473,35 @@ absl::StatusOr<size_t> NodeImpl::SendBatch(absl::string_view peer, absl::Span<co
   }
   size_t written = 0;
   absl::Status s = link->SendBatch(payloads, deadline, &written);
+  if (!s.ok()) NoteSendFailure(link, s);
   if (written > 0 || s.ok()) return written;
   return ExplainSendError(s, *link, payloads[0].size());
 }
 
-absl::StatusOr<std::vector<std::string>> NodeImpl::Broadcast(absl::string_view payload, absl::Time deadline) {
+void NodeImpl::NoteSendFailure(const std::shared_ptr<Link>& link, const absl::Status& status) {
+  // DATA_LOSS: the peer corrupted the ring we write into. UNAVAILABLE: the
+  // link is down already (then this is a no-op), or the peer hung up its
+  // doorbell while we waited for room. Either way the link is finished.
+  if (status.code() == absl::StatusCode::kDataLoss || status.code() == absl::StatusCode::kUnavailable) {
+    LinkFailed(link, absl::StrCat("send failed: ", status.message()));
+  }
+}
+
+// Broadcast, step by step: (1) one pass writes to every peer whose ring
+// has room, without waiting; (2) the peers left (full rings) are retried
+// in turn, each for at most kBroadcastSlice at a time, until each is
+// written or `deadline` passes; peers reported unresponsive are not waited
+// for (their process does not run: it will not make room). So one full or
+// stopped peer never delays the others' copies, and the call returns at
+// `deadline` at the latest.
+absl::StatusOr<BroadcastResult> NodeImpl::Broadcast(absl::string_view payload, absl::Time deadline) {
+  if (!started_.load(std::memory_order_acquire) || stopping()) {
+    return absl::FailedPreconditionError(absl::StrCat("node ", name(), " is not running; Broadcast() needs a started node"));
+  }
+  if (payload.size() > config_.max_message_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("message of ", payload.size(), " bytes exceeds max_message_bytes (",
+                                                   config_.max_message_bytes(), "); split it or raise the limit"));
+  }
   // One lookup of the whole link set, then a send on each link.
   std::vector<std::shared_ptr<Link>> links;
   {
@@ -475,23 +510,49 @@ absl::StatusOr<std::vector<std::string>> NodeImpl::Broadcast(absl::string_view p
       if (!link->down()) links.push_back(link);
     }
   }
-  if (links.empty()) return std::vector<std::string>();
-  if (payload.size() > config_.max_message_bytes()) {
-    return absl::InvalidArgumentError(absl::StrCat("message of ", payload.size(), " bytes exceeds max_message_bytes (",
-                                                   config_.max_message_bytes(), "); split it or raise the limit"));
-  }
-  std::vector<std::string> delivered;
-  absl::Status first_error;
+  BroadcastResult result;
+  auto give_up = [&](const std::shared_ptr<Link>& link, const absl::Status& s) {
+    NoteSendFailure(link, s);
+    result.not_reached.emplace_back(link->peer_name(), ExplainSendError(s, *link, payload.size()));
+  };
+  std::vector<std::shared_ptr<Link>> full;
   for (const auto& link : links) {
-    absl::Status s = link->Send(payload, deadline);
+    absl::Status s = link->Send(payload, absl::InfinitePast());
     if (s.ok()) {
-      delivered.push_back(link->peer_name());
-    } else if (first_error.ok()) {
-      first_error = ExplainSendError(s, *link, payload.size());
+      result.delivered.push_back(link->peer_name());
+    } else if (s.code() == absl::StatusCode::kResourceExhausted && deadline > absl::Now() && !link->unresponsive()) {
+      full.push_back(link);
+    } else {
+      give_up(link, s);
     }
   }
-  if (delivered.empty() && !first_error.ok()) return first_error;
-  return delivered;
+  while (!full.empty()) {
+    std::vector<std::shared_ptr<Link>> still_full;
+    for (const auto& link : full) {
+      const absl::Time now = absl::Now();
+      absl::Status s = link->Send(payload, std::min(deadline, now + kBroadcastSlice));
+      if (s.ok()) {
+        result.delivered.push_back(link->peer_name());
+      } else if ((s.code() == absl::StatusCode::kDeadlineExceeded ||
+                  s.code() == absl::StatusCode::kResourceExhausted) &&
+                 absl::Now() < deadline && !link->unresponsive()) {
+        still_full.push_back(link);
+      } else {
+        give_up(link, s.code() == absl::StatusCode::kResourceExhausted
+                          ? absl::DeadlineExceededError(s.message())
+                          : s);
+      }
+    }
+    full.swap(still_full);
+  }
+  if (result.delivered.empty() && !result.not_reached.empty()) {
+    std::vector<std::string> why;
+    for (const auto& [peer, status] : result.not_reached) why.push_back(status.ToString());
+    return absl::Status(result.not_reached.front().second.code(),
+                        absl::StrCat("broadcast reached none of ", result.not_reached.size(),
+                                     " peer(s): ", absl::StrJoin(why, "; ")));
+  }
+  return result;
 }
 
 // ---------------------------------------------------------------------------
@@ -606,6 +667,9 @@ void NodeImpl::ReceiveLoop() {
     rang.assign(active.size(), 0);
     std::map<const Link*, DoorbellGuard> kept;
     for (size_t i = 0; i < active.size(); ++i) {
+      // A link that is down waits for its retirement; watching it would
+      // only wake us again and again (level-triggered) for nothing.
+      if (active[i]->down()) continue;
       // The socket never carries data after the handshake: readability or
       // hang-up both mean the peer is gone (or misbehaving).
       (void)epoll->Add(active[i]->socket_fd(), EPOLLIN | EPOLLRDHUP, 2 * i + 2);
@@ -656,14 +720,11 @@ void NodeImpl::ReceiveLoop() {
   };
 
   auto fail_link = [&](const std::shared_ptr<Link>& link, const std::string& why) {
-    if (link->down()) return;
-    link->MarkDown();
-    log_.Info("link down: %s (%s)", link->peer_name(), why);
-    {
-      absl::MutexLock lock(&mu_);
-      dead_links_.push_back(link);
-    }
-    WakeControl();
+    // Stop watching it at once: its socket or doorbell would keep waking
+    // this level-triggered epoll until the link is retired.
+    epoll->Remove(link->socket_fd());
+    epoll->Remove(link->rx_doorbell_fd());
+    LinkFailed(link, why);
   };
 
   // Everything the peer wrote, for a link that is going away.
@@ -705,10 +766,14 @@ void NodeImpl::ReceiveLoop() {
       const auto& link = active[index];
       if (tag % 2 == 0) {
         // Deliver what the peer wrote before it went away, then retire it.
-        drain_rest(link);
+        if (!link->down()) drain_rest(link);
         fail_link(link, "peer closed the link socket");
+      } else if (absl::Status cleared = link->ClearDoorbell(); !cleared.ok()) {
+        // The peer's end of the doorbell is gone: it exited (its link socket
+        // says so too, maybe in this same batch) or hung up its doorbell.
+        if (!link->down()) drain_rest(link);
+        fail_link(link, std::string(cleared.message()));
       } else {
-        link->ClearDoorbell();
         rang[index] = 1;
       }
     }
@@ -1121,7 +1186,7 @@ void NodeImpl::InstallLink(std::shared_ptr<Link> link) {
     auto member = members_.find(link->peer_name());
     if (member == members_.end() || member->second.member.id() != link->peer().id() || links_.count(link->peer_name())) {
       log_.Debug("dropping redundant or stale link to %s", link->peer_name());
-      link->MarkDown();
+      (void)link->MarkDown();
       return;
     }
     links_[link->peer_name()] = link;
@@ -1166,46 +1231,42 @@ void NodeImpl::RetireLinks() {
   }
 }
 
-void NodeImpl::AcceptPending() {
-  while (!stopping()) {
-    auto conn = fdpass::Accept(link_listen_.get(), absl::InfinitePast());
-    if (!conn.ok()) {
-      if (conn.status().code() == absl::StatusCode::kResourceExhausted) {
-        // Out of descriptors (EMFILE/ENFILE): the connection stays queued and
-        // the listen socket stays readable, so returning at once would spin
-        // this thread's level-triggered epoll. Back off; service resumes
-        // when descriptors free up.
-        // One line per second at most (this thread only touches the clock).
-        const absl::Time now = absl::Now();
-        if (now - last_accept_warning_ >= absl::Seconds(1)) {
-          last_accept_warning_ = now;
-          log_.Warning("cannot accept link connections: %s; retrying every 100ms (raise RLIMIT_NOFILE or close "
-                       "descriptors)",
-                       conn.status().message());
-        }
-        absl::SleepFor(absl::Milliseconds(100));
-      }
-      return;
-    }
-    auto lookup = [this](const std::string& peer, uint64_t peer_id) -> absl::StatusOr<mesh::v1::Member> {
-      absl::ReaderMutexLock lock(&mu_);
-      auto it = members_.find(peer);
-      if (it == members_.end() || it->second.member.id() != peer_id) {
-        return absl::NotFoundError(absl::StrCat("'", absl::CHexEscape(peer), "' (id ", absl::Hex(peer_id),
-                                                ") has not joined through discovery; join first"));
-      }
-      return it->second.member;
-    };
-    auto link = Link::Accept(std::move(*conn), MakeLinkParams(), lookup, absl::Now() + kHandshakeTimeout,
-                             TakeSpareRing());
-    if (!link.ok()) {
-      log_.Warning("refused a link connection: %s", link.status().message());
-      ReplenishSpareRing();
-      continue;
-    }
-    InstallLink(std::move(*link));
-    ReplenishSpareRing();
+void NodeImpl::LinkFailed(const std::shared_ptr<Link>& link, absl::string_view why) {
+  if (!link->MarkDown()) return;  // someone else noticed first and queued it
+  log_.Info("link down: %s (%s)", link->peer_name(), why);
+  {
+    absl::MutexLock lock(&mu_);
+    dead_links_.push_back(link);
   }
+  WakeControl();
+}
+
+std::unique_ptr<LinkAcceptor> NodeImpl::MakeLinkAcceptor() {
+  LinkAcceptor::Hooks hooks;
+  hooks.params = [this] { return MakeLinkParams(); };
+  hooks.is_member_pid = [this](pid_t pid) {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [n, e] : members_) {
+      if (e.member.pid() == pid) return true;
+    }
+    return false;
+  };
+  hooks.lookup = [this](const std::string& peer, uint64_t peer_id) -> absl::StatusOr<mesh::v1::Member> {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = members_.find(peer);
+    if (it == members_.end() || it->second.member.id() != peer_id) {
+      return absl::NotFoundError(absl::StrCat("'", absl::CHexEscape(peer), "' (id ", absl::Hex(peer_id),
+                                              ") has not joined through discovery; join first"));
+    }
+    return it->second.member;
+  };
+  hooks.take_spare_ring = [this] { return TakeSpareRing(); };
+  hooks.replenish_spare_ring = [this] { ReplenishSpareRing(); };
+  hooks.install = [this](std::shared_ptr<Link> link) { InstallLink(std::move(link)); };
+  LinkAcceptor::Limits limits;
+  limits.handshake_timeout = kHandshakeTimeout;
+  return std::make_unique<LinkAcceptor>(link_listen_.get(), &*link_epoll_, kTagListen, kTagFirstPending, &log_,
+                                        std::move(hooks), limits);
 }
 
 absl::Time NodeImpl::Reconcile() {
@@ -1415,14 +1476,23 @@ void NodeImpl::HealthLoop() {
 void NodeImpl::LinkLoop() {
   NameThisThread("mesh-link");
   Epoll* const epoll = &*link_epoll_;  // made in Start()
-  epoll_event events[8];
+  epoll_event events[16];
   while (!stopping()) {
-    int n = epoll->Wait(events, 8, -1);
+    const absl::Time next = link_acceptor_->NextTimer();
+    const int timeout_ms =
+        next == absl::InfiniteFuture()
+            ? -1
+            : static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(next - absl::Now()) + 1));
+    const int n = epoll->Wait(events, 16, timeout_ms);
     if (stopping()) break;
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.u64 == kTagWake) DrainEventFd(link_wake_.get());
-      if (events[i].data.u64 == kTagListen) AcceptPending();
+      if (events[i].data.u64 == kTagWake) {
+        DrainEventFd(link_wake_.get());
+      } else {
+        link_acceptor_->OnEvent(events[i].data.u64);
+      }
     }
+    link_acceptor_->OnTimer(absl::Now());
   }
 }
 

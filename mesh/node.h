@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -61,6 +62,15 @@ struct PeerInfo {
   // rings were mapped, which covers the whole handshake; for the accepting
   // side from accept(). Diagnostics only.
   absl::Duration handshake;
+};
+
+// What a Broadcast did: the peers that got the message, and the ones that
+// did not with the reason (the status a Send to that peer would have
+// returned: RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED for a full ring,
+// UNAVAILABLE for a link that went down, ...).
+struct BroadcastResult {
+  std::vector<std::string> delivered;
+  std::vector<std::pair<std::string, absl::Status>> not_reached;
 };
 
 class NodeImpl;
@@ -131,10 +141,17 @@ class Node {
                                    absl::Span<const absl::string_view> payloads,
                                    absl::Time deadline = absl::InfiniteFuture());
 
-  // Sends `payload` to every linked peer, as Send does. Returns the peers
-  // that got it; the first error if none could (an empty mesh is OK: {}).
-  absl::StatusOr<std::vector<std::string>> Broadcast(
-      absl::string_view payload, absl::Time deadline = absl::InfiniteFuture());
+  // Sends `payload` to every linked peer. Every peer whose ring has room
+  // gets it at once; then the peers with a full ring are waited for in
+  // turn until `deadline` (never those reported unresponsive: their
+  // process does not run), so one full or stopped peer does not delay the
+  // others. Returns who got it and who did not (with why: the status Send
+  // would have returned). An error only if no peer could be reached (it
+  // names each), INVALID_ARGUMENT for an oversized payload, and
+  // FAILED_PRECONDITION before Start() or after Stop(). An empty mesh is
+  // OK, with both lists empty.
+  absl::StatusOr<BroadcastResult> Broadcast(absl::string_view payload,
+                                            absl::Time deadline = absl::InfiniteFuture());
 
   // Receiving. With a message handler set, every message is passed to it on
   // the receive thread. Without one, messages queue (bounded; a full queue

@@ -5,12 +5,18 @@
 //     of, dials the members whose name sorts after ours, retires dead links,
 //     and runs the peer up/down handlers of those. It sleeps in epoll when
 //     there is nothing to do (and wakes every kIdleReconcile otherwise).
-//   - link thread: accepts link connections, completes their handshakes and
-//     installs the links (running the peer-up handler), so that a dialing
-//     peer never waits for a control thread busy with a gRPC call. Peer
-//     handlers run under handlers_mu_: one at a time, up before down.
+//   - link thread: runs the LinkAcceptor (link_acceptor.h): accepts link
+//     connections, screens them by SO_PEERCRED, completes every handshake
+//     as its hello arrives (each connection waits in the thread's epoll set
+//     with its own deadline, so a silent one delays nobody) and installs
+//     the links (running the peer-up handler), so that a dialing peer never
+//     waits for a control thread busy with a gRPC call. Peer handlers run
+//     under handlers_mu_: one at a time, up before down.
 //   - receive thread: drains every link's rx ring, runs the message handler
 //     (or fills the Receive queue), and watches every link socket for EOF.
+//     A link that fails (EOF, corrupt ring, doorbell hung up, or a sender's
+//     DATA_LOSS) goes through LinkFailed, whichever thread noticed, and is
+//     retired by the control thread (RetireLinks).
 //     It spins for the configured time after the last message, then sleeps
 //     in epoll on the rings' doorbells.
 //   - health thread: every HeartbeatInterval(), bumps the heartbeat in every
@@ -49,6 +55,7 @@
 #include "grpcpp/grpcpp.h"
 #include "mesh/control_server.h"
 #include "mesh/link.h"
+#include "mesh/link_acceptor.h"
 #include "mesh/log.h"
 #include "mesh/node.h"
 #include "mesh/os.h"
@@ -78,8 +85,7 @@ class NodeImpl {
   absl::StatusOr<size_t> SendBatch(absl::string_view peer,
                                    absl::Span<const absl::string_view> payloads,
                                    absl::Time deadline);
-  absl::StatusOr<std::vector<std::string>> Broadcast(absl::string_view payload,
-                                                     absl::Time deadline);
+  absl::StatusOr<BroadcastResult> Broadcast(absl::string_view payload, absl::Time deadline);
 
   void SetMessageHandler(std::function<void(const MessageView&)> handler);
   absl::StatusOr<Message> Receive(absl::Time deadline);
@@ -136,9 +142,11 @@ class NodeImpl {
 
   // Control thread.
   void ControlLoop();
-  // Link thread.
+  // Link thread: sleeps in link_epoll_ and hands every event to
+  // link_acceptor_.
   void LinkLoop();
-  void AcceptPending();
+  // The acceptor over link_listen_ and link_epoll_ (Start()).
+  std::unique_ptr<LinkAcceptor> MakeLinkAcceptor();
   absl::Time Reconcile();  // returns when it next wants to run
   bool TryJoinSeeds();
   absl::StatusOr<std::vector<mesh::v1::Member>> CallJoin(
@@ -151,6 +159,16 @@ class NodeImpl {
   // Makes the next spare ring if there is none (after each handshake).
   void ReplenishSpareRing();
   void RetireLinks();
+  // Takes `link` down, whichever thread noticed that it failed (receive
+  // thread: hang-up, corrupt ring, doorbell gone, Leave; a sender: corrupt
+  // ring): the first caller marks it down, logs `why` and queues it for
+  // RetireLinks (peer-down handler, member dropped so its name is free,
+  // rings unmapped and descriptors closed once the last user lets go);
+  // later callers do nothing. Thread-safe; never blocks on a peer.
+  void LinkFailed(const std::shared_ptr<Link>& link, absl::string_view why);
+  // Send paths: a send that failed with DATA_LOSS or UNAVAILABLE finished
+  // the link; LinkFailed takes it down.
+  void NoteSendFailure(const std::shared_ptr<Link>& link, const absl::Status& status);
   void DropMemberLocked(const std::string& name, uint64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<mesh::v1::Discovery::Stub> DiscoveryStub(const std::string& target);
@@ -203,9 +221,9 @@ class NodeImpl {
   std::optional<Epoll> control_epoll_;
   std::optional<Epoll> link_epoll_;
   std::optional<Epoll> receive_epoll_;
-  // Link thread only: when AcceptPending last logged running out of
-  // descriptors.
-  absl::Time last_accept_warning_ = absl::InfinitePast();
+  // Made in Start() after link_listen_, used by the link thread only,
+  // destroyed once that thread is joined.
+  std::unique_ptr<LinkAcceptor> link_acceptor_;
 
   // The gRPC server. Thread-safe itself; its services borrow `this`.
   ControlServer control_server_;

@@ -330,10 +330,15 @@ class TopologyService final : public mesh::v1::Topology::CallbackService {
         req->timeout_ms() == 0 ? absl::InfinitePast() : absl::Now() + absl::Milliseconds(req->timeout_ms());
     absl::Status status;
     if (req->broadcast()) {
-      auto peers = node_->Broadcast(req->payload(), deadline);
-      status = peers.status();
-      if (peers.ok()) {
-        for (auto& p : *peers) resp->add_delivered_to(p);
+      auto sent = node_->Broadcast(req->payload(), deadline);
+      status = sent.status();
+      if (sent.ok()) {
+        for (auto& p : sent->delivered) resp->add_delivered_to(p);
+        for (auto& [p, why] : sent->not_reached) {
+          mesh::v1::SendResponse::NotReached* n = resp->add_not_reached();
+          n->set_peer(p);
+          n->set_reason(std::string(why.message()));
+        }
       }
     } else {
       status = node_->Send(req->to(), req->payload(), deadline);

@@ -88,15 +88,16 @@ PeerWaiter PublishAndClaimWaiter(std::atomic<uint64_t>& index, uint64_t value,
   return {true, 0};
 }
 
-// Sets `bit` in the shared closed word and wakes the peer through `peer_fd`.
-void MarkClosed(RingHeader* header, uint32_t bit, int peer_fd) {
+// Sets `bit` in the shared closed word and wakes the peer through our
+// doorbell end `doorbell_fd`.
+void MarkClosed(RingHeader* header, uint32_t bit, int doorbell_fd) {
   // [Close] release: the closer's last index store (made before this call)
   // is visible to a peer whose acquire load of `closed` sees the bit.
   header->closed.fetch_or(bit, std::memory_order_release);
   // Always ring (closing is rare): the peer may be asleep, and its sleep
   // protocol does not look at `closed` under the Dekker pair. Best effort:
   // a failure here leaves nothing to undo.
-  (void)os_internal::EventfdSignal(peer_fd);
+  (void)os_internal::DoorbellRing(doorbell_fd);
 }
 
 // True if spinning is pointless because the peer last published from the
@@ -129,15 +130,14 @@ using ring_internal::StatCounters;
 
 // ---------------------------------------------------------------- producer
 
-RingProducer::RingProducer(RingHeader* header, uint8_t* data, size_t capacity, int data_fd,
-                           int space_fd, const WaitOptions& options)
+RingProducer::RingProducer(RingHeader* header, uint8_t* data, size_t capacity, int doorbell_fd,
+                           const WaitOptions& options)
     : header_(header),
       data_(data),
       capacity_(capacity),
       mask_(capacity - 1),
       max_frame_(MaxFrameSizeForCapacity(capacity)),
-      data_fd_(data_fd),
-      space_fd_(space_fd),
+      doorbell_fd_(doorbell_fd),
       spin_(options) {
   // Relaxed: our own index, read once at start. Only the producer end writes
   // it, and the previous writer (if any) is ordered before us by the fd
@@ -156,7 +156,7 @@ void RingProducer::Fail(std::string message) {
   if (absl::IsDataLoss(status_)) return;
   status_ = absl::DataLossError(absl::StrCat("ring producer: ", message));
   reserved_ = false;
-  MarkClosed(header_, kRingProducerClosed, data_fd_);
+  MarkClosed(header_, kRingProducerClosed, doorbell_fd_);
 }
 
 bool RingProducer::CheckPeerOpen() {
@@ -274,7 +274,7 @@ absl::Status RingProducer::PublishInternal() {
   }
   if (!waiter.ring) return absl::OkStatus();
   StatCounters::Add(stats_.doorbells_rung, 1);
-  return os_internal::EventfdSignal(data_fd_);
+  return os_internal::DoorbellRing(doorbell_fd_);
 }
 
 absl::Status RingProducer::Write(absl::string_view frame, absl::Time deadline) {
@@ -379,16 +379,19 @@ absl::Status RingProducer::WaitForSpaceInternal(uint64_t need, absl::Time deadli
       return full_error();
     }
     StatCounters::Add(stats_.sleeps, 1);
-    absl::StatusOr<bool> readable = os_internal::WaitReadable(space_fd_, deadline - now);
+    absl::StatusOr<bool> readable = os_internal::WaitReadable(doorbell_fd_, deadline - now);
     // Relaxed: as above.
     header_->producer_waiting.store(0, std::memory_order_relaxed);
     slept = true;
     if (!readable.ok()) return readable.status();
-    if (*readable) SHMESH_RETURN_IF_ERROR(os_internal::EventfdDrain(space_fd_));
+    const absl::Status drained = *readable ? os_internal::DoorbellDrain(doorbell_fd_) : absl::OkStatus();
     if (ready()) {
       if (spin) spin_.OnSlept(absl::Now() - start, true);
       return status_;
     }
+    // The consumer's end is gone: nobody will make room or ring again, and
+    // our end stays readable, so sleeping on it again would spin.
+    if (!drained.ok()) return drained;
   }
 }
 
@@ -412,7 +415,7 @@ bool RingProducer::PrepareToSleepForSpace(uint64_t need) {
   return true;
 }
 
-absl::Status RingProducer::DrainDoorbell() { return os_internal::EventfdDrain(space_fd_); }
+absl::Status RingProducer::DrainDoorbell() { return os_internal::DoorbellDrain(doorbell_fd_); }
 
 void RingProducer::Close() {
   if (closed_) return;
@@ -420,7 +423,7 @@ void RingProducer::Close() {
   if (absl::IsDataLoss(status_)) return;  // Fail() already marked and rang.
   reserved_ = false;
   (void)PublishInternal();
-  MarkClosed(header_, kRingProducerClosed, data_fd_);
+  MarkClosed(header_, kRingProducerClosed, doorbell_fd_);
   if (!absl::IsDataLoss(status_)) {
     status_ = absl::FailedPreconditionError("ring producer closed");
   }
@@ -428,15 +431,14 @@ void RingProducer::Close() {
 
 // ---------------------------------------------------------------- consumer
 
-RingConsumer::RingConsumer(RingHeader* header, uint8_t* data, size_t capacity, int data_fd,
-                           int space_fd, const WaitOptions& options)
+RingConsumer::RingConsumer(RingHeader* header, uint8_t* data, size_t capacity, int doorbell_fd,
+                           const WaitOptions& options)
     : header_(header),
       data_(data),
       capacity_(capacity),
       mask_(capacity - 1),
       max_frame_(MaxFrameSizeForCapacity(capacity)),
-      data_fd_(data_fd),
-      space_fd_(space_fd),
+      doorbell_fd_(doorbell_fd),
       spin_(options) {
   // Relaxed: our own index, read once at start (see RingProducer's
   // constructor); never re-read.
@@ -452,7 +454,7 @@ void RingConsumer::Fail(std::string message) {
   if (absl::IsDataLoss(status_)) return;
   status_ = absl::DataLossError(absl::StrCat("ring consumer: ", message));
   peeked_ = false;
-  MarkClosed(header_, kRingConsumerClosed, space_fd_);
+  MarkClosed(header_, kRingConsumerClosed, doorbell_fd_);
 }
 
 bool RingConsumer::RefreshTail(std::memory_order order) {
@@ -609,7 +611,7 @@ absl::Status RingConsumer::PublishInternal() {
   }
   if (!waiter.ring) return absl::OkStatus();
   StatCounters::Add(stats_.doorbells_rung, 1);
-  return os_internal::EventfdSignal(space_fd_);
+  return os_internal::DoorbellRing(doorbell_fd_);
 }
 
 absl::StatusOr<std::optional<std::string>> RingConsumer::TryRead() {
@@ -682,18 +684,21 @@ absl::Status RingConsumer::Wait(absl::Time deadline) {
       return absl::DeadlineExceededError("no frame arrived before the deadline");
     }
     StatCounters::Add(stats_.sleeps, 1);
-    absl::StatusOr<bool> readable = os_internal::WaitReadable(data_fd_, deadline - now);
+    absl::StatusOr<bool> readable = os_internal::WaitReadable(doorbell_fd_, deadline - now);
     // Relaxed: as above.
     header_->consumer_waiting.store(0, std::memory_order_relaxed);
     slept = true;
     if (!readable.ok()) return readable.status();
-    if (*readable) SHMESH_RETURN_IF_ERROR(os_internal::EventfdDrain(data_fd_));
+    const absl::Status drained = *readable ? os_internal::DoorbellDrain(doorbell_fd_) : absl::OkStatus();
     // A doorbell without data (spam, or a stale ring) just loops back to
     // sleep: no spinning, no busy loop.
     if (Ready(std::memory_order_acquire)) {
       if (spin) spin_.OnSlept(absl::Now() - start, true);
       return status_;
     }
+    // The producer's end is gone (its process exited without closing the
+    // ring): nothing more will come, and our end stays readable.
+    if (!drained.ok()) return drained;
   }
 }
 
@@ -711,7 +716,7 @@ bool RingConsumer::PrepareToSleep() {
   return true;
 }
 
-absl::Status RingConsumer::DrainDoorbell() { return os_internal::EventfdDrain(data_fd_); }
+absl::Status RingConsumer::DrainDoorbell() { return os_internal::DoorbellDrain(doorbell_fd_); }
 
 void RingConsumer::Close() {
   if (closed_) return;
@@ -719,24 +724,27 @@ void RingConsumer::Close() {
   if (absl::IsDataLoss(status_)) return;  // Fail() already marked and rang.
   peeked_ = false;
   (void)PublishInternal();
-  MarkClosed(header_, kRingConsumerClosed, space_fd_);
+  MarkClosed(header_, kRingConsumerClosed, doorbell_fd_);
   if (!absl::IsDataLoss(status_)) status_ = absl::FailedPreconditionError("ring consumer closed");
 }
 
 // -------------------------------------------------------------------- ring
 
-Ring::Ring(SharedRegion region, fdpass::UniqueFd data_doorbell, fdpass::UniqueFd space_doorbell,
-           size_t capacity, const WaitOptions& options)
+Ring::Ring(SharedRegion region, fdpass::UniqueFd producer_doorbell,
+           fdpass::UniqueFd consumer_doorbell, size_t capacity, const WaitOptions& options)
     : region_(std::move(region)),
-      data_doorbell_(std::move(data_doorbell)),
-      space_doorbell_(std::move(space_doorbell)),
+      producer_doorbell_(std::move(producer_doorbell)),
+      consumer_doorbell_(std::move(consumer_doorbell)),
       capacity_(capacity) {
   auto* header = reinterpret_cast<RingHeader*>(region_.data());
   uint8_t* data = region_.data() + kRingHeaderSize;
-  producer_.reset(new RingProducer(header, data, capacity_, data_doorbell_.get(),
-                                   space_doorbell_.get(), options));
-  consumer_.reset(new RingConsumer(header, data, capacity_, data_doorbell_.get(),
-                                   space_doorbell_.get(), options));
+  producer_.reset(new RingProducer(header, data, capacity_, producer_doorbell_.get(), options));
+  consumer_.reset(new RingConsumer(header, data, capacity_, consumer_doorbell_.get(), options));
+}
+
+void Ring::DropConsumerDoorbell() {
+  consumer_->doorbell_fd_ = -1;
+  consumer_doorbell_.reset();
 }
 
 uint64_t Ring::QueuedBytes() const {
@@ -783,14 +791,13 @@ absl::StatusOr<Ring> Ring::Create(size_t capacity, const WaitOptions& options) {
   header->version = kRingVersion;
   header->header_size = kRingHeaderSize;
   header->capacity = capacity;
-  SHMESH_ASSIGN_OR_RETURN(fdpass::UniqueFd data_doorbell, os_internal::EventfdCreate());
-  SHMESH_ASSIGN_OR_RETURN(fdpass::UniqueFd space_doorbell, os_internal::EventfdCreate());
-  return Ring(std::move(region), std::move(data_doorbell), std::move(space_doorbell), capacity,
-              options);
+  SHMESH_ASSIGN_OR_RETURN(os_internal::DoorbellPair doorbell, os_internal::DoorbellPairCreate());
+  return Ring(std::move(region), std::move(doorbell.producer_end), std::move(doorbell.consumer_end),
+              capacity, options);
 }
 
-absl::StatusOr<Ring> Ring::Attach(SharedRegion region, fdpass::UniqueFd data_doorbell,
-                                  fdpass::UniqueFd space_doorbell, const WaitOptions& options) {
+absl::StatusOr<Ring> Ring::Attach(SharedRegion region, fdpass::UniqueFd doorbell, RingEnd end,
+                                  const WaitOptions& options) {
   if (region.size() < kRingHeaderSize + kMinRingCapacity) {
     return absl::InvalidArgumentError(
         absl::StrCat("ring region of ", region.size(), " bytes is too small for a ring"));
@@ -822,13 +829,12 @@ absl::StatusOr<Ring> Ring::Attach(SharedRegion region, fdpass::UniqueFd data_doo
                                                    RingRegionSize(capacity),
                                                    " bytes, the region has ", region.size()));
   }
-  if (!data_doorbell.valid() || !space_doorbell.valid()) {
-    return absl::InvalidArgumentError("ring doorbell fd missing");
+  if (!doorbell.valid()) return absl::InvalidArgumentError("ring doorbell fd missing");
+  SHMESH_RETURN_IF_ERROR(os_internal::CheckDoorbell(doorbell.get()));
+  if (end == RingEnd::kProducer) {
+    return Ring(std::move(region), std::move(doorbell), fdpass::UniqueFd(), capacity, options);
   }
-  SHMESH_RETURN_IF_ERROR(os_internal::CheckEventfd(data_doorbell.get()));
-  SHMESH_RETURN_IF_ERROR(os_internal::CheckEventfd(space_doorbell.get()));
-  return Ring(std::move(region), std::move(data_doorbell), std::move(space_doorbell), capacity,
-              options);
+  return Ring(std::move(region), fdpass::UniqueFd(), std::move(doorbell), capacity, options);
 }
 
 }  // namespace ringbuf

@@ -1,22 +1,29 @@
 // A single-producer single-consumer ring of variable-size frames in a
-// sealed memfd, shared by two processes, with eventfd doorbells for sleep
-// and wake-up. This is the data plane of one direction of a shmesh link.
+// sealed memfd, shared by two processes, with a socket-pair doorbell for
+// sleep and wake-up. This is the data plane of one direction of a shmesh
+// link.
 //
 // Pieces (layout in ring_layout.h):
-//   * Ring: owns the SharedRegion and the two doorbells, and holds one
-//     RingProducer and one RingConsumer endpoint. Each process of a link
-//     uses one endpoint of a ring; a process may use both (tests).
-//   * data doorbell (eventfd): the producer rings it to wake a consumer
-//     that said it is going to sleep; the consumer sleeps on it.
-//   * space doorbell (eventfd): the consumer rings it to wake a producer
-//     that is waiting for room in a full ring; the producer sleeps on it.
+//   * Ring: owns the SharedRegion and the doorbell ends it holds, and holds
+//     one RingProducer and one RingConsumer endpoint. Each process of a
+//     link uses one endpoint of a ring; a process may use both (tests).
+//   * doorbell: a connected AF_UNIX stream socket pair. The producer's end
+//     and the consumer's end each wake the other side by sending a byte
+//     (MSG_DONTWAIT: it never blocks, whatever the peer did to the
+//     descriptor's flags or buffers), and each side sleeps until its own
+//     end is readable: the producer rings after publishing data for a
+//     consumer that said it sleeps, the consumer after making room for a
+//     producer that waits in a full ring. The ring's creator keeps the
+//     producer's end and hands the consumer's end to the other process.
+//     (Eventfds, used before, cannot be rung without blocking once a peer
+//     that shares the descriptor clears O_NONBLOCK and fills the counter.)
 //
 // Wake-up protocol (each side; shown for data, space is the mirror image):
 //   consumer, before sleeping           producer, after writing frames
 //   C1 consumer_waiting = 1  (seq_cst)  P1 tail = new tail     (seq_cst)
 //   C2 load tail             (seq_cst)  P2 load consumer_waiting (seq_cst)
 //   C3 if data: clear flag, don't sleep P3 if set: exchange it to 0 and,
-//      else poll(data doorbell)            if it was set, write the doorbell
+//      else poll(its doorbell end)         if it was set, ring the doorbell
 // Sequential consistency of C1/C2/P1/P2 (a Dekker pair) guarantees that
 // either C2 sees the new tail or P2 sees the flag, so no wake-up is lost,
 // and a producer rings at most once per sleep. A busy stream (consumer
@@ -40,7 +47,10 @@
 //   INVALID_ARGUMENT    bad capacity; frame larger than MaxFrameSize();
 //                       Commit() longer than the reservation; Attach() on a
 //                       region whose header or size does not describe a
-//                       ring, or on fds that are not eventfds.
+//                       ring, or on a doorbell that is not an AF_UNIX
+//                       stream socket.
+//   UNAVAILABLE         a wait found the other end of the doorbell closed
+//                       (the peer's process exited) and nothing to do.
 //   RESOURCE_EXHAUSTED  no room for the frame by the deadline (at once if
 //                       the deadline has passed); EMFILE and friends.
 //   DEADLINE_EXCEEDED   the consumer's Wait()/Read() saw no frame in time.
@@ -149,14 +159,17 @@ class alignas(kRingLineSize) RingProducer {
   absl::Status WaitForSpace(size_t len, absl::Time deadline);
 
   // Split form of WaitForSpace() for event loops that sleep in epoll on
-  // space_doorbell_fd(): announces that the producer is about to sleep
+  // doorbell_fd(): announces that the producer is about to sleep
   // waiting for a frame of `len` bytes. Returns false if the frame already
   // fits (or the endpoint failed/closed): then the caller must not sleep.
   // After the fd becomes readable, call DrainDoorbell() and retry.
   bool PrepareToSleep(size_t len);
+  // Consumes the wake-ups on this end; never blocks. UNAVAILABLE if the
+  // consumer's end was closed (see os_internal::DoorbellDrain).
   absl::Status DrainDoorbell();
-  // Borrowed; owned by the Ring.
-  int space_doorbell_fd() const { return space_fd_; }
+  // The producer's end of the doorbell: readable when the consumer made
+  // room. Borrowed; owned by the Ring (-1 if the Ring does not hold it).
+  int doorbell_fd() const { return doorbell_fd_; }
 
   // Publishes committed frames, drops any reservation, marks the ring
   // closed by the producer and wakes the consumer, which reads the
@@ -175,7 +188,7 @@ class alignas(kRingLineSize) RingProducer {
 
  private:
   friend class Ring;
-  RingProducer(RingHeader* header, uint8_t* data, size_t capacity, int data_fd, int space_fd,
+  RingProducer(RingHeader* header, uint8_t* data, size_t capacity, int doorbell_fd,
                const WaitOptions& options);
 
   // Bytes a frame of payload `len` occupies, including a padding frame if it
@@ -199,8 +212,9 @@ class alignas(kRingLineSize) RingProducer {
   const uint64_t capacity_;
   const uint64_t mask_;
   const size_t max_frame_;
-  const int data_fd_;   // borrowed: rung to wake the consumer
-  const int space_fd_;  // borrowed: slept on when full
+  // Borrowed: the producer's doorbell end; rung (a send) to wake the
+  // consumer, slept on when full.
+  const int doorbell_fd_;
 
   uint64_t tail_;            // end of committed frames (local)
   uint64_t published_tail_;  // last value stored to header_->tail
@@ -265,13 +279,18 @@ class alignas(kRingLineSize) RingConsumer {
   // Split form of Wait() for an event loop that polls many rings' doorbells
   // in one epoll set: announces that the consumer is about to sleep.
   // Returns false if a frame is available or the endpoint failed/ended;
-  // then the caller must not sleep and should Peek(). When
-  // data_doorbell_fd() becomes readable, call DrainDoorbell(), then Peek();
-  // if still empty, PrepareToSleep() again.
+  // then the caller must not sleep and should Peek(). When doorbell_fd()
+  // becomes readable, call DrainDoorbell(), then Peek(); if still empty,
+  // PrepareToSleep() again.
   bool PrepareToSleep();
+  // Consumes the wake-ups on this end; never blocks. UNAVAILABLE if the
+  // producer's end was closed (its process exited, or it hung up): the end
+  // stays readable for ever, so stop polling it.
   absl::Status DrainDoorbell();
-  // Borrowed; owned by the Ring.
-  int data_doorbell_fd() const { return data_fd_; }
+  // The consumer's end of the doorbell: readable when the producer published
+  // for a sleeping consumer. Borrowed; owned by the Ring (-1 if the Ring
+  // does not hold it).
+  int doorbell_fd() const { return doorbell_fd_; }
 
   // Stops consuming: marks the ring closed by the consumer (the producer's
   // writes then fail with FAILED_PRECONDITION) and wakes the producer.
@@ -284,7 +303,7 @@ class alignas(kRingLineSize) RingConsumer {
 
  private:
   friend class Ring;
-  RingConsumer(RingHeader* header, uint8_t* data, size_t capacity, int data_fd, int space_fd,
+  RingConsumer(RingHeader* header, uint8_t* data, size_t capacity, int doorbell_fd,
                const WaitOptions& options);
 
   // Finds the next data frame (skipping padding) and records it in peek_*
@@ -309,8 +328,10 @@ class alignas(kRingLineSize) RingConsumer {
   const uint64_t capacity_;
   const uint64_t mask_;
   const size_t max_frame_;
-  const int data_fd_;   // borrowed: slept on when empty
-  const int space_fd_;  // borrowed: rung to wake a waiting producer
+  // Borrowed: the consumer's doorbell end; slept on when empty, rung (a
+  // send) to wake a producer waiting for room. -1 after
+  // Ring::DropConsumerDoorbell().
+  int doorbell_fd_;
 
   uint64_t head_;            // start of the next unconsumed frame (local)
   uint64_t published_head_;  // last value stored to header_->head
@@ -325,7 +346,10 @@ class alignas(kRingLineSize) RingConsumer {
   ring_internal::StatCounters stats_;
 };
 
-// A ring: its shared region, its two doorbells and its two endpoints.
+// Which end of a ring a process uses (Ring::Attach).
+enum class RingEnd { kProducer, kConsumer };
+
+// A ring: its shared region, its doorbell ends and its two endpoints.
 // Thread contract: the Ring object itself is thread-compatible (create,
 // move and destroy it from one thread while no endpoint call is running);
 // its producer() and consumer() may then be used from two threads.
@@ -335,18 +359,22 @@ class Ring {
  public:
   // Creates a ring with `capacity` data bytes (a power of two in
   // [kMinRingCapacity, kMaxRingCapacity]): a sealed memfd of
-  // RingRegionSize(capacity) bytes with an initialized header, and two
-  // eventfds (EFD_CLOEXEC | EFD_NONBLOCK). INVALID_ARGUMENT for a bad
-  // capacity; OS errors otherwise.
+  // RingRegionSize(capacity) bytes with an initialized header, and a
+  // doorbell socket pair (close-on-exec) of which it holds both ends, so
+  // both endpoints work in this process. To hand the consumer end to
+  // another process, pass region_fd() and consumer_doorbell_fd(), then
+  // DropConsumerDoorbell(). INVALID_ARGUMENT for a bad capacity; OS errors
+  // otherwise.
   static absl::StatusOr<Ring> Create(size_t capacity, const WaitOptions& options = WaitOptions());
 
-  // The receiving side: takes ownership of a region mapped with
-  // SharedRegion::Map and of the two doorbells received with it. Verifies
-  // the header (magic, version, header size, capacity a power of two in
-  // range and matching region.size()) and that both fds are eventfds.
+  // The other process's side: takes ownership of a region mapped with
+  // SharedRegion::Map and of the doorbell end received with it, the one of
+  // `end` (the endpoint this process will use; the other endpoint has no
+  // doorbell and must not be used). Verifies the header (magic, version,
+  // header size, capacity a power of two in range and matching
+  // region.size()) and that the doorbell is an AF_UNIX stream socket.
   // INVALID_ARGUMENT naming the problem otherwise.
-  static absl::StatusOr<Ring> Attach(SharedRegion region, fdpass::UniqueFd data_doorbell,
-                                     fdpass::UniqueFd space_doorbell,
+  static absl::StatusOr<Ring> Attach(SharedRegion region, fdpass::UniqueFd doorbell, RingEnd end,
                                      const WaitOptions& options = WaitOptions());
 
   Ring(Ring&&) noexcept;
@@ -375,22 +403,29 @@ class Ring {
   uint32_t ConsumerHeartbeat() const;
 
   // Borrowed fds to pass to the peer (sendmsg dups them); owned by the Ring.
+  // A doorbell end this Ring does not hold is -1.
   int region_fd() const { return region_.fd(); }
-  int data_doorbell_fd() const { return data_doorbell_.get(); }
-  int space_doorbell_fd() const { return space_doorbell_.get(); }
+  int producer_doorbell_fd() const { return producer_doorbell_.get(); }
+  int consumer_doorbell_fd() const { return consumer_doorbell_.get(); }
+
+  // Closes this process's copy of the consumer's doorbell end, once it has
+  // been handed to the consumer's process: keeping it would cost a
+  // descriptor and let this process swallow the consumer's wake-ups.
+  // consumer() must not be used afterwards. Idempotent.
+  void DropConsumerDoorbell();
 
   RingProducer& producer() { return *producer_; }
   RingConsumer& consumer() { return *consumer_; }
 
  private:
-  Ring(SharedRegion region, fdpass::UniqueFd data_doorbell, fdpass::UniqueFd space_doorbell,
+  Ring(SharedRegion region, fdpass::UniqueFd producer_doorbell, fdpass::UniqueFd consumer_doorbell,
        size_t capacity, const WaitOptions& options);
 
   // Declaration order matters: the endpoints (which borrow the mapping and
   // the fds) are destroyed first.
   SharedRegion region_;
-  fdpass::UniqueFd data_doorbell_;
-  fdpass::UniqueFd space_doorbell_;
+  fdpass::UniqueFd producer_doorbell_;  // may be empty (Attach as consumer)
+  fdpass::UniqueFd consumer_doorbell_;  // may be empty (Attach as producer, Drop)
   size_t capacity_;
   std::unique_ptr<RingProducer> producer_;
   std::unique_ptr<RingConsumer> consumer_;

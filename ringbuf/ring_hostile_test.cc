@@ -3,11 +3,16 @@
 // (as the peer process would) and check that the endpoints fail with
 // DATA_LOSS, consistently, without crashing, reading out of bounds, or
 // looping forever.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -162,8 +167,8 @@ TEST_F(HostileTest, AttachRefusesTinyRegion) {
   absl::StatusOr<SharedRegion> tiny = SharedRegion::Create("tiny", 100);
   ASSERT_TRUE(tiny.ok());
   absl::StatusOr<Ring> b =
-      Ring::Attach(std::move(*tiny), testing_internal::DupOrDie(ring_->data_doorbell_fd()),
-                   testing_internal::DupOrDie(ring_->space_doorbell_fd()));
+      Ring::Attach(std::move(*tiny), testing_internal::DupOrDie(ring_->consumer_doorbell_fd()),
+                   RingEnd::kConsumer);
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -308,21 +313,163 @@ TEST_F(HostileTest, ConsumerWaitingGarbage) {
 }
 
 // The producer sleeps on a full ring; the peer corrupts head and rings the
-// space doorbell.
+// producer (a byte from the consumer's end of the doorbell).
 TEST_F(HostileTest, HeadCorruptWhileProducerWaits) {
   Fill();
   const uint64_t tail = header_->tail.load();
   std::thread peer([this, tail] {
     absl::SleepFor(absl::Milliseconds(20));
     header_->head.store(tail + 64);
-    const uint64_t one = 1;
-    EXPECT_EQ(::write(ring_->space_doorbell_fd(), &one, sizeof(one)), 8);
+    // The consumer's end rings the producer's.
+    EXPECT_EQ(::send(ring_->consumer_doorbell_fd(), "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL), 1);
   });
   const absl::Time start = absl::Now();
   const absl::Status s = WriteBig(start + absl::Seconds(10));
   peer.join();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   ExpectProducerFailed(s, "beyond");
+}
+
+// ------------------------------------------------------------- doorbells
+//
+// A doorbell end received with SCM_RIGHTS shares its open file description
+// with the sender, and with it the file status flags: the peer can clear
+// O_NONBLOCK on "our" end and fill the socket buffers, then ask for a
+// doorbell (a waiting flag) so that a send that trusts the flags blocks for
+// ever. Ringing and draining must not depend on them (MSG_DONTWAIT). Each
+// test runs the victim's calls in a forked child under alarm(), so that a
+// regression fails the test instead of hanging it.
+
+constexpr unsigned kWatchdogSeconds = 10;
+
+// Clears O_NONBLOCK on the file description behind `fd`, as a peer holding
+// any copy of it can.
+void ClearNonblock(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  ASSERT_GE(flags, 0);
+  ASSERT_EQ(::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK), 0);
+}
+
+// Sends from `fd` without waiting until its buffers are full (EAGAIN even
+// for one byte). Returns the bytes sent.
+size_t FillFrom(int fd) {
+  const std::string chunk(64 * 1024, 'z');
+  size_t total = 0;
+  for (size_t len = chunk.size(); len > 0;) {
+    const ssize_t n = ::send(fd, chunk.data(), len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      total += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      len /= 2;  // 0 after a 1-byte send failed: full
+    } else {
+      ADD_FAILURE() << "send: " << std::strerror(errno);
+      break;
+    }
+  }
+  return total;
+}
+
+class HostileDoorbellTest : public HostileTest {
+ protected:
+  void TearDown() override {
+    peer_consumer_end_.reset();
+    peer_producer_end_.reset();
+    HostileTest::TearDown();
+  }
+
+  // The peer's copies of both ends (as SCM_RIGHTS gives them: sharing the
+  // file descriptions) made blocking and full in both directions, their
+  // bytes never read.
+  void MakeDoorbellsHostile() {
+    peer_consumer_end_ = testing_internal::DupOrDie(ring_->consumer_doorbell_fd());
+    peer_producer_end_ = testing_internal::DupOrDie(ring_->producer_doorbell_fd());
+    ClearNonblock(peer_consumer_end_.get());
+    ClearNonblock(peer_producer_end_.get());
+    // Our own descriptors changed with them.
+    for (int fd : {ring_->producer_doorbell_fd(), ring_->consumer_doorbell_fd()}) {
+      EXPECT_EQ(::fcntl(fd, F_GETFL) & O_NONBLOCK, 0) << "fd " << fd;
+    }
+    EXPECT_GT(FillFrom(peer_producer_end_.get()), 0u);  // the producer's sends
+    EXPECT_GT(FillFrom(peer_consumer_end_.get()), 0u);  // the consumer's sends
+    // A send from either end now waits (only MSG_DONTWAIT saves it).
+    for (int fd : {ring_->producer_doorbell_fd(), ring_->consumer_doorbell_fd()}) {
+      errno = 0;
+      EXPECT_EQ(::send(fd, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL), -1) << "fd " << fd;
+      EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << std::strerror(errno);
+    }
+  }
+
+  // Runs `body` in a forked child that SIGALRM kills after
+  // kWatchdogSeconds; returns its exit code (128 + SIGALRM if it hung).
+  static int RunWithWatchdog(const std::function<int()>& body) {
+    return testing_internal::RunInChild([&body] {
+      ::alarm(kWatchdogSeconds);
+      return body();
+    });
+  }
+
+  fdpass::UniqueFd peer_consumer_end_;
+  fdpass::UniqueFd peer_producer_end_;
+};
+
+TEST_F(HostileDoorbellTest, ProducerNeverBlocksRingingAFullBlockingDoorbell) {
+  MakeDoorbellsHostile();
+  const int code = RunWithWatchdog([this] {
+    const absl::Time start = absl::Now();
+    // Every publish finds the consumer "asleep" and rings.
+    header_->consumer_waiting.store(1);
+    if (!producer().Write("one", absl::InfinitePast()).ok()) return 2;
+    header_->consumer_waiting.store(1);
+    if (!producer().Reserve(8, absl::InfinitePast()).ok()) return 3;
+    if (!producer().CommitNoPublish(8).ok()) return 4;
+    if (!producer().Publish().ok()) return 5;
+    header_->consumer_waiting.store(1);
+    const absl::string_view batch[] = {"a", "b", "c"};
+    if (!producer().WriteBatch(batch, absl::InfinitePast()).ok()) return 6;
+    if (producer().stats().doorbells_rung != 3) return 7;  // it did try every time
+    // Sleeping on a full ring drains (MSG_DONTWAIT) and times out.
+    while (producer().Write(std::string(100, 'f'), absl::InfinitePast()).ok()) {
+    }
+    if (!absl::IsResourceExhausted(
+            producer().Write(std::string(100, 'f'), absl::Now() + absl::Milliseconds(20)))) {
+      return 8;
+    }
+    producer().Close();  // rings once more
+    if (absl::Now() - start > absl::Seconds(2)) return 9;
+    return 0;
+  });
+  EXPECT_EQ(code, 0) << (code == 128 + SIGALRM ? "the producer blocked on the doorbell" : "");
+}
+
+TEST_F(HostileDoorbellTest, ConsumerNeverBlocksRingingAFullBlockingDoorbell) {
+  for (int i = 0; i < 4; ++i) Write(10);
+  MakeDoorbellsHostile();
+  const int code = RunWithWatchdog([this] {
+    const absl::Time start = absl::Now();
+    // Every head publish finds the producer "asleep" and rings.
+    header_->producer_waiting.store(1);
+    auto r = consumer().TryRead();
+    if (!r.ok() || !r->has_value()) return 2;
+    header_->producer_waiting.store(1);
+    auto p = consumer().Peek();
+    if (!p.ok() || !p->has_value()) return 3;
+    if (!consumer().ReleaseNoPublish().ok()) return 4;
+    if (!consumer().Publish().ok()) return 5;
+    header_->producer_waiting.store(1);
+    absl::StatusOr<size_t> n = consumer().Drain(10, [](absl::Span<const uint8_t>) {});
+    if (!n.ok() || *n != 2) return 6;
+    if (consumer().stats().doorbells_rung != 3) return 7;
+    // Its own end keeps being rung (full of the producer's bytes): waiting
+    // on an empty ring drains without blocking and times out.
+    if (!absl::IsDeadlineExceeded(consumer().Wait(absl::Now() + absl::Milliseconds(20)))) return 8;
+    if (!consumer().DrainDoorbell().ok()) return 9;
+    consumer().Close();  // rings once more
+    if (absl::Now() - start > absl::Seconds(2)) return 10;
+    return 0;
+  });
+  EXPECT_EQ(code, 0) << (code == 128 + SIGALRM ? "the consumer blocked on the doorbell" : "");
 }
 
 // ------------------------------------------------------------- randomized
@@ -432,11 +579,13 @@ TEST(HostileRandomTest, RandomCorruptionNeverCrashesOrLoops) {
       ASSERT_TRUE(ReadUntilStopped(ring.consumer(), ring.region(), capacity)) << iter;
       if (absl::IsDataLoss(ring.consumer().status())) ++data_loss;
     } else {
-      absl::StatusOr<Ring> attached = AttachSecondMapping(ring);
+      absl::StatusOr<Ring> attached = AttachSecondMapping(ring, RingEnd::kConsumer);
       if (attached.ok()) {
         ASSERT_TRUE(ReadUntilStopped(attached->consumer(), attached->region(), capacity)) << iter;
+        absl::StatusOr<Ring> producer = AttachSecondMapping(ring, RingEnd::kProducer);
+        ASSERT_TRUE(producer.ok()) << producer.status();  // the header was accepted above
         for (int i = 0; i < 4; ++i) {
-          EXPECT_TRUE(Allowed(attached->producer().Write("p", absl::InfinitePast())));
+          EXPECT_TRUE(Allowed(producer->producer().Write("p", absl::InfinitePast())));
         }
       } else {
         EXPECT_EQ(attached.status().code(), absl::StatusCode::kInvalidArgument);

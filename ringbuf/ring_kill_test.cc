@@ -378,7 +378,7 @@ TEST(RingKillTest, SigkilledProducerNeverLeavesAPartialFrame) {
         // Die with the test, whatever happens to it (checked after the
         // prctl: the parent may already be gone).
         if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) return 20;
-        absl::StatusOr<Ring> attached = AttachSecondMapping(ring);
+        absl::StatusOr<Ring> attached = AttachSecondMapping(ring, RingEnd::kProducer);
         if (!attached.ok()) {
           std::fprintf(stderr, "producer child: %s\n", attached.status().ToString().c_str());
           return 21;

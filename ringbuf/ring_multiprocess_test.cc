@@ -1,6 +1,6 @@
 // Cross-process streaming over a ring: a fork'd child maps its own dup of
-// the memfd, attaches with dups of the doorbells (as a peer that received
-// them over a socket would), and streams or checks 200k frames of random
+// the memfd, attaches with a dup of its doorbell end (as a peer that
+// received them over a socket would), and streams or checks 200k frames of random
 // sizes through wrap-around and full/empty states, in both directions.
 #include <cstdio>
 #include <cstring>
@@ -255,7 +255,7 @@ TEST_P(MultiProcessTest, ParentProducesChildConsumes) {
   const uint64_t frames = Frames();
   const absl::Time start = absl::Now();
   const pid_t pid = testing_internal::ForkChild([&ring, options, frames] {
-    absl::StatusOr<Ring> attached = AttachSecondMapping(*ring, options);
+    absl::StatusOr<Ring> attached = AttachSecondMapping(*ring, RingEnd::kConsumer, options);
     if (!attached.ok()) return 10;
     return Consume(attached->consumer(), frames);
   });
@@ -280,7 +280,7 @@ TEST_P(MultiProcessTest, ChildProducesParentConsumes) {
   const WaitOptions options = Options();
   const uint64_t frames = Frames();
   const pid_t pid = testing_internal::ForkChild([&ring, options, frames] {
-    absl::StatusOr<Ring> attached = AttachSecondMapping(*ring, options);
+    absl::StatusOr<Ring> attached = AttachSecondMapping(*ring, RingEnd::kProducer, options);
     if (!attached.ok()) return 10;
     return Produce(attached->producer(), frames);
   });
@@ -297,8 +297,8 @@ TEST_P(MultiProcessTest, EchoOverTwoRings) {
   ASSERT_TRUE(to_child.ok() && to_parent.ok());
   const WaitOptions options = Options();
   const pid_t pid = testing_internal::ForkChild([&, options] {
-    absl::StatusOr<Ring> in = AttachSecondMapping(*to_child, options);
-    absl::StatusOr<Ring> out = AttachSecondMapping(*to_parent, options);
+    absl::StatusOr<Ring> in = AttachSecondMapping(*to_child, RingEnd::kConsumer, options);
+    absl::StatusOr<Ring> out = AttachSecondMapping(*to_parent, RingEnd::kProducer, options);
     if (!in.ok() || !out.ok()) return 10;
     for (;;) {
       absl::StatusOr<std::string> r = in->consumer().Read(absl::InfiniteFuture());

@@ -157,7 +157,7 @@ TEST(RingStressTest, TwoThreadsSameMapping) {
 TEST(RingStressTest, TwoThreadsTwoMappings) {
   absl::StatusOr<Ring> a = Ring::Create(4096);
   ASSERT_TRUE(a.ok());
-  absl::StatusOr<Ring> b = AttachSecondMapping(*a);
+  absl::StatusOr<Ring> b = AttachSecondMapping(*a, RingEnd::kConsumer);
   ASSERT_TRUE(b.ok()) << b.status();
   RunStress(a->producer(), b->consumer(), kFrames);
 }
@@ -173,7 +173,8 @@ TEST(RingStressTest, TwoThreadsNoSpinSameMapping) {
 TEST(RingStressTest, TwoThreadsTinyRingShortSpinTwoMappings) {
   absl::StatusOr<Ring> a = Ring::Create(256, WaitOptions::FixedSpin(absl::Microseconds(1)));
   ASSERT_TRUE(a.ok());
-  absl::StatusOr<Ring> b = AttachSecondMapping(*a, WaitOptions::FixedSpin(absl::Microseconds(1)));
+  absl::StatusOr<Ring> b =
+      AttachSecondMapping(*a, RingEnd::kConsumer, WaitOptions::FixedSpin(absl::Microseconds(1)));
   ASSERT_TRUE(b.ok());
   RunStress(a->producer(), b->consumer(), kUnderSanitizer ? 20'000 : 200'000);
 }

@@ -1,12 +1,16 @@
 #include "ringbuf/ring.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -68,10 +72,94 @@ TEST_F(RingTest, SizesAndFds) {
   EXPECT_EQ(ring.producer().MaxFrameSize(), ring.MaxFrameSize());
   EXPECT_EQ(ring.consumer().MaxFrameSize(), ring.MaxFrameSize());
   EXPECT_GE(ring.region_fd(), 0);
-  EXPECT_GE(ring.data_doorbell_fd(), 0);
-  EXPECT_GE(ring.space_doorbell_fd(), 0);
-  EXPECT_EQ(ring.consumer().data_doorbell_fd(), ring.data_doorbell_fd());
-  EXPECT_EQ(ring.producer().space_doorbell_fd(), ring.space_doorbell_fd());
+  // A created ring holds both doorbell ends, one per endpoint.
+  EXPECT_GE(ring.producer_doorbell_fd(), 0);
+  EXPECT_GE(ring.consumer_doorbell_fd(), 0);
+  EXPECT_NE(ring.producer_doorbell_fd(), ring.consumer_doorbell_fd());
+  EXPECT_EQ(ring.producer().doorbell_fd(), ring.producer_doorbell_fd());
+  EXPECT_EQ(ring.consumer().doorbell_fd(), ring.consumer_doorbell_fd());
+  for (int fd : {ring.region_fd(), ring.producer_doorbell_fd(), ring.consumer_doorbell_fd()}) {
+    EXPECT_NE(::fcntl(fd, F_GETFD) & FD_CLOEXEC, 0) << "fd " << fd << " is not close-on-exec";
+  }
+}
+
+// The two doorbell ends are the two ends of one connected AF_UNIX stream
+// socket pair: a byte sent on one is read on the other, both ways.
+TEST_F(RingTest, DoorbellEndsAreOneConnectedStreamSocketPair) {
+  Ring ring = MakeRing(4096);
+  for (int fd : {ring.producer_doorbell_fd(), ring.consumer_doorbell_fd()}) {
+    int domain = 0, type = 0;
+    socklen_t len = sizeof(domain);
+    ASSERT_EQ(::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len), 0);
+    len = sizeof(type);
+    ASSERT_EQ(::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len), 0);
+    EXPECT_EQ(domain, AF_UNIX);
+    EXPECT_EQ(type, SOCK_STREAM);
+  }
+  const int ends[2] = {ring.producer_doorbell_fd(), ring.consumer_doorbell_fd()};
+  for (int from = 0; from < 2; ++from) {
+    const int to = 1 - from;
+    ASSERT_EQ(::send(ends[from], "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL), 1);
+    struct pollfd pfd = {ends[to], POLLIN, 0};
+    ASSERT_EQ(::poll(&pfd, 1, 1000), 1);
+    char c = 0;
+    EXPECT_EQ(::recv(ends[to], &c, 1, MSG_DONTWAIT), 1);
+    EXPECT_EQ(c, 'x');
+    // The sender's own end saw nothing.
+    struct pollfd self = {ends[from], POLLIN, 0};
+    EXPECT_EQ(::poll(&self, 1, 0), 0);
+  }
+  // An attached ring holds only the end of the side it was attached for.
+  absl::StatusOr<Ring> consumer = AttachSecondMapping(ring, RingEnd::kConsumer);
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  EXPECT_EQ(consumer->producer_doorbell_fd(), -1);
+  EXPECT_EQ(consumer->producer().doorbell_fd(), -1);
+  EXPECT_GE(consumer->consumer_doorbell_fd(), 0);
+  EXPECT_EQ(consumer->consumer().doorbell_fd(), consumer->consumer_doorbell_fd());
+  absl::StatusOr<Ring> producer = AttachSecondMapping(ring, RingEnd::kProducer);
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  EXPECT_EQ(producer->consumer_doorbell_fd(), -1);
+  EXPECT_EQ(producer->consumer().doorbell_fd(), -1);
+  EXPECT_GE(producer->producer_doorbell_fd(), 0);
+  EXPECT_EQ(producer->producer().doorbell_fd(), producer->producer_doorbell_fd());
+  // The attached ends are the same sockets: the attached producer's end
+  // rings the attached consumer's end.
+  ASSERT_EQ(::send(producer->producer_doorbell_fd(), "y", 1, MSG_DONTWAIT | MSG_NOSIGNAL), 1);
+  struct pollfd pfd = {consumer->consumer_doorbell_fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&pfd, 1, 1000), 1);
+  EXPECT_TRUE(consumer->consumer().DrainDoorbell().ok());
+  EXPECT_EQ(::poll(&pfd, 1, 0), 0);
+}
+
+// The creator hands the consumer's end to the peer, then closes its copy.
+TEST_F(RingTest, DropConsumerDoorbellClosesTheDescriptor) {
+  Ring ring = MakeRing(4096, WaitOptions::NoSpin());
+  // The peer's side, attached before the drop as if the end had been sent.
+  absl::StatusOr<Ring> peer = AttachSecondMapping(ring, RingEnd::kConsumer, WaitOptions::NoSpin());
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  const int dropped = ring.consumer_doorbell_fd();
+  const int before = CountOpenFds();
+  ring.DropConsumerDoorbell();
+  EXPECT_EQ(CountOpenFds(), before - 1);
+  EXPECT_EQ(ring.consumer_doorbell_fd(), -1);
+  EXPECT_EQ(ring.consumer().doorbell_fd(), -1);
+  EXPECT_EQ(::fcntl(dropped, F_GETFD), -1) << "fd " << dropped << " is still open";
+  ring.DropConsumerDoorbell();  // idempotent
+  EXPECT_EQ(CountOpenFds(), before - 1);
+  EXPECT_GE(ring.producer_doorbell_fd(), 0);
+  // The producer still wakes the peer's sleeping consumer through the end
+  // the peer holds.
+  SharedRegion raw = MapRawOrDie(ring);
+  const auto* header = reinterpret_cast<const RingHeader*>(raw.data());
+  std::thread producer([&] {
+    while (header->consumer_waiting.load() == 0) absl::SleepFor(absl::Microseconds(100));
+    EXPECT_TRUE(ring.producer().Write("after the drop", absl::InfinitePast()).ok());
+  });
+  absl::StatusOr<std::string> r = peer->consumer().Read(Soon(absl::Seconds(10)));
+  producer.join();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, "after the drop");
+  EXPECT_EQ(ring.producer().stats().doorbells_rung, 1u);
 }
 
 TEST_F(RingTest, EmptyRing) {
@@ -536,11 +624,11 @@ TEST_F(RingTest, DoorbellSpamDoesNotProduceFramesOrHang) {
   Ring ring = MakeRing(1024);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> rings{0};
-  const int fd = ring.data_doorbell_fd();
+  // The producer's end rings the consumer's.
+  const int fd = ring.producer_doorbell_fd();
   std::thread spammer([&] {
-    const uint64_t one = 1;
     while (!stop.load()) {
-      if (::write(fd, &one, sizeof(one)) == sizeof(one)) rings.fetch_add(1);
+      if (::send(fd, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) rings.fetch_add(1);
       absl::SleepFor(absl::Microseconds(20));
     }
   });
@@ -567,7 +655,7 @@ TEST_F(RingTest, PrepareToSleepAndDrainDoorbell) {
   RingConsumer& consumer = ring.consumer();
   ASSERT_TRUE(consumer.PrepareToSleep());
   EXPECT_EQ(header->consumer_waiting.load(), 1u);
-  struct pollfd pfd = {consumer.data_doorbell_fd(), POLLIN, 0};
+  struct pollfd pfd = {consumer.doorbell_fd(), POLLIN, 0};
   EXPECT_EQ(::poll(&pfd, 1, 0), 0);  // nothing rung yet
   ASSERT_TRUE(ring.producer().Write("x", absl::InfinitePast()).ok());
   EXPECT_EQ(header->consumer_waiting.load(), 0u);  // the producer cleared it...
@@ -590,7 +678,7 @@ TEST_F(RingTest, PrepareToSleepAndDrainDoorbell) {
   }
   ASSERT_TRUE(producer.PrepareToSleep(100));
   EXPECT_EQ(header->producer_waiting.load(), 1u);
-  struct pollfd sfd = {producer.space_doorbell_fd(), POLLIN, 0};
+  struct pollfd sfd = {producer.doorbell_fd(), POLLIN, 0};
   EXPECT_EQ(::poll(&sfd, 1, 0), 0);
   for (;;) {  // empty the ring; the first release rings the space doorbell
     auto frame = consumer.TryRead();
@@ -655,30 +743,141 @@ TEST_F(RingTest, ConsumerCloseStopsBlockedProducer) {
   EXPECT_EQ(ring.consumer().TryRead().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// The producer's process died without closing the ring (so the closed
+// word says nothing): its end of the doorbell is gone, which the consumer's
+// end reports as EOF. The consumer delivers what was published, then its
+// Wait() fails UNAVAILABLE at once instead of sleeping until the deadline
+// (or, on an end that stays readable, spinning until it).
+TEST_F(RingTest, ConsumerWaitIsUnavailableOnceTheProducerEndIsClosed) {
+  for (const WaitOptions& options : {WaitOptions(), WaitOptions::NoSpin()}) {
+    std::optional<Ring> creator(MakeRing(1024, options));
+    absl::StatusOr<Ring> peer = AttachSecondMapping(*creator, RingEnd::kConsumer, options);
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    creator->DropConsumerDoorbell();
+    ASSERT_TRUE(creator->producer().Write("last words", absl::InfinitePast()).ok());
+    creator.reset();  // closes the producer's end, its only copy
+    RingConsumer& consumer = peer->consumer();
+    absl::StatusOr<std::string> r = consumer.Read(Soon(absl::Seconds(30)));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(*r, "last words");
+    const absl::Time start = absl::Now();
+    const absl::Status s = consumer.Wait(start + absl::Seconds(30));
+    const absl::Duration took = absl::Now() - start;
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_LT(took, absl::Seconds(2));
+    EXPECT_LE(consumer.stats().sleeps, 1u);
+    EXPECT_EQ(consumer.DrainDoorbell().code(), absl::StatusCode::kUnavailable);
+    // The split form says the same: the end is readable for ever.
+    ASSERT_TRUE(consumer.PrepareToSleep());
+    struct pollfd pfd = {consumer.doorbell_fd(), POLLIN, 0};
+    EXPECT_EQ(::poll(&pfd, 1, 0), 1);
+    EXPECT_EQ(consumer.DrainDoorbell().code(), absl::StatusCode::kUnavailable);
+    // Not a ring failure: the endpoint itself is still OK (no DATA_LOSS).
+    EXPECT_TRUE(consumer.status().ok()) << consumer.status();
+  }
+}
+
+// The consumer's process died without closing the ring: a producer waiting
+// for room fails UNAVAILABLE at once instead of waiting for the deadline.
+TEST_F(RingTest, ProducerWaitForSpaceIsUnavailableOnceTheConsumerEndIsClosed) {
+  for (const WaitOptions& options : {WaitOptions(), WaitOptions::NoSpin()}) {
+    std::optional<Ring> creator(MakeRing(256, options));
+    absl::StatusOr<Ring> peer = AttachSecondMapping(*creator, RingEnd::kProducer, options);
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    RingProducer& producer = peer->producer();
+    const std::string frame(40, 'f');
+    while (producer.Write(frame, absl::InfinitePast()).ok()) {
+    }
+    creator.reset();  // closes the consumer's end, its only copy
+    absl::Time start = absl::Now();
+    absl::Status s = producer.WaitForSpace(frame.size(), start + absl::Seconds(30));
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+    start = absl::Now();
+    s = producer.Write(frame, start + absl::Seconds(30));
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+    EXPECT_LE(producer.stats().sleeps, 2u);
+    EXPECT_EQ(producer.DrainDoorbell().code(), absl::StatusCode::kUnavailable);
+    EXPECT_TRUE(producer.status().ok()) << producer.status();
+  }
+}
+
 TEST_F(RingTest, AttachSecondMappingRoundTrip) {
   Ring a = MakeRing(4096);
-  absl::StatusOr<Ring> b = AttachSecondMapping(a);
+  absl::StatusOr<Ring> b = AttachSecondMapping(a, RingEnd::kConsumer);
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->capacity(), 4096u);
   ASSERT_TRUE(a.producer().Write("across", absl::InfinitePast()).ok());
   auto r = b->consumer().TryRead();
   ASSERT_TRUE(r.ok() && r->has_value());
   EXPECT_EQ(**r, "across");
-  ASSERT_TRUE(b->producer().Write("back", absl::InfinitePast()).ok());
+  // A producer attached through a third mapping continues the stream.
+  absl::StatusOr<Ring> c = AttachSecondMapping(a, RingEnd::kProducer);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->producer().Write("back", absl::InfinitePast()).ok());
+  r = b->consumer().TryRead();
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ(**r, "back");
   EXPECT_EQ(a.producer().stats().frames, 1u);
+  EXPECT_EQ(c->producer().stats().frames, 1u);
 }
 
-TEST_F(RingTest, AttachRefusesNonEventfdDoorbells) {
+// A doorbell must be one end of an AF_UNIX stream socket pair: anything
+// else is refused with INVALID_ARGUMENT naming the problem, for either end.
+TEST_F(RingTest, AttachRefusesDoorbellsThatAreNotStreamSocketPairEnds) {
   Ring a = MakeRing(4096);
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
   fdpass::UniqueFd read_end(p[0]), write_end(p[1]);
+  char path[] = "/tmp/shmesh-ring-test-XXXXXX";
+  const int file_fd = ::mkostemp(path, O_CLOEXEC);
+  ASSERT_GE(file_fd, 0);
+  ::unlink(path);
+  fdpass::UniqueFd file(file_fd);
+  fdpass::UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  ASSERT_TRUE(event.valid());
+  fdpass::UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(udp.valid());
+  int d[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, d), 0);
+  fdpass::UniqueFd dgram(d[0]), dgram_peer(d[1]);
+  int q[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, q), 0);
+  fdpass::UniqueFd seqpacket(q[0]), seqpacket_peer(q[1]);
+  const struct {
+    const char* what;
+    int fd;
+    const char* message;
+  } cases[] = {
+      {"pipe", read_end.get(), "is not a socket"},
+      {"pipe write end", write_end.get(), "is not a socket"},
+      {"regular file", file.get(), "is not a socket"},
+      {"memfd", a.region_fd(), "is not a socket"},
+      {"eventfd", event.get(), "is not a socket"},
+      {"UDP socket", udp.get(), "not an AF_UNIX SOCK_STREAM socket pair end"},
+      {"AF_UNIX datagram socket", dgram.get(), "not an AF_UNIX SOCK_STREAM socket pair end"},
+      {"AF_UNIX seqpacket socket", seqpacket.get(), "not an AF_UNIX SOCK_STREAM socket pair end"},
+  };
+  for (const auto& c : cases) {
+    for (RingEnd end : {RingEnd::kProducer, RingEnd::kConsumer}) {
+      absl::StatusOr<SharedRegion> region =
+          SharedRegion::Map(DupOrDie(a.region_fd()), a.region_size());
+      ASSERT_TRUE(region.ok());
+      absl::StatusOr<Ring> b = Ring::Attach(std::move(*region), DupOrDie(c.fd), end);
+      EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
+      EXPECT_THAT(b.status().message(), HasSubstr(c.message)) << c.what;
+    }
+  }
   absl::StatusOr<SharedRegion> region = SharedRegion::Map(DupOrDie(a.region_fd()), a.region_size());
   ASSERT_TRUE(region.ok());
-  absl::StatusOr<Ring> b =
-      Ring::Attach(std::move(*region), DupOrDie(read_end.get()), DupOrDie(a.space_doorbell_fd()));
-  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(b.status().message(), HasSubstr("not an eventfd"));
+  absl::StatusOr<Ring> none =
+      Ring::Attach(std::move(*region), fdpass::UniqueFd(), RingEnd::kConsumer);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(none.status().message(), HasSubstr("doorbell fd missing"));
+  // The real ends are accepted.
+  EXPECT_TRUE(AttachSecondMapping(a, RingEnd::kConsumer).ok());
+  EXPECT_TRUE(AttachSecondMapping(a, RingEnd::kProducer).ok());
 }
 
 TEST_F(RingTest, MovedRingKeepsEndpoints) {

@@ -307,18 +307,24 @@ class StdinSender {
     }
     const absl::Time deadline = absl::Now() + send_timeout_;
     if (peer == "*") {
-      absl::StatusOr<std::vector<std::string>> sent =
+      absl::StatusOr<mesh::BroadcastResult> sent =
           node_->Broadcast(text, deadline);
       if (!sent.ok()) {
         log_->Warning(
             absl::StrCat("broadcast failed: ",
                          absl::StatusCodeToString(sent.status().code()), ": ",
                          sent.status().message()));
-      } else if (sent->empty()) {
+        return;
+      }
+      if (sent->delivered.empty() && sent->not_reached.empty()) {
         log_->Warning("broadcast reached no peers (none linked yet)");
-      } else {
-        log_->Debug(absl::StrCat("broadcast ", text.size(), " bytes to ",
-                                 absl::StrJoin(*sent, ", ")));
+        return;
+      }
+      log_->Debug(absl::StrCat("broadcast ", text.size(), " bytes to ",
+                               absl::StrJoin(sent->delivered, ", ")));
+      for (const auto& [peer, why] : sent->not_reached) {
+        log_->Warning(absl::StrCat("broadcast did not reach ", peer, ": ",
+                                   why.message()));
       }
       return;
     }

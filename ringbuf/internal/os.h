@@ -48,22 +48,42 @@ absl::StatusOr<uint8_t*> MapShared(int fd, size_t size);
 // reported on stderr and otherwise ignored, since destructors call it.
 void Unmap(uint8_t* addr, size_t size);
 
-// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK). The caller owns the result.
-absl::StatusOr<fdpass::UniqueFd> EventfdCreate();
+// Doorbells. A ring's doorbell is one connected AF_UNIX SOCK_STREAM socket
+// pair: the producer holds one end and the consumer the other, and each
+// wakes the other by sending a byte from its own end (the producer after
+// publishing data, the consumer after making room). A doorbell end that
+// arrived with SCM_RIGHTS shares its open file description with the peer,
+// which can change its flags (O_NONBLOCK) or fill its buffers at any time,
+// so these wrappers never depend on the descriptor's flags: every send and
+// receive passes MSG_DONTWAIT (and MSG_NOSIGNAL), which no peer can switch
+// off. Nothing here can block.
 
-// Checks that `fd` is an eventfd (its /proc/self/fd link reads
-// "anon_inode:[eventfd]") and makes its file description non-blocking.
-// INVALID_ARGUMENT when it is something else.
-absl::Status CheckEventfd(int fd);
+struct DoorbellPair {
+  fdpass::UniqueFd producer_end;
+  fdpass::UniqueFd consumer_end;
+};
+// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK). The caller
+// owns both ends.
+absl::StatusOr<DoorbellPair> DoorbellPairCreate();
 
-// Adds 1 to the eventfd counter. A saturated counter (EAGAIN) is success:
-// the doorbell is already ringing.
-absl::Status EventfdSignal(int fd);
+// Checks that `fd` (borrowed) is an AF_UNIX SOCK_STREAM socket, the only
+// kind of doorbell end Attach takes. INVALID_ARGUMENT when it is something
+// else (the message names what it is).
+absl::Status CheckDoorbell(int fd);
 
-// Resets the eventfd counter to 0 without blocking. Because the file
-// description is shared with the peer, which could clear O_NONBLOCK to make
-// this read block forever, it first re-checks (and restores) O_NONBLOCK.
-absl::Status EventfdDrain(int fd);
+// Wakes the other end: sends one byte with MSG_DONTWAIT | MSG_NOSIGNAL.
+// A full buffer (EAGAIN) is success: the doorbell is already ringing and
+// unread. So is an end the peer closed (EPIPE, ECONNRESET, ENOTCONN):
+// nobody is left to wake, and the peer's departure is seen elsewhere.
+absl::Status DoorbellRing(int fd);
+
+// Consumes the rings waiting on our end (a bounded number of MSG_DONTWAIT
+// reads, so a peer that keeps ringing cannot hold us here). OK when the end
+// is drained or still has bytes after the bound (it stays readable);
+// UNAVAILABLE when the other end was closed (its process exited, or it hung
+// up its doorbell): the end then stays readable for ever and must not be
+// slept on again.
+absl::Status DoorbellDrain(int fd);
 
 // ppoll() for POLLIN on `fd` for at most `timeout` (InfiniteDuration: no
 // limit; <= 0: just check). True if readable, false on timeout or EINTR (the

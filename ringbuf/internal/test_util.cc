@@ -36,12 +36,13 @@ fdpass::UniqueFd DupOrDie(int fd) {
   return fdpass::UniqueFd(copy);
 }
 
-absl::StatusOr<Ring> AttachSecondMapping(const Ring& ring, const WaitOptions& options) {
+absl::StatusOr<Ring> AttachSecondMapping(const Ring& ring, RingEnd end, const WaitOptions& options) {
   absl::StatusOr<SharedRegion> region =
       SharedRegion::Map(DupOrDie(ring.region_fd()), ring.region_size());
   if (!region.ok()) return region.status();
-  return Ring::Attach(std::move(*region), DupOrDie(ring.data_doorbell_fd()),
-                      DupOrDie(ring.space_doorbell_fd()), options);
+  const int doorbell =
+      end == RingEnd::kProducer ? ring.producer_doorbell_fd() : ring.consumer_doorbell_fd();
+  return Ring::Attach(std::move(*region), DupOrDie(doorbell), end, options);
 }
 
 SharedRegion MapRawOrDie(const Ring& ring) {

@@ -22,8 +22,9 @@ int CountOpenFds();
 fdpass::UniqueFd DupOrDie(int fd);
 
 // Maps `ring`'s memfd a second time and attaches a second Ring to it (own
-// mapping, dup'd doorbells), as a peer process would.
-absl::StatusOr<Ring> AttachSecondMapping(const Ring& ring,
+// mapping, a dup of `ring`'s doorbell end for `end`), as a peer process
+// would; the result is used from `end` only.
+absl::StatusOr<Ring> AttachSecondMapping(const Ring& ring, RingEnd end = RingEnd::kConsumer,
                                          const WaitOptions& options = WaitOptions());
 
 // Maps `ring`'s memfd a second time, raw, to read or corrupt the header and

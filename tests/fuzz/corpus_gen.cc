@@ -5,7 +5,7 @@
 // creates CORPUS_DIR/{ring_consumer,link_handshake}/* and, if given, the
 // reproducers of reported bugs in FINDINGS_DIR/{ring_consumer,link_handshake}/*. Each seed is a small,
 // meaningful starting point: a valid frame sequence, a good handshake with
-// its three descriptors, and the classic ways to get each wrong, so the
+// its two descriptors (ring memfd, doorbell end), and the classic ways to get each wrong, so the
 // fuzzer starts next to the interesting checks instead of finding them.
 #include <cstdio>
 #include <cstdlib>
@@ -143,6 +143,18 @@ void RingSeeds() {
     b.U8(kProducerClose).U8(kTryRead).U8(kTryRead).U8(kPeek).U8(kConsumerClose).U8(kWrite).U16(1);
     Write("ring_consumer", "sleep_and_close", b.str());
   }
+  {  // A hostile doorbell: both ends made blocking and filled in both
+     // directions while each side asks for a ring; then the peer hangs up.
+    InputBuilder b = ring(k1024);
+    b.U8(kRingDoorbell).U8(2 | 4).U8(0).U8(kRingDoorbell).U8(1 | 4).U8(0);
+    b.U8(kPokeField).U8(kFieldConsumerWaiting).U8(0).U64(1).U8(kWrite).U16(10);
+    b.U8(kPokeField).U8(kFieldProducerWaiting).U8(0).U64(1).U8(kTryRead);
+    b.U8(kWait).U8(0x90).U8(kConsumerDrainDoorbell).U8(kProducerDrainDoorbell);
+    b.U8(kWrite).U16(20).U8(kRingDoorbell).U8(8).U8(1);  // the producer's end hangs up
+    b.U8(kRead).U8(0xbf).U8(kWait).U8(0xbf).U8(kConsumerPrepareToSleep).U8(kWaitForSpace).U16(900).U8(0xbf);
+    b.U8(kAttach).U8(2).U8(0).U16(0).U8(3).U16(30);
+    Write("ring_consumer", "doorbell_blocking_full_hangup", b.str());
+  }
   {  // A full ring: backpressure, WriteBatch stopping midway.
     InputBuilder b = ring(k256);
     b.U8(kWriteBatch).U8(7).U16(60).U16(60).U16(60).U16(60).U16(60).U16(60).U16(60);
@@ -160,7 +172,7 @@ void RingSeeds() {
 
 // ----------------------------------------------------------- link_handshake
 
-std::string Hello(const std::string& name, uint64_t capacity, uint32_t version = 1,
+std::string Hello(const std::string& name, uint64_t capacity, uint32_t version = kLinkHelloVersion,
                   const std::string& to_name = std::string(kSelfName), uint64_t to_id = kSelfId) {
   mesh::v1::LinkHello h;
   h.set_version(version);
@@ -203,46 +215,69 @@ std::string LinkOps() {
 
 void LinkSeeds() {
   const std::string d = "link_handshake";
-  const uint8_t mem = kFdRingMemfd, data = kFdRingDataDoorbell, space = kFdRingSpaceDoorbell;
+  const uint8_t mem = kFdRingMemfd, bell = kFdRingConsumerDoorbell;
   const std::string good = Hello("peer-a", 4096);
   // Acceptor side (the fuzzer dials).
-  Write(d, "accept_good", Handshake(kLinkFlagExercise, {mem, data, space}, good, LinkOps()));
+  Write(d, "accept_good", Handshake(kLinkFlagExercise, {mem, bell}, good, LinkOps()));
   Write(d, "accept_good_small_ring",
-        Handshake(kLinkFlagExercise, {kFdSmallRingMemfd, kFdEventfd, kFdEventfd}, Hello("peer-b", 256), LinkOps()));
-  Write(d, "accept_capacity_mismatch", Handshake(0, {mem, data, space}, Hello("peer-a", 8192)));
-  Write(d, "accept_unknown_name", Handshake(0, {mem, data, space}, Hello("stranger", 4096)));
-  Write(d, "accept_wrong_pid", Handshake(0, {mem, data, space}, Hello("wrong-pid", 4096)));
-  Write(d, "accept_wrong_target", Handshake(0, {mem, data, space}, Hello("peer-a", 4096, 1, "other", 7)));
-  Write(d, "accept_wrong_version", Handshake(0, {mem, data, space}, Hello("peer-a", 4096, 2)));
-  Write(d, "accept_uid_not_allowed", Handshake(kLinkFlagUidNotAllowed, {mem, data, space}, good));
-  Write(d, "accept_unsealed", Handshake(0, {kFdMemfdUnsealed, data, space}, good));
-  Write(d, "accept_write_sealed", Handshake(0, {kFdMemfdWriteSealed, data, space}, good));
-  Write(d, "accept_no_seal_seal", Handshake(0, {kFdMemfdNoSealSeal, data, space}, good));
-  Write(d, "accept_wrong_size", Handshake(0, {kFdMemfdWrongSize, data, space}, good));
-  Write(d, "accept_zero_header", Handshake(0, {kFdMemfdZeroHeader, data, space}, good));
-  Write(d, "accept_not_sealable", Handshake(0, {kFdMemfdNotSealable, data, space}, good));
-  Write(d, "accept_dev_zero", Handshake(0, {kFdDevZero, data, space}, good));
-  Write(d, "accept_doorbells_not_eventfds", Handshake(0, {mem, kFdPipeRead, kFdDevNull}, good));
+        Handshake(kLinkFlagExercise, {kFdSmallRingMemfd, kFdStreamPairEnd}, Hello("peer-b", 256), LinkOps()));
+  Write(d, "accept_producer_end_as_doorbell",
+        Handshake(kLinkFlagExercise, {mem, kFdRingProducerDoorbell}, good, LinkOps()));
+  Write(d, "accept_capacity_mismatch", Handshake(0, {mem, bell}, Hello("peer-a", 8192)));
+  Write(d, "accept_unknown_name", Handshake(0, {mem, bell}, Hello("stranger", 4096)));
+  Write(d, "accept_wrong_pid", Handshake(0, {mem, bell}, Hello("wrong-pid", 4096)));
+  Write(d, "accept_wrong_target", Handshake(0, {mem, bell}, Hello("peer-a", 4096, kLinkHelloVersion, "other", 7)));
+  Write(d, "accept_wrong_version", Handshake(0, {mem, bell}, Hello("peer-a", 4096, kLinkHelloVersion + 1)));
+  // Protocol 1: a ring was its memfd and two eventfds.
+  Write(d, "accept_version1_eventfds", Handshake(0, {mem, kFdEventfd, kFdEventfd}, Hello("peer-a", 4096, 1)));
+  Write(d, "accept_uid_not_allowed", Handshake(kLinkFlagUidNotAllowed, {mem, bell}, good));
+  Write(d, "accept_unsealed", Handshake(0, {kFdMemfdUnsealed, bell}, good));
+  Write(d, "accept_write_sealed", Handshake(0, {kFdMemfdWriteSealed, bell}, good));
+  Write(d, "accept_no_seal_seal", Handshake(0, {kFdMemfdNoSealSeal, bell}, good));
+  Write(d, "accept_wrong_size", Handshake(0, {kFdMemfdWrongSize, bell}, good));
+  Write(d, "accept_zero_header", Handshake(0, {kFdMemfdZeroHeader, bell}, good));
+  Write(d, "accept_not_sealable", Handshake(0, {kFdMemfdNotSealable, bell}, good));
+  Write(d, "accept_dev_zero", Handshake(0, {kFdDevZero, bell}, good));
+  // Doorbells that are not AF_UNIX stream sockets.
+  Write(d, "accept_doorbell_eventfd", Handshake(0, {mem, kFdEventfd}, good));
+  Write(d, "accept_doorbell_pipe", Handshake(0, {mem, kFdPipeRead}, good));
+  Write(d, "accept_doorbell_dev_null", Handshake(0, {mem, kFdDevNull}, good));
+  Write(d, "accept_doorbell_datagram", Handshake(0, {mem, kFdDatagramSocket}, good));
+  Write(d, "accept_doorbell_seqpacket", Handshake(0, {mem, kFdSocket}, good));
+  Write(d, "accept_doorbell_memfd", Handshake(0, {mem, mem}, good));
+  Write(d, "accept_three_fds", Handshake(0, {mem, bell, kFdRingProducerDoorbell}, good));
+  Write(d, "accept_one_fd", Handshake(0, {mem}, good));
   Write(d, "accept_twenty_fds",
-        Handshake(0, {mem, data, space, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0, 1, 2}, good));
-  Write(d, "accept_four_fds", Handshake(0, {mem, data, space, kFdSocket}, good));
-  Write(d, "accept_oversize", Handshake(kLinkFlagOversize, {mem, data, space}, good));
+        Handshake(0, {mem, bell, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 0}, good));
+  Write(d, "accept_oversize", Handshake(kLinkFlagOversize, {mem, bell}, good));
   Write(d, "accept_garbage", Handshake(0, {mem}, std::string("\x0a\xff\xff\xff\xff\x0f garbage", 15)));
   Write(d, "accept_eof", Handshake(kLinkFlagShutdownWrite, {}, ""));
-  Write(d, "accept_hangup", Handshake(kLinkFlagHangUp | kLinkFlagTwist, {mem, data, space}, good));
+  Write(d, "accept_hangup", Handshake(kLinkFlagHangUp | kLinkFlagTwist, {mem, bell}, good));
+  {  // A hostile peer makes the link's doorbell blocking and full.
+    InputBuilder ops;
+    ops.U8(kLinkPeerDoorbell).U8(0x80).U8(kLinkPeerWrite).U16(10).U8(kLinkPrepareToSleep);
+    ops.U8(kLinkClearDoorbell).U8(kLinkDrain).U8(8).U8(kLinkSend).U16(10).U8(kLinkPeerRead).U8(8);
+    ops.U8(kLinkPeerDoorbell).U8(3).U8(kLinkClearDoorbell).U8(kLinkStats);
+    Write(d, "accept_doorbell_blocking_full", Handshake(kLinkFlagExercise, {mem, bell}, good, ops.str()));
+  }
   // Dialer side (the fuzzer listens and answers).
   const uint8_t dial = kLinkFlagDialSide;
   const std::string welcome = Welcome(std::string(kPeerName), kPeerId, 4096);
-  Write(d, "dial_good", Handshake(dial | kLinkFlagExercise, {mem, data, space}, welcome, LinkOps()));
+  Write(d, "dial_good", Handshake(dial | kLinkFlagExercise, {mem, bell}, welcome, LinkOps()));
   mesh::v1::LinkReply reject;
   reject.set_reject_reason("not today");
   Write(d, "dial_rejected", Handshake(dial, {}, reject.SerializeAsString()));
-  Write(d, "dial_wrong_identity", Handshake(dial, {mem, data, space}, Welcome("impostor", kPeerId, 4096)));
-  Write(d, "dial_wrong_pid", Handshake(dial | kLinkFlagTwist, {mem, data, space}, welcome));
-  Write(d, "dial_uid_not_allowed", Handshake(dial | kLinkFlagUidNotAllowed, {mem, data, space}, welcome));
-  Write(d, "dial_zero_header", Handshake(dial, {kFdMemfdZeroHeader, data, space}, welcome));
-  Write(d, "dial_two_fds", Handshake(dial, {mem, data}, welcome));
-  Write(d, "dial_hangup", Handshake(dial | kLinkFlagHangUp, {mem, data, space}, welcome));
+  Write(d, "dial_wrong_identity", Handshake(dial, {mem, bell}, Welcome("impostor", kPeerId, 4096)));
+  Write(d, "dial_wrong_pid", Handshake(dial | kLinkFlagTwist, {mem, bell}, welcome));
+  Write(d, "dial_uid_not_allowed", Handshake(dial | kLinkFlagUidNotAllowed, {mem, bell}, welcome));
+  Write(d, "dial_zero_header", Handshake(dial, {kFdMemfdZeroHeader, bell}, welcome));
+  Write(d, "dial_doorbell_eventfd", Handshake(dial, {mem, kFdEventfd}, welcome));
+  Write(d, "dial_doorbell_datagram", Handshake(dial, {mem, kFdDatagramSocket}, welcome));
+  Write(d, "dial_fresh_stream_pair_end",
+        Handshake(dial | kLinkFlagExercise, {mem, kFdStreamPairEnd}, welcome, LinkOps()));
+  Write(d, "dial_one_fd", Handshake(dial, {mem}, welcome));
+  Write(d, "dial_three_fds", Handshake(dial, {mem, bell, kFdEventfd}, welcome));
+  Write(d, "dial_hangup", Handshake(dial | kLinkFlagHangUp, {mem, bell}, welcome));
   Write(d, "dial_eof", Handshake(dial | kLinkFlagShutdownWrite, {}, ""));
 }
 
@@ -268,8 +303,7 @@ void FindingSeeds() {
     ops.U8(kLinkPeerWrite).U16(10).U8(kLinkPeerPokeField).U8(kFieldTail).U64(0x100001);
     ops.U8(kLinkDrain).U8(8).U8(kLinkDrain).U8(0);
     Write("link_handshake", "drain_zero_after_data_loss",
-          Handshake(kLinkFlagExercise, {kFdRingMemfd, kFdRingDataDoorbell, kFdRingSpaceDoorbell}, Hello("peer-a", 4096),
-                    ops.str()));
+          Handshake(kLinkFlagExercise, {kFdRingMemfd, kFdRingConsumerDoorbell}, Hello("peer-a", 4096), ops.str()));
   }
 }
 

@@ -81,10 +81,21 @@ enum RingOp : uint8_t {
   kWaitForSpace,  // u16 len, u8 deadline
   kProducerClose,
   // The peer's other powers:
-  kRingDoorbell,  // u8 which (bit 0: data / space), u8 count: eventfd spam
+  kRingDoorbell,  // u8 how, u8 count: the peer's doorbell powers, on the ends
+                  //   of the ring's doorbell socket pair (which it shares, as
+                  //   SCM_RIGHTS copies share the file description):
+                  //   bit 0: which end sends: 0 the producer's (wakes the
+                  //     consumer), 1 the consumer's (wakes the producer);
+                  //   bit 1: first clear O_NONBLOCK on both ends;
+                  //   bit 2: send until the buffers are full (EAGAIN)
+                  //     instead of `count` (0: 1) bytes;
+                  //   bit 3: then shut the sending end down (SHUT_RDWR): the
+                  //     peer hung up, the other end reads EOF for ever.
   kAttach,        // u8 n (% 8), n x (u8 sub-op, u16 arg): Ring::Attach a second
-                  //   Ring to the (corrupt) memory; sub-op % 4: TryRead,
-                  //   Peek+Release, Drain(arg % 16), Write(arg)
+                  //   ring to the (corrupt) memory as consumer, and a third as
+                  //   producer (each with a dup of its doorbell end); sub-op
+                  //   % 4: TryRead, Peek+Release, Drain(arg % 16) on the
+                  //   second, Write(arg) on the third
   kRace,          // u8 ops (% 16), u8 writes (% 8 + 1), writes x (u8 target,
                   //   u64 value): a thread alternates each target between its
                   //   current and the given value while the next `ops` ops
@@ -119,27 +130,40 @@ enum LinkFlag : uint8_t {
 
 // Descriptors the fuzzer can attach. "Real ring": a ringbuf::Ring of 4096
 // bytes created for this input (the LinkHello/LinkWelcome of a good
-// handshake carries its memfd and two doorbells, in that order).
+// handshake carries its memfd and its consumer's doorbell end, in that
+// order: link protocol version 2).
 enum FdKind : uint8_t {
-  kFdRingMemfd = 0,      // the real ring's sealed memfd (4096 + 512 bytes)
-  kFdRingDataDoorbell,   // the real ring's data eventfd
-  kFdRingSpaceDoorbell,  // the real ring's space eventfd
-  kFdSmallRingMemfd,     // a real ring of 256 bytes: its memfd
-  kFdMemfdWrongSize,     // sealed memfd, 4096 + 512 + 8 bytes
-  kFdMemfdUnsealed,      // memfd, right size, no seals
-  kFdMemfdWriteSealed,   // right size, seals + F_SEAL_WRITE
-  kFdMemfdNoSealSeal,    // right size, F_SEAL_SHRINK | F_SEAL_GROW only
-  kFdMemfdZeroHeader,    // right size and seals, all zero (no ring header)
-  kFdMemfdNotSealable,   // memfd without MFD_ALLOW_SEALING, right size
+  kFdRingMemfd = 0,         // the real ring's sealed memfd (4096 + 512 bytes)
+  kFdRingConsumerDoorbell,  // the real ring's consumer doorbell end (AF_UNIX stream)
+  kFdRingProducerDoorbell,  // its producer end: also an AF_UNIX stream socket,
+                            //   so a valid (if useless) doorbell for the link
+  kFdSmallRingMemfd,        // a real ring of 256 bytes: its memfd
+  kFdMemfdWrongSize,        // sealed memfd, 4096 + 512 + 8 bytes
+  kFdMemfdUnsealed,         // memfd, right size, no seals
+  kFdMemfdWriteSealed,      // right size, seals + F_SEAL_WRITE
+  kFdMemfdNoSealSeal,       // right size, F_SEAL_SHRINK | F_SEAL_GROW only
+  kFdMemfdZeroHeader,       // right size and seals, all zero (no ring header)
+  kFdMemfdNotSealable,      // memfd without MFD_ALLOW_SEALING, right size
   kFdPipeRead,
   kFdPipeWrite,
   kFdDevNull,
-  kFdDevZero,    // mappable, but not a memfd
-  kFdEventfd,    // a fresh eventfd (a valid doorbell)
-  kFdSocket,     // one end of a SOCK_SEQPACKET pair
-  kFdDirectory,  // /tmp, O_DIRECTORY
+  kFdDevZero,         // mappable, but not a memfd
+  kFdEventfd,         // a fresh eventfd (protocol 1's doorbell: refused now)
+  kFdSocket,          // one end of a SOCK_SEQPACKET pair (not a doorbell)
+  kFdDirectory,       // /tmp, O_DIRECTORY
+  kFdStreamPairEnd,   // one end of a fresh AF_UNIX SOCK_STREAM pair: a valid
+                      //   doorbell, connected to nothing of the ring's
+  kFdDatagramSocket,  // one end of an AF_UNIX SOCK_DGRAM pair (not a doorbell)
   kFdKindCount,
 };
+
+// True for the kinds Ring::Attach takes as a doorbell (AF_UNIX stream).
+inline constexpr bool IsDoorbellKind(FdKind k) {
+  return k == kFdRingConsumerDoorbell || k == kFdRingProducerDoorbell || k == kFdStreamPairEnd;
+}
+
+// The LinkHello version the link speaks (mesh/link.cc kLinkProtocolVersion).
+inline constexpr uint32_t kLinkHelloVersion = 2;
 
 inline constexpr int kMaxFuzzFds = 20;
 
@@ -158,7 +182,9 @@ enum LinkOp : uint8_t {
   kLinkPeerPoke,       // u16 offset, u8 n, n bytes into the link's rx region
   kLinkPeerPokeField,  // u8 field (RingField), u64 value
   kLinkPeerRead,       // u8 max frames: the peer consumes what the link sent
-  kLinkPeerDoorbell,   // u8 count: spam the link's rx doorbell
+  kLinkPeerDoorbell,   // u8 count: ring the link's rx doorbell (from our
+                       //   producer end) count % 128 times; bit 7: instead
+                       //   clear O_NONBLOCK on both ends and fill them
   kLinkOpCount,
 };
 

@@ -1,7 +1,6 @@
 #include "tests/fuzz/fuzz_util.h"
 
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -91,12 +91,37 @@ absl::Status SendRaw(int sock, absl::string_view bytes, absl::Span<const int> fd
   return absl::OkStatus();
 }
 
-void RingEventfd(int fd, uint64_t n) {
-  const uint64_t value = n == 0 ? 1 : n;
+void RingDoorbell(int fd, uint64_t n) {
+  char bytes[256];
+  std::memset(bytes, 'r', sizeof(bytes));
+  const size_t len = n == 0 ? 1 : (n < sizeof(bytes) ? n : sizeof(bytes));
   ssize_t r;
   do {
-    r = ::write(fd, &value, sizeof(value));
+    r = ::send(fd, bytes, len, MSG_DONTWAIT | MSG_NOSIGNAL);
   } while (r < 0 && errno == EINTR);
+}
+
+size_t FillDoorbell(int fd) {
+  static const std::string chunk(64 * 1024, 'f');
+  size_t total = 0;
+  for (size_t len = chunk.size(); len > 0;) {
+    const ssize_t r = ::send(fd, chunk.data(), len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r > 0) {
+      total += static_cast<size_t>(r);
+    } else if (r < 0 && errno == EINTR) {
+      continue;
+    } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      len /= 2;  // 0 after a one-byte send failed: full
+    } else {
+      break;  // the other end is gone, or this is not a socket
+    }
+  }
+  return total;
+}
+
+void ClearNonblock(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) (void)::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
 }
 
 }  // namespace shmesh_fuzz

@@ -79,9 +79,19 @@ fdpass::UniqueFd DupOrDie(int fd);
 // errno as a status; never waits.
 absl::Status SendRaw(int sock, absl::string_view bytes, absl::Span<const int> fds);
 
-// Adds 1..n to eventfd `fd` (borrowed): a doorbell rung by the peer. Errors
-// (a full counter) are ignored, as a peer's would be.
-void RingEventfd(int fd, uint64_t n);
+// Sends n (0: 1) bytes, at most 256, from doorbell end `fd` (borrowed) with
+// MSG_DONTWAIT | MSG_NOSIGNAL: a doorbell rung by the peer. Errors (a full
+// buffer, a closed other end) are ignored, as a peer's would be.
+void RingDoorbell(int fd, uint64_t n);
+
+// Sends from socket `fd` (borrowed) without waiting until its buffers are
+// full (EAGAIN even for one byte) or it fails: a peer that rings and never
+// reads. Returns the bytes sent.
+size_t FillDoorbell(int fd);
+
+// Clears O_NONBLOCK on the open file description behind `fd` (borrowed), as
+// a peer holding any copy of it can. Errors are ignored.
+void ClearNonblock(int fd);
 
 // True when built with ThreadSanitizer: the targets then skip their racing
 // writer threads, whose deliberate races with the victim's plain reads are

@@ -4,20 +4,22 @@
 // The input (format in fuzz_formats.h) picks a side, the peer's behaviour
 // (flags), arbitrary bytes for the handshake message (LinkHello when Accept
 // is under test, LinkReply when Dial is) and 0..20 attached descriptors of
-// chosen kinds: a real ring's memfd and doorbells, memfds with wrong seals,
-// sizes or headers, pipes, /dev/null, /dev/zero, eventfds, sockets,
-// directories. Accept runs on one end of a SOCK_SEQPACKET pair whose other
-// end already holds the message; Dial connects to a listening socket where a
-// responder thread answers with the message. If the link comes up, the rest
-// of the input drives it (Send, Drain, doorbells) while the fuzzer, as the
-// peer, writes honest frames or arbitrary bytes into the link's receive ring.
+// chosen kinds: a real ring's memfd and doorbell ends, memfds with wrong
+// seals, sizes or headers, pipes, /dev/null, /dev/zero, eventfds, stream,
+// seqpacket and datagram sockets, directories. Accept runs on one end of a
+// SOCK_SEQPACKET pair whose other end already holds the message; Dial
+// connects to a listening socket where a responder thread answers with the
+// message. If the link comes up, the rest of the input drives it (Send,
+// Drain, doorbells) while the fuzzer, as the peer, writes honest frames or
+// arbitrary bytes into the link's receive ring.
 //
 // Properties checked (a violation aborts: a crash for libFuzzer):
 //   * no crash, no sanitizer report; Accept and Dial return soon after their
 //     50 ms deadline, with a documented error code when they fail;
 //   * a link comes up if and only if the handshake was well-formed: the
 //     right message, names and ids, an allowed uid and the announced pid,
-//     exactly a ring memfd of the claimed capacity plus two eventfds;
+//     exactly a ring memfd of the claimed capacity plus one AF_UNIX stream
+//     socket (the doorbell end; link protocol version 2);
 //   * on an established link, frames arrive intact and in order in both
 //     directions while nothing hostile is written; corruption of the receive
 //     ring makes Drain fail with DATA_LOSS for good, never the process, and
@@ -141,11 +143,11 @@ class FdFactory {
       case kFdRingMemfd:
         fd = ring_.region_fd();
         break;
-      case kFdRingDataDoorbell:
-        fd = ring_.data_doorbell_fd();
+      case kFdRingConsumerDoorbell:
+        fd = ring_.consumer_doorbell_fd();
         break;
-      case kFdRingSpaceDoorbell:
-        fd = ring_.space_doorbell_fd();
+      case kFdRingProducerDoorbell:
+        fd = ring_.producer_doorbell_fd();
         break;
       case kFdSmallRingMemfd:
         fd = small_ring()->region_fd();
@@ -198,6 +200,16 @@ class FdFactory {
       case kFdDirectory:
         fd = Own(OpenOrDie("/tmp", O_RDONLY | O_DIRECTORY));
         break;
+      case kFdStreamPairEnd:
+      case kFdDatagramSocket: {
+        int sv[2];
+        const int type = kind == kFdStreamPairEnd ? SOCK_STREAM : SOCK_DGRAM;
+        FUZZ_CHECK(::socketpair(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0,
+                   absl::StrCat("socketpair: ", std::strerror(errno)));
+        fd = Own(UniqueFd(sv[0]));
+        Own(UniqueFd(sv[1]));
+        break;
+      }
       case kFdKindCount:
         break;
     }
@@ -227,13 +239,15 @@ class FdFactory {
 };
 
 // What a handshake message must carry for the link to come up: exactly a
-// ring memfd whose real capacity is the one claimed, then two eventfds.
+// ring memfd whose real capacity is the one claimed, then one AF_UNIX
+// stream socket (the consumer's doorbell end; any such socket passes the
+// check, even one connected to nothing of the ring's). Not an eventfd any
+// more, nor any other kind of socket.
 bool GoodRingFds(const std::vector<FdKind>& kinds, uint64_t claimed_capacity) {
-  if (kinds.size() != 3) return false;
+  if (kinds.size() != 2) return false;
   const bool memfd_ok = (kinds[0] == kFdRingMemfd && claimed_capacity == kLinkRingBytes) ||
                         (kinds[0] == kFdSmallRingMemfd && claimed_capacity == kSmallRingBytes);
-  auto is_eventfd = [](FdKind k) { return k == kFdRingDataDoorbell || k == kFdRingSpaceDoorbell || k == kFdEventfd; };
-  return memfd_ok && is_eventfd(kinds[1]) && is_eventfd(kinds[2]);
+  return memfd_ok && IsDoorbellKind(kinds[1]);
 }
 
 absl::StatusOr<mesh::v1::Member> Lookup(const std::string& name, uint64_t id) {
@@ -269,15 +283,15 @@ bool CodeIn(const absl::Status& s, std::initializer_list<absl::StatusCode> codes
   return false;
 }
 
-// Maps the ring a handshake message from the link carried (memfd, data
-// doorbell, space doorbell), as the real peer would.
+// Maps the ring a handshake message from the link carried (memfd, the
+// consumer's doorbell end), as the real peer would.
 std::optional<Ring> MapLinkRing(std::vector<UniqueFd> fds, uint64_t capacity) {
-  FUZZ_CHECK(fds.size() == 3, absl::StrCat("the link sent ", fds.size(), " descriptors, not 3"));
+  FUZZ_CHECK(fds.size() == 2, absl::StrCat("the link sent ", fds.size(), " descriptors, not 2"));
   absl::StatusOr<ringbuf::SharedRegion> region =
       ringbuf::SharedRegion::Map(std::move(fds[0]), ringbuf::RingRegionSize(capacity));
   FUZZ_CHECK(region.ok(), absl::StrCat("the link's own ring does not map: ", region.status().ToString()));
   absl::StatusOr<Ring> ring =
-      Ring::Attach(std::move(*region), std::move(fds[1]), std::move(fds[2]), ringbuf::WaitOptions::NoSpin());
+      Ring::Attach(std::move(*region), std::move(fds[1]), ringbuf::RingEnd::kConsumer, ringbuf::WaitOptions::NoSpin());
   FUZZ_CHECK(ring.ok(), absl::StrCat("the link's own ring does not attach: ", ring.status().ToString()));
   return std::move(*ring);
 }
@@ -363,9 +377,12 @@ void ExerciseLink(FuzzInput& in, mesh::Link& link, Ring& rx_ring, Ring& tx_ring)
       case kLinkPrepareToSleep:
         (void)link.PrepareToSleep();
         break;
-      case kLinkClearDoorbell:
-        link.ClearDoorbell();
+      case kLinkClearDoorbell: {
+        // Only a doorbell whose other end is gone may fail (UNAVAILABLE).
+        const absl::Status s = link.ClearDoorbell();
+        FUZZ_CHECK(s.ok() || absl::IsUnavailable(s), absl::StrCat("Link::ClearDoorbell: ", s.ToString()));
         break;
+      }
       case kLinkStats: {
         const mesh::LinkStats s = link.Stats();
         FUZZ_CHECK(s.rx_queued_bytes <= s.rx_ring_bytes && s.tx_queued_bytes <= s.tx_ring_bytes,
@@ -375,7 +392,7 @@ void ExerciseLink(FuzzInput& in, mesh::Link& link, Ring& rx_ring, Ring& tx_ring)
         break;
       }
       case kLinkMarkDown:
-        link.MarkDown();
+        (void)link.MarkDown();
         marked_down = true;
         FUZZ_CHECK(link.down(), "MarkDown did not mark the link down");
         break;
@@ -416,9 +433,22 @@ void ExerciseLink(FuzzInput& in, mesh::Link& link, Ring& rx_ring, Ring& tx_ring)
         FUZZ_CHECK(n.ok(), absl::StrCat("link's send ring is corrupt: ", n.status().ToString()));
         break;
       }
-      case kLinkPeerDoorbell:
-        RingEventfd(rx_ring.data_doorbell_fd(), in.U8());
+      case kLinkPeerDoorbell: {
+        // Our producer end rings the link's consumer end (when we passed the
+        // ring's own end). Bit 7: as a hostile peer sharing both ends' file
+        // descriptions, make them blocking and fill them: the link must not
+        // block (a hang is a libFuzzer timeout).
+        const uint8_t count = in.U8();
+        if (count & 0x80) {
+          ClearNonblock(rx_ring.producer_doorbell_fd());
+          ClearNonblock(rx_ring.consumer_doorbell_fd());
+          (void)FillDoorbell(rx_ring.producer_doorbell_fd());
+          (void)FillDoorbell(rx_ring.consumer_doorbell_fd());
+        } else {
+          RingDoorbell(rx_ring.producer_doorbell_fd(), count);
+        }
         break;
+      }
       case kLinkOpCount:
         break;
     }
@@ -484,9 +514,9 @@ void RunAcceptSide(FuzzInput& in, const Handshake& h) {
   }
   mesh::v1::LinkHello hello;
   const bool good = uid_allowed && !Flag(h, kLinkFlagOversize) && hello.ParseFromString(h.message) &&
-                    !(h.message.empty() && h.kinds.empty()) && hello.version() == 1 && hello.to_name() == kSelfName &&
-                    hello.to_id() == kSelfId && absl::StartsWith(hello.name(), kKnownPrefix) &&
-                    GoodRingFds(h.kinds, hello.ring_capacity_bytes());
+                    !(h.message.empty() && h.kinds.empty()) && hello.version() == kLinkHelloVersion &&
+                    hello.to_name() == kSelfName && hello.to_id() == kSelfId &&
+                    absl::StartsWith(hello.name(), kKnownPrefix) && GoodRingFds(h.kinds, hello.ring_capacity_bytes());
   if (link.ok()) {
     FUZZ_CHECK(good, "Link::Accept accepted a bad handshake");
     FUZZ_CHECK((*link)->peer_name() == hello.name(), "Link::Accept: wrong peer name");
@@ -591,9 +621,9 @@ void RunDialSide(FuzzInput& in, const Handshake& h) {
   if (Flag(h, kLinkFlagHangUp)) return;
   FUZZ_CHECK(r.hello.has_value() && r.hello->ok(), "Link::Dial succeeded but sent no hello");
   mesh::v1::LinkHello hello;
-  FUZZ_CHECK(hello.ParseFromString((*r.hello)->bytes) && hello.version() == 1 && hello.name() == kSelfName &&
-                 hello.id() == kSelfId && hello.to_name() == kPeerName && hello.to_id() == kPeerId &&
-                 hello.ring_capacity_bytes() == kLinkRingBytes,
+  FUZZ_CHECK(hello.ParseFromString((*r.hello)->bytes) && hello.version() == kLinkHelloVersion &&
+                 hello.name() == kSelfName && hello.id() == kSelfId && hello.to_name() == kPeerName &&
+                 hello.to_id() == kPeerId && hello.ring_capacity_bytes() == kLinkRingBytes,
              "Link::Dial sent a bad hello");
   std::optional<Ring> tx = MapLinkRing(std::move((*r.hello)->fds), kLinkRingBytes);
   if (Flag(h, kLinkFlagExercise)) {

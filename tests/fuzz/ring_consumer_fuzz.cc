@@ -15,7 +15,14 @@
 //     never becomes OK again;
 //   * while nothing hostile happened yet, the ring is an exact FIFO of the
 //     frames the producer committed, and neither endpoint reports DATA_LOSS;
+//   * the doorbell never blocks, whatever the peer does to the socket pair
+//     (O_NONBLOCK cleared, buffers full, an end shut down); DrainDoorbell
+//     fails, and a wait ends with UNAVAILABLE, only after such a hang-up;
+//   * Attach takes an untouched header for either end (or refuses it for
+//     both), and gives the doorbell to the endpoint it was attached for;
 //   * no descriptor leaks (same /proc/self/fd count after each input).
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -219,15 +226,17 @@ class RingHarness {
       case kConsumerPrepareToSleep: {
         const bool sleep = consumer().PrepareToSleep();
         FUZZ_CHECK(!sleep || before_cons_.ok(), "consumer PrepareToSleep() true after failure");
-        (void)consumer().DrainDoorbell();
+        CheckDrained(consumer().DrainDoorbell(), "consumer DrainDoorbell");
         break;
       }
       case kConsumerDrainDoorbell:
-        (void)consumer().DrainDoorbell();
+        CheckDrained(consumer().DrainDoorbell(), "consumer DrainDoorbell");
         break;
       case kWait: {
         const absl::Time deadline = DeadlineFrom(in_.U8());
-        ExpectSticky(before_cons_, consumer().Wait(deadline), "Wait");
+        const absl::Status s = consumer().Wait(deadline);
+        ExpectSticky(before_cons_, s, "Wait");
+        CheckWaited(s, "Wait");
         break;
       }
       case kRead: {
@@ -235,6 +244,7 @@ class RingHarness {
         const bool had_peek = peeked_.has_value();
         absl::StatusOr<std::string> r = consumer().Read(deadline);
         ExpectSticky(before_cons_, r.status(), "Read");
+        CheckWaited(r.status(), "Read");
         if (r.ok()) {
           FUZZ_CHECK(r->size() <= max_frame_, absl::StrCat("Read() frame of ", r->size()));
           FUZZ_CHECK(!had_peek || tampered_ || *r == peeked_->second, "Read() after Peek() returned another frame");
@@ -315,16 +325,18 @@ class RingHarness {
         const size_t len = in_.U16() % (max_frame_ + 17);
         const bool sleep = producer().PrepareToSleep(len);
         FUZZ_CHECK(!sleep || before_prod_.ok(), "producer PrepareToSleep() true after failure");
-        (void)producer().DrainDoorbell();
+        CheckDrained(producer().DrainDoorbell(), "producer DrainDoorbell");
         break;
       }
       case kProducerDrainDoorbell:
-        (void)producer().DrainDoorbell();
+        CheckDrained(producer().DrainDoorbell(), "producer DrainDoorbell");
         break;
       case kWaitForSpace: {
         const size_t len = in_.U16() % (max_frame_ + 17);
         const absl::Time deadline = DeadlineFrom(in_.U8());
-        ExpectSticky(before_prod_, producer().WaitForSpace(len, deadline), "WaitForSpace");
+        const absl::Status s = producer().WaitForSpace(len, deadline);
+        ExpectSticky(before_prod_, s, "WaitForSpace");
+        CheckWaited(s, "WaitForSpace");
         break;
       }
       case kProducerClose:
@@ -332,12 +344,9 @@ class RingHarness {
         reserved_.reset();
         FUZZ_CHECK(!producer().status().ok(), "producer OK after Close()");
         break;
-      case kRingDoorbell: {
-        const uint8_t which = in_.U8();
-        const uint8_t count = in_.U8();
-        RingEventfd((which & 1) ? ring_.space_doorbell_fd() : ring_.data_doorbell_fd(), count);
+      case kRingDoorbell:
+        DoDoorbell();
         break;
-      }
       case kAttach:
         DoAttach();
         break;
@@ -372,6 +381,32 @@ class RingHarness {
     if (absl::IsDataLoss(before)) {
       FUZZ_CHECK(result == before, absl::StrCat(what, " after DATA_LOSS returned ", result.ToString(), " instead of ",
                                                 before.ToString()));
+    }
+  }
+
+  // DrainDoorbell never fails but for a doorbell whose other end is gone,
+  // which only a hang-up makes happen here (the ring holds both ends).
+  void CheckDrained(const absl::Status& s, const char* what) const {
+    FUZZ_CHECK(s.ok() || (hung_up_ && absl::IsUnavailable(s)), absl::StrCat(what, ": ", s.ToString()));
+  }
+
+  // A wait ends with data, its deadline, the endpoint's own status, or
+  // UNAVAILABLE after a doorbell hang-up; nothing else.
+  void CheckWaited(const absl::Status& s, const char* what) const {
+    switch (s.code()) {
+      case absl::StatusCode::kOk:
+      case absl::StatusCode::kDeadlineExceeded:
+      case absl::StatusCode::kResourceExhausted:
+      case absl::StatusCode::kInvalidArgument:
+      case absl::StatusCode::kOutOfRange:
+      case absl::StatusCode::kFailedPrecondition:
+      case absl::StatusCode::kDataLoss:
+        return;
+      case absl::StatusCode::kUnavailable:
+        FUZZ_CHECK(hung_up_, absl::StrCat(what, " UNAVAILABLE without a doorbell hang-up: ", s.ToString()));
+        return;
+      default:
+        FuzzFail(__FILE__, __LINE__, absl::StrCat(what, " returned ", s.ToString()));
     }
   }
 
@@ -491,21 +526,63 @@ class RingHarness {
     return (l & 0xffffffffu) | (uint64_t{t} << 32);
   }
 
+  // -------------------------------------------------------------- doorbell
+
+  // The peer's powers over the doorbell socket pair. The ring's own ends
+  // stand for the peer's copies: a copy received with SCM_RIGHTS shares the
+  // open file description (flags, buffers, shutdown state) with them.
+  void DoDoorbell() {
+    const uint8_t how = in_.U8();
+    const uint8_t count = in_.U8();
+    const int from = (how & 1) ? ring_.consumer_doorbell_fd() : ring_.producer_doorbell_fd();
+    if (how & 2) {
+      ClearNonblock(ring_.producer_doorbell_fd());
+      ClearNonblock(ring_.consumer_doorbell_fd());
+    }
+    if (how & 4) {
+      (void)FillDoorbell(from);
+    } else {
+      RingDoorbell(from, count);
+    }
+    if (how & 8) {
+      (void)::shutdown(from, SHUT_RDWR);
+      hung_up_ = true;
+    }
+  }
+
   // ---------------------------------------------------------------- attach
 
   void DoAttach() {
     const size_t n = in_.U8() % 8;
-    absl::StatusOr<SharedRegion> region = SharedRegion::Map(DupOrDie(ring_.region_fd()), ring_.region_size());
-    FUZZ_CHECK(region.ok(), absl::StrCat("re-mapping our own ring failed: ", region.status().ToString()));
-    absl::StatusOr<Ring> other = Ring::Attach(std::move(*region), DupOrDie(ring_.data_doorbell_fd()),
-                                              DupOrDie(ring_.space_doorbell_fd()), ringbuf::WaitOptions::NoSpin());
-    if (!tampered_) {
-      FUZZ_CHECK(other.ok(), absl::StrCat("Attach() refused an honest ring: ", other.status().ToString()));
-    }
+    // The second ring consumes, the third produces, each holding a dup of
+    // its own end of the doorbell only (as the two processes of a link do).
+    auto attach = [this](ringbuf::RingEnd end) {
+      absl::StatusOr<SharedRegion> region = SharedRegion::Map(DupOrDie(ring_.region_fd()), ring_.region_size());
+      FUZZ_CHECK(region.ok(), absl::StrCat("re-mapping our own ring failed: ", region.status().ToString()));
+      const int doorbell =
+          end == ringbuf::RingEnd::kProducer ? ring_.producer_doorbell_fd() : ring_.consumer_doorbell_fd();
+      absl::StatusOr<Ring> r =
+          Ring::Attach(std::move(*region), DupOrDie(doorbell), end, ringbuf::WaitOptions::NoSpin());
+      if (!tampered_) {
+        FUZZ_CHECK(r.ok(), absl::StrCat("Attach() refused an honest ring: ", r.status().ToString()));
+      }
+      if (r.ok()) {
+        FUZZ_CHECK((end == ringbuf::RingEnd::kProducer) == (r->producer().doorbell_fd() >= 0) &&
+                       (end == ringbuf::RingEnd::kConsumer) == (r->consumer().doorbell_fd() >= 0),
+                   "Attach() gave the doorbell to the wrong endpoint");
+      }
+      return r;
+    };
+    absl::StatusOr<Ring> other = attach(ringbuf::RingEnd::kConsumer);
+    absl::StatusOr<Ring> other_producer = attach(ringbuf::RingEnd::kProducer);
+    // The header is read the same way both times (no hostile write ran in
+    // between, a racing thread aside).
+    FUZZ_CHECK(other.ok() == other_producer.ok() || racing_,
+               "Attach() accepted the same header for one end and not the other");
     for (size_t i = 0; i < n; ++i) {
       const uint8_t sub = in_.U8();
       const uint16_t arg = in_.U16();
-      if (!other.ok()) continue;
+      if (!other.ok() || !other_producer.ok()) continue;
       tampered_ = true;  // a second pair of endpoints moves the indices
       const uint8_t* lo = other->region().data() + kRingHeaderSize;
       const uint8_t* hi = other->region().data() + other->region_size();
@@ -533,7 +610,8 @@ class RingHarness {
           (void)other->consumer().Drain(arg % 16, check);
           break;
         default:
-          (void)other->producer().Write(Pattern(arg, arg % (other->MaxFrameSize() + 1)), absl::InfinitePast());
+          (void)other_producer->producer().Write(Pattern(arg, arg % (other_producer->MaxFrameSize() + 1)),
+                                                 absl::InfinitePast());
           break;
       }
     }
@@ -568,11 +646,13 @@ class RingHarness {
       writes.push_back(w);
     }
     tampered_ = true;
+    const bool was_racing = racing_;
     if (kUnderTsan) {
       for (const RaceWrite& w : writes) StoreAt(w.p, w.width, w.hostile);
       for (size_t i = 0; i < ops && !in_.empty(); ++i) Step(in_.U8() % kRingOpCount);
       return;
     }
+    racing_ = true;
     std::atomic<bool> stop{false};
     std::thread racer([&writes, &stop] {
       // relaxed: `stop` only ends the loop; join() orders everything else.
@@ -584,6 +664,7 @@ class RingHarness {
     for (size_t i = 0; i < ops && !in_.empty(); ++i) Step(in_.U8() % kRingOpCount);
     stop.store(true, std::memory_order_relaxed);
     racer.join();
+    racing_ = was_racing;
   }
 
   FuzzInput& in_;
@@ -595,6 +676,8 @@ class RingHarness {
   size_t max_frame_;
 
   bool tampered_ = false;
+  bool racing_ = false;            // a kRace writer thread runs (nested ops)
+  bool hung_up_ = false;           // the peer shut a doorbell end down
   std::deque<std::string> model_;  // committed, not yet consumed (honest run)
   std::optional<std::pair<const uint8_t*, std::string>> peeked_;
   std::optional<std::string> reserved_;
