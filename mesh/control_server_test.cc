@@ -49,6 +49,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "mesh/test_util.h"
 #include "mesh/node.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 
@@ -278,13 +279,7 @@ class ControlServerTest : public ::testing::Test {
   }
 
   mesh::v1::NodeConfig Config(const std::string& name, const std::vector<std::string>& seeds) {
-    mesh::v1::NodeConfig c;
-    c.set_name(name);
-    c.set_run_dir(dir_);
-    for (const auto& s : seeds) c.add_seeds(absl::StrCat("unix:", dir_, "/", s, ".grpc"));
-    c.set_ring_capacity_bytes(1 << 16);
-    c.set_log_level(getenv("MESH_TEST_LOG") ? mesh::v1::DEBUG : mesh::v1::WARNING);
-    return c;
+    return testing_util::TestConfig(dir_, name, seeds);
   }
 
   Node* Add(const mesh::v1::NodeConfig& config) {

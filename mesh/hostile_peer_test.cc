@@ -42,6 +42,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "mesh/node.h"
+#include "mesh/test_util.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
@@ -50,44 +51,12 @@
 namespace mesh {
 namespace {
 
+using testing_util::ReadLine;
+using testing_util::ThreadCpu;
+using testing_util::WriteLine;
+
 constexpr char kEvil[] = "0evil";  // sorts first: it dials
 constexpr uint64_t kEvilId = 77;
-
-// Reads one line ("\n"-terminated) from `fd`; "" at EOF.
-std::string ReadLine(int fd) {
-  std::string line;
-  char c;
-  while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
-}
-
-void WriteLine(int fd, const std::string& line) {
-  const std::string l = line + "\n";
-  (void)!::write(fd, l.data(), l.size());
-}
-
-// CPU time (user + system) of every thread of this process named `comm`.
-absl::Duration ThreadsCpu(const std::string& comm) {
-  absl::Duration total;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream c(task.path() / "comm");
-    std::string name;
-    std::getline(c, name);
-    if (name != comm) continue;
-    std::ifstream st(task.path() / "stat");
-    std::string line;
-    std::getline(st, line);
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::string field;
-    long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::stoll(field);
-      if (i == 15) stime = std::stoll(field);
-    }
-    total += absl::Seconds(static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK));
-  }
-  return total;
-}
 
 // Lines of /proc/self/maps that map a ring memfd.
 int RingMappings() {
@@ -293,13 +262,7 @@ class HostilePeerTest : public ::testing::Test {
   }
 
   mesh::v1::NodeConfig Config(const std::string& name, const std::vector<std::string>& seeds) {
-    mesh::v1::NodeConfig c;
-    c.set_name(name);
-    c.set_run_dir(dir_);
-    for (const auto& s : seeds) c.add_seeds(absl::StrCat("unix:", dir_, "/", s, ".grpc"));
-    c.set_ring_capacity_bytes(1 << 16);
-    c.set_log_level(getenv("MESH_TEST_LOG") ? mesh::v1::DEBUG : mesh::v1::WARNING);
-    return c;
+    return testing_util::TestConfig(dir_, name, seeds);
   }
   Node* Add(const mesh::v1::NodeConfig& config) {
     auto node = Node::Create(config);
@@ -443,9 +406,9 @@ TEST_F(HostilePeerTest, LinkThatFailsOnTheSendSideIsRetired) {
     EXPECT_EQ(downs.load(), round + 1) << "no peer-down for a link that failed on the send side";
     EXPECT_TRUE(a->Peers().empty());
     // Not spinning on the dead socket.
-    const absl::Duration cpu_before = ThreadsCpu("mesh-recv");
+    const absl::Duration cpu_before = ThreadCpu("mesh-recv");
     absl::SleepFor(absl::Milliseconds(500));
-    const absl::Duration cpu = ThreadsCpu("mesh-recv") - cpu_before;
+    const absl::Duration cpu = ThreadCpu("mesh-recv") - cpu_before;
     EXPECT_LT(cpu, absl::Milliseconds(100)) << "the receive thread spins after the link failed";
     // Descriptors and mappings are back where they were (the spare ring
     // is replaced after each handshake, so it counts in both).

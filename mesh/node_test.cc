@@ -35,11 +35,15 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "mesh/test_util.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 #include "ringbuf/ring.h"
 
 namespace mesh {
 namespace {
+
+using testing_util::ReadLine;
+using testing_util::ThreadCpu;
 
 class NodeTest : public ::testing::Test {
  protected:
@@ -58,13 +62,7 @@ class NodeTest : public ::testing::Test {
   }
 
   mesh::v1::NodeConfig Config(const std::string& name, const std::vector<std::string>& seeds) {
-    mesh::v1::NodeConfig c;
-    c.set_name(name);
-    c.set_run_dir(dir_);
-    for (const auto& s : seeds) c.add_seeds(absl::StrCat("unix:", dir_, "/", s, ".grpc"));
-    c.set_ring_capacity_bytes(1 << 16);
-    c.set_log_level(getenv("MESH_TEST_LOG") ? mesh::v1::DEBUG : mesh::v1::WARNING);
-    return c;
+    return testing_util::TestConfig(dir_, name, seeds);
   }
 
   Node* Add(const std::string& name, const std::vector<std::string>& seeds) {
@@ -426,39 +424,6 @@ TEST_F(NodeTest, PeerWithUidNotAllowedIsRefused) {
   me.set_id(b->id());
   std::string reason = HandshakeAs(dir_, "a", me, (*a)->id());
   EXPECT_NE(reason.find("not in allowed_peer_uids"), std::string::npos) << reason;
-}
-
-// CPU time (user + system) the thread named `comm` of this process has
-// used, from /proc/self/task/*/stat; -1 if there is no such thread.
-absl::Duration ThreadCpu(const std::string& comm) {
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream c(task.path() / "comm");
-    std::string name;
-    std::getline(c, name);
-    if (name != comm) continue;
-    std::ifstream st(task.path() / "stat");
-    std::string line;
-    std::getline(st, line);
-    // Fields after the ")" that closes comm: state is field 3; utime and
-    // stime are fields 14 and 15.
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    std::string field;
-    long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::stoll(field);
-      if (i == 15) stime = std::stoll(field);
-    }
-    return absl::Seconds(static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK));
-  }
-  return absl::Seconds(-1);
-}
-
-// Reads one line ("\n"-terminated) from `fd`; "" at EOF.
-std::string ReadLine(int fd) {
-  std::string line;
-  char c;
-  while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
 }
 
 TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
