@@ -169,11 +169,13 @@ absl::Status Link::Screen(const LinkParams& self, const fdpass::PeerCred& cred) 
 
 void Link::Refuse(int conn, const absl::Status& why) {
   SendReject(conn, why);
+  DrainRefused(conn);
+}
+
+void Link::DrainRefused(int conn) {
   // Closing a socket with a message unread resets the connection, and the
   // dialer's next receive would get ECONNRESET instead of our reason:
-  // consume what already came (closing any descriptors it carried). A
-  // hello that arrives after this finds the socket closed; the dialer then
-  // reads our reason (see Dial).
+  // consume what already came (closing any descriptors it carried).
   for (int i = 0; i < 4; ++i) {
     if (!fdpass::ReceiveMessage(conn, absl::InfinitePast()).ok()) break;
   }

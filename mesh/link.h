@@ -116,8 +116,13 @@ class Link {
   // Refuses a connection on the acceptor's side: sends LinkReply{reason}
   // on `conn` (borrowed), and consumes what the dialer already sent so
   // that closing does not reset the connection before it reads the reason.
-  // Best effort; never waits.
+  // Best effort; never waits. A hello still on its way when the socket
+  // closes resets the connection: LinkAcceptor keeps refused connections
+  // open a little for it (see Linger there).
   static void Refuse(int conn, const absl::Status& why);
+  // Consumes what the dialer sent on a refused `conn` (borrowed), closing
+  // any descriptors that came with it. Never waits.
+  static void DrainRefused(int conn);
 
   // The rest of the acceptor's side once the hello `msg` has arrived on
   // `conn` (owned from here on) from the process `cred`: checks the hello

@@ -30,9 +30,16 @@ absl::Status LinkAcceptor::Start() { return epoll_->Add(listen_fd_, EPOLLIN, lis
 void LinkAcceptor::OnEvent(uint64_t tag) {
   if (tag == listen_tag_) {
     AcceptAll();
-  } else if (tag >= first_pending_tag_) {
-    OnPendingEvent(tag);
+    return;
   }
+  if (auto it = lingering_.find(tag); it != lingering_.end()) {
+    // The refused dialer's hello came (or it hung up): consume, and close.
+    Link::DrainRefused(it->second.conn.get());
+    epoll_->Remove(it->second.conn.get());
+    lingering_.erase(it);
+    return;
+  }
+  if (tag >= first_pending_tag_) OnPendingEvent(tag);
 }
 
 void LinkAcceptor::AcceptAll() {
@@ -65,39 +72,46 @@ void LinkAcceptor::Admit(fdpass::UniqueFd conn, absl::Time now) {
     Refused(absl::StrCat("a connection without credentials: ", cred.status().message()));
     return;
   }
-  auto refuse = [&](const absl::Status& why) {
-    // The reason goes to the dialer (best effort, never waits), which
-    // re-announces itself and dials again; then the connection closes.
-    Link::Refuse(conn.get(), why);
-    Refused(std::string(why.message()));
-  };
   if (absl::Status screened = Link::Screen(hooks_.params(), *cred); !screened.ok()) {
-    refuse(screened);
+    RefuseAndLinger(std::move(conn), screened, now);
     return;
   }
   if (!hooks_.is_member_pid(cred->pid)) {
-    refuse(absl::NotFoundError(absl::StrCat("pid ", cred->pid,
-                                            " has not joined through discovery (no member runs as that process); "
-                                            "join first")));
+    RefuseAndLinger(std::move(conn),
+                    absl::NotFoundError(absl::StrCat("pid ", cred->pid,
+                                                     " has not joined through discovery (no member runs as that "
+                                                     "process); join first")),
+                    now);
     return;
   }
-  size_t& from_pid = pending_per_pid_[cred->pid];
+  const auto counted = pending_per_pid_.find(cred->pid);
+  const size_t from_pid = counted == pending_per_pid_.end() ? 0 : counted->second;
   if (from_pid >= limits_.max_pending_per_pid || pending_.size() >= limits_.max_pending) {
-    if (from_pid == 0) pending_per_pid_.erase(cred->pid);
-    refuse(absl::ResourceExhaustedError(
-        absl::StrCat("pid ", cred->pid, " already has ", from_pid, " link handshake(s) in progress (",
-                     pending_.size(), " in all; at most ", limits_.max_pending_per_pid, " per process and ",
-                     limits_.max_pending, " in all); try again when they finish")));
+    RefuseAndLinger(std::move(conn),
+                    absl::ResourceExhaustedError(absl::StrCat(
+                        "pid ", cred->pid, " already has ", from_pid, " link handshake(s) in progress (",
+                        pending_.size(), " in all; at most ", limits_.max_pending_per_pid, " per process and ",
+                        limits_.max_pending, " in all); try again when they finish")),
+                    now);
     return;
   }
   const uint64_t tag = next_tag_++;
   if (absl::Status added = epoll_->Add(conn.get(), EPOLLIN | EPOLLRDHUP, tag); !added.ok()) {
-    if (from_pid == 0) pending_per_pid_.erase(cred->pid);
     Refused(absl::StrCat("cannot watch a connection from pid ", cred->pid, ": ", added.message()));
     return;
   }
-  ++from_pid;
+  ++pending_per_pid_[cred->pid];
   pending_.emplace(tag, Pending{std::move(conn), *cred, now, now + limits_.handshake_timeout});
+}
+
+void LinkAcceptor::RefuseAndLinger(fdpass::UniqueFd conn, const absl::Status& why, absl::Time now) {
+  // The reason goes to the dialer at once (best effort, never waits).
+  Link::Refuse(conn.get(), why);
+  Refused(std::string(why.message()));
+  if (lingering_.size() >= limits_.max_lingering) return;  // closed now
+  const uint64_t tag = next_tag_++;
+  if (!epoll_->Add(conn.get(), EPOLLIN | EPOLLRDHUP, tag).ok()) return;
+  lingering_.emplace(tag, Lingering{std::move(conn), now + limits_.refused_linger});
 }
 
 void LinkAcceptor::OnPendingEvent(uint64_t tag) {
@@ -135,6 +149,14 @@ void LinkAcceptor::OnTimer(absl::Time now) {
       AcceptAll();
     }
   }
+  for (auto it = lingering_.begin(); it != lingering_.end();) {
+    if (now < it->second.deadline) {
+      ++it;
+      continue;
+    }
+    epoll_->Remove(it->second.conn.get());
+    it = lingering_.erase(it);
+  }
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (now < it->second.deadline) {
       ++it;
@@ -150,6 +172,7 @@ void LinkAcceptor::OnTimer(absl::Time now) {
 absl::Time LinkAcceptor::NextTimer() const {
   absl::Time next = listen_paused_until_.value_or(absl::InfiniteFuture());
   for (const auto& [tag, p] : pending_) next = std::min(next, p.deadline);
+  for (const auto& [tag, l] : lingering_) next = std::min(next, l.deadline);
   return next;
 }
 

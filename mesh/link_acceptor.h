@@ -11,8 +11,12 @@
 //      announced (a process that never joined cannot hold a slot), and that
 //      pid may hold at most `max_pending_per_pid` handshakes in progress,
 //      all pids together `max_pending`. A refused connection gets a
-//      LinkReply with the reason (the dialer re-announces itself and tries
-//      again) and is closed at once.
+//      LinkReply with the reason at once (the dialer re-announces itself
+//      and tries again; this is also how a dialer that raced ahead of our
+//      discovery finds out) and lingers until the hello it sent has come
+//      and gone, at most `refused_linger` and `max_lingering` connections,
+//      so that closing does not reset the connection before the dialer
+//      reads the reason. A lingering connection holds no handshake slot.
 //   3. The connection waits in the link thread's epoll set for its hello,
 //      until its own deadline (`handshake_timeout` after accept). A hello
 //      completes the handshake there and then (Link::AcceptHello: no wait);
@@ -69,6 +73,8 @@ class LinkAcceptor {
     absl::Duration handshake_timeout = absl::Seconds(2);
     size_t max_pending = 64;
     size_t max_pending_per_pid = 4;
+    absl::Duration refused_linger = absl::Milliseconds(100);
+    size_t max_lingering = 64;
   };
   // How long the listening socket is left alone after accept() ran out of
   // descriptors.
@@ -113,6 +119,9 @@ class LinkAcceptor {
   void AcceptAll();
   // Screens a fresh connection; on success it becomes pending.
   void Admit(fdpass::UniqueFd conn, absl::Time now);
+  // Refuses `conn` with `why` (logged, rate-limited), then lets it linger
+  // (or closes it at once when too many linger already).
+  void RefuseAndLinger(fdpass::UniqueFd conn, const absl::Status& why, absl::Time now);
   void OnPendingEvent(uint64_t tag);
   // Forgets `it` (closing its connection) and returns the next entry.
   std::map<uint64_t, Pending>::iterator Drop(std::map<uint64_t, Pending>::iterator it);
@@ -130,6 +139,13 @@ class LinkAcceptor {
   uint64_t next_tag_;
   std::map<uint64_t, Pending> pending_;     // by epoll tag
   std::map<pid_t, size_t> pending_per_pid_;
+  // Refused connections waiting for their hello to arrive (then drained
+  // and closed) or for their deadline, by epoll tag.
+  struct Lingering {
+    fdpass::UniqueFd conn;
+    absl::Time deadline;
+  };
+  std::map<uint64_t, Lingering> lingering_;
   // While accept() is backed off: when to watch the listening socket again.
   std::optional<absl::Time> listen_paused_until_;
   LogLimiter refusals_{absl::Seconds(1)};
