@@ -43,7 +43,10 @@ void LinkAcceptor::OnEvent(uint64_t tag) {
 }
 
 void LinkAcceptor::AcceptAll() {
-  while (!listen_paused_until_.has_value()) {
+  // At most kAcceptBatch per call: under a connection flood the listening
+  // socket stays readable (epoll is level-triggered) and the thread comes
+  // back, after it has served the events of the handshakes in progress.
+  for (int i = 0; i < kAcceptBatch && !listen_paused_until_.has_value(); ++i) {
     absl::StatusOr<fdpass::UniqueFd> conn = fdpass::Accept(listen_fd_, absl::InfinitePast());
     if (absl::IsDeadlineExceeded(conn.status())) return;  // nothing queued
     if (absl::IsUnavailable(conn.status())) continue;     // the dialer gave up first

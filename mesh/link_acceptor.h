@@ -2,7 +2,8 @@
 // thread. It keeps every connection on the node's link socket from waiting
 // on any other:
 //
-//   1. accept() every queued connection (never blocks). Out of descriptors
+//   1. accept() the queued connections, 64 per wake-up (never blocks; the
+//      other events of the loop get their turn). Out of descriptors
 //      (EMFILE): stop watching the listening socket for kAcceptBackoff, so
 //      that the level-triggered epoll does not spin, while the handshakes in
 //      progress go on.
@@ -79,6 +80,8 @@ class LinkAcceptor {
   // How long the listening socket is left alone after accept() ran out of
   // descriptors.
   static constexpr absl::Duration kAcceptBackoff = absl::Milliseconds(100);
+  // Connections accepted per readiness event of the listening socket.
+  static constexpr int kAcceptBatch = 64;
 
   // `listen_fd` (non-blocking) and `epoll` are borrowed; the listening
   // socket is watched under `listen_tag`, pending connections under tags
