@@ -279,23 +279,8 @@ class HostilePeerTest : public ::testing::Test {
 
   // Announces `pid` to `a` as member `name` through discovery.
   void Announce(Node* a, const std::string& name, uint64_t id, pid_t pid) {
-    auto channel = grpc::CreateChannel(a->grpc_address(), grpc::InsecureChannelCredentials());
-    auto stub = mesh::v1::Discovery::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    mesh::v1::JoinRequest req;
-    mesh::v1::Member* m = req.mutable_member();
-    m->set_name(name);
-    m->set_id(id);
-    m->set_pid(pid);
-    m->set_uid(::getuid());
-    m->set_grpc_address(absl::StrCat("unix:", dir_, "/", name, ".grpc"));  // nobody serves it
-    m->set_link_socket(absl::StrCat(dir_, "/", name, ".link"));
-    m->set_state(mesh::v1::UP);
-    m->set_ring_capacity_bytes(4096);
-    mesh::v1::JoinResponse resp;
-    grpc::Status st = stub->Join(&ctx, req, &resp);
-    ASSERT_TRUE(st.ok()) << st.error_message();
+    absl::Status announced = testing_util::AnnounceMember(a->grpc_address(), dir_, name, id, pid);
+    ASSERT_TRUE(announced.ok()) << announced;
   }
 
   // Announces `peer` as kEvil and has it link with `a`.

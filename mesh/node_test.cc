@@ -507,23 +507,8 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
   ASSERT_TRUE(a->Start().ok());
   // Announce the child as member "0evil" (it sorts first, so it dials).
   {
-    auto channel = grpc::CreateChannel(a->grpc_address(), grpc::InsecureChannelCredentials());
-    auto stub = mesh::v1::Discovery::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    mesh::v1::JoinRequest req;
-    mesh::v1::Member* m = req.mutable_member();
-    m->set_name("0evil");
-    m->set_id(77);
-    m->set_pid(child);
-    m->set_uid(::getuid());
-    m->set_grpc_address(absl::StrCat("unix:", dir_, "/0evil.grpc"));  // nobody serves it
-    m->set_link_socket(absl::StrCat(dir_, "/0evil.link"));
-    m->set_state(mesh::v1::UP);
-    m->set_ring_capacity_bytes(4096);
-    mesh::v1::JoinResponse resp;
-    grpc::Status st = stub->Join(&ctx, req, &resp);
-    ASSERT_TRUE(st.ok()) << st.error_message();
+    absl::Status announced = testing_util::AnnounceMember(a->grpc_address(), dir_, "0evil", 77, child);
+    ASSERT_TRUE(announced.ok()) << announced;
   }
   const std::string id_line = absl::StrCat(a->id(), "\n");
   ASSERT_EQ(::write(to.get(), id_line.data(), id_line.size()), static_cast<ssize_t>(id_line.size()));

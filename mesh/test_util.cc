@@ -2,12 +2,15 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/mesh/v1/mesh.grpc.pb.h"
 
 namespace mesh {
 namespace testing_util {
@@ -28,6 +31,26 @@ std::string ReadLine(int fd) {
   char c;
   while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
   return line;
+}
+
+absl::Status AnnounceMember(const std::string& grpc_address, const std::string& dir,
+                            const std::string& name, uint64_t id, pid_t pid) {
+  auto stub = mesh::v1::Discovery::NewStub(grpc::CreateChannel(grpc_address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  mesh::v1::JoinRequest req;
+  mesh::v1::Member* m = req.mutable_member();
+  m->set_name(name);
+  m->set_id(id);
+  m->set_pid(pid);
+  m->set_uid(::getuid());
+  m->set_grpc_address(absl::StrCat("unix:", dir, "/", name, ".grpc"));
+  m->set_link_socket(absl::StrCat(dir, "/", name, ".link"));
+  m->set_state(mesh::v1::UP);
+  m->set_ring_capacity_bytes(4096);
+  mesh::v1::JoinResponse resp;
+  const grpc::Status st = stub->Join(&ctx, req, &resp);
+  return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
 }
 
 void WriteLine(int fd, const std::string& line) {
