@@ -284,7 +284,7 @@ int MeshServerRole(const RoleConfig& config) {
   };
   auto state = std::make_shared<State>();
   mesh::Node* n = node.get();
-  node->SetMessageHandler([state, n](const mesh::MessageView& m) {
+  (void)node->SetMessageHandler([state, n](const mesh::MessageView& m) {
     State& s = *state;
     if (!s.in_command) {
       Command cmd;
@@ -336,7 +336,7 @@ int MeshClientRole(const RoleConfig& config) {
   };
   auto state = std::make_shared<State>();
   mesh::Node* n = node.get();
-  node->SetMessageHandler([state, n](const mesh::MessageView& m) {
+  (void)node->SetMessageHandler([state, n](const mesh::MessageView& m) {
     State& s = *state;
     if (s.ping) {
       const int64_t t1 = NowNs();
@@ -426,11 +426,11 @@ int MeshClientRole(const RoleConfig& config) {
 int MeshMemberRole(const RoleConfig& config) {
   PinToCpu(config.cpu);
   std::unique_ptr<mesh::Node> node = MakeNode(config, config.name, config.seed, config.policy);
-  node->SetMessageHandler([](const mesh::MessageView&) {});
+  (void)node->SetMessageHandler([](const mesh::MessageView&) {});
   // Peer handlers run on the control thread; the counter is only a tally.
   auto peers = std::make_shared<std::atomic<int>>(0);
   const int expect = config.expect_peers;
-  node->SetPeerUpHandler([peers, expect](const mesh::PeerInfo& peer) {
+  (void)node->SetPeerUpHandler([peers, expect](const mesh::PeerInfo& peer) {
     const int64_t now = NowNs();
     Emit(absl::StrCat("PEER ", now, " ", absl::ToInt64Nanoseconds(peer.handshake)));
     // relaxed: a tally read only by this (control) thread.

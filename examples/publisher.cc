@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "publisher: %s\n", std::string(node.status().message()).c_str());
     return 2;
   }
-  (*node)->SetMessageHandler([](const mesh::MessageView& m) {
+  (void)(*node)->SetMessageHandler([](const mesh::MessageView& m) {
     std::printf("publisher got from %.*s: %.*s\n", static_cast<int>(m.from.size()), m.from.data(),
                 static_cast<int>(m.payload.size()), m.payload.data());
     std::fflush(stdout);

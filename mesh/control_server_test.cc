@@ -679,7 +679,7 @@ TEST_F(ControlServerTest, DataPlaneFlowsWhileControlServersRestartAndAreFlooded)
   int64_t next = 0;  // next sequence number expected from a
   int64_t order_errors = 0;
   int64_t from_c = 0;
-  b->SetMessageHandler([&](const MessageView& m) {
+  EXPECT_TRUE(b->SetMessageHandler([&](const MessageView& m) {
     std::string copy(m.payload);  // shared memory: copy before parsing
     absl::MutexLock lock(&mu);
     if (m.from == "c") {
@@ -689,15 +689,15 @@ TEST_F(ControlServerTest, DataPlaneFlowsWhileControlServersRestartAndAreFlooded)
     int64_t seq = -1;
     if (m.from != "a" || !absl::SimpleAtoi(copy, &seq) || seq != next) ++order_errors;
     next = seq + 1;
-  });
+  }).ok());
   std::atomic<int> peer_downs{0};
   auto count_down = [&](const PeerInfo&) {
     // relaxed: a counter, read after the nodes' threads are done with it
     // or only for a failure message.
     peer_downs.fetch_add(1, std::memory_order_relaxed);
   };
-  a->SetPeerDownHandler(count_down);
-  b->SetPeerDownHandler(count_down);
+  EXPECT_TRUE(a->SetPeerDownHandler(count_down).ok());
+  EXPECT_TRUE(b->SetPeerDownHandler(count_down).ok());
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());

@@ -41,6 +41,7 @@
 #include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "mesh/dataplane/envelope.h"
 #include "mesh/node.h"
 #include "mesh/test_util.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
@@ -227,7 +228,7 @@ class HostilePeer {
         (void)absl::SimpleAtoi(line.substr(6), &n);
         int k = 0;
         for (; k < n; ++k) {
-          if (!ring->producer().Write(absl::StrCat("evil ", k), absl::InfinitePast()).ok()) break;
+          if (!ring->producer().Write(mesh::kMessagePrefix, absl::StrCat("evil ", k), absl::InfinitePast()).ok()) break;
         }
         WriteLine(out, absl::StrCat("WROTE ", k));
       } else if (line == "corrupt-closed") {
@@ -311,10 +312,10 @@ TEST_F(HostilePeerTest, JammedDoorbellsHangNeitherTheReceiverNorASender) {
   Node* b = Add(Config("b", {"a"}));
   absl::Mutex mu;
   std::vector<std::string> got;
-  a->SetMessageHandler([&](const MessageView& m) {
+  EXPECT_TRUE(a->SetMessageHandler([&](const MessageView& m) {
     absl::MutexLock lock(&mu);
     got.push_back(absl::StrCat(m.from, ":", m.payload));
-  });
+  }).ok());
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -371,9 +372,9 @@ TEST_F(HostilePeerTest, LinkThatFailsOnTheSendSideIsRetired) {
   for (int i = 0; i < 3; ++i) evil.push_back(Fork());
   Node* a = Add(Config("a", {}));
   std::atomic<int> downs{0};
-  a->SetPeerDownHandler([&](const PeerInfo& p) {
+  EXPECT_TRUE(a->SetPeerDownHandler([&](const PeerInfo& p) {
     if (p.name == kEvil) downs.fetch_add(1);
-  });
+  }).ok());
   ASSERT_TRUE(a->Start().ok());
   absl::SleepFor(absl::Milliseconds(200));  // let the node settle (spare ring, threads)
   const size_t fds_before = fdpass::CountOpenFds();
@@ -532,11 +533,11 @@ TEST_F(HostilePeerTest, FullOrStoppedPeerDoesNotDelayBroadcastToOthers) {
   absl::Mutex mu;
   absl::Time b_got = absl::InfiniteFuture();
   std::string b_last;
-  b->SetMessageHandler([&](const MessageView& m) {
+  EXPECT_TRUE(b->SetMessageHandler([&](const MessageView& m) {
     absl::MutexLock lock(&mu);
     b_got = absl::Now();
     b_last = std::string(m.payload);
-  });
+  }).ok());
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());

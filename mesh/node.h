@@ -13,11 +13,14 @@
 //   (*node)->Send("other", "hello");
 //
 // Thread contract: thread-safe. Every public method may be called from any
-// thread, except that the Set*Handler methods must be called before Start().
+// thread, except that the Set*Handler methods must be called before Start()
+// (afterwards they fail with FAILED_PRECONDITION and change nothing).
 // Handlers run on the node's receive thread (messages, in order per peer) or
-// on its control, link or health thread (peer up/down/unresponsive: one at
-// a time, a peer's up before its down); they must not block for long, and
-// must not call Stop() or destroy the Node.
+// on its events thread (peer up/down/unresponsive: one at a time, a peer's
+// up before its down, with no lock of the node held, so they may call any
+// method but Stop()); they must not block for long (a message handler
+// delays every link; a peer handler delays the later peer events), and
+// must not destroy the Node.
 #ifndef SHMESH_MESH_NODE_H_
 #define SHMESH_MESH_NODE_H_
 
@@ -33,45 +36,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "mesh/message.h"
 #include "proto/mesh/v1/config.pb.h"
 #include "proto/mesh/v1/mesh.pb.h"
 
 namespace mesh {
-
-// A received message, borrowed: `payload` points into the shared-memory ring
-// and is valid only during the handler call. The sender can still write to
-// that memory (it is shared), so copy before validating what you parse.
-struct MessageView {
-  absl::string_view from;     // the sending peer's name
-  absl::string_view payload;  // the message bytes
-};
-
-// A received message, owned (from Node::Receive).
-struct Message {
-  std::string from;
-  std::string payload;
-};
-
-// A peer as passed to the peer-up and peer-down handlers.
-struct PeerInfo {
-  std::string name;
-  uint64_t id = 0;
-  int32_t pid = 0;
-  // How long this node spent on the link handshake with the peer: for the
-  // dialing side (the name that sorts first) from connect() until both
-  // rings were mapped, which covers the whole handshake; for the accepting
-  // side from accept(). Diagnostics only.
-  absl::Duration handshake;
-};
-
-// What a Broadcast did: the peers that got the message, and the ones that
-// did not with the reason (the status a Send to that peer would have
-// returned: RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED for a full ring,
-// UNAVAILABLE for a link that went down, ...).
-struct BroadcastResult {
-  std::vector<std::string> delivered;
-  std::vector<std::pair<std::string, absl::Status>> not_reached;
-};
 
 class NodeImpl;
 
@@ -156,7 +125,7 @@ class Node {
   // Receiving. With a message handler set, every message is passed to it on
   // the receive thread. Without one, messages queue (bounded; a full queue
   // stops draining the rings, which backpressures the senders) for Receive.
-  void SetMessageHandler(std::function<void(const MessageView&)> handler);
+  absl::Status SetMessageHandler(std::function<void(const MessageView&)> handler);
   // Takes the next queued message, waiting until `deadline`:
   // DEADLINE_EXCEEDED if none came, FAILED_PRECONDITION with a handler set,
   // CANCELLED once the node is stopped.
@@ -165,18 +134,17 @@ class Node {
   // Receive has a message queued: put it in your own poll/epoll loop.
   int receive_fd() const;
 
-  // Called on the node's control or link thread (never two at once) when a
-  // link to a peer comes up or goes down (including when the peer process
-  // dies).
-  void SetPeerUpHandler(std::function<void(const PeerInfo&)> handler);
-  void SetPeerDownHandler(std::function<void(const PeerInfo&)> handler);
-  // Called on the node's health thread (never at the same time as the
-  // up/down handlers) when a linked peer's process stops running for
+  // Called on the node's events thread (one handler at a time, with no lock
+  // of the node held, a peer's up before its down) when a link to a peer
+  // comes up or goes down (including when the peer process dies).
+  absl::Status SetPeerUpHandler(std::function<void(const PeerInfo&)> handler);
+  absl::Status SetPeerDownHandler(std::function<void(const PeerInfo&)> handler);
+  // Called on the node's events thread (as the up/down handlers) when a linked peer's process stops running for
   // config().unresponsive_after_ms (default 2 s; SIGSTOP, a debugger, a hang):
   // `unresponsive` true; and when it runs again: false. The link stays up
   // meanwhile: sends fill its ring, then fail with RESOURCE_EXHAUSTED or
   // DEADLINE_EXCEEDED; after it resumes it reads what was queued.
-  void SetPeerUnresponsiveHandler(std::function<void(const PeerInfo&, bool unresponsive)> handler);
+  absl::Status SetPeerUnresponsiveHandler(std::function<void(const PeerInfo&, bool unresponsive)> handler);
 
   // Names of the linked peers currently reported unresponsive, sorted.
   std::vector<std::string> UnresponsivePeers() const;

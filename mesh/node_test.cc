@@ -1,6 +1,7 @@
 // In-process tests of mesh::Node: several nodes in one process, each with
 // real sockets, memfd rings and a gRPC server. Multi-process suites live in
 // tests/.
+#include "mesh/dataplane/envelope.h"
 #include "mesh/node.h"
 
 #include <poll.h>
@@ -82,10 +83,10 @@ TEST_F(NodeTest, TwoNodesExchangeMessagesInOrder) {
   Node* b = Add("b", {"a"});
   absl::Mutex mu;
   std::vector<std::string> got_b;
-  b->SetMessageHandler([&](const MessageView& m) {
+  EXPECT_TRUE(b->SetMessageHandler([&](const MessageView& m) {
     absl::MutexLock lock(&mu);
     got_b.push_back(absl::StrCat(m.from, ":", m.payload));
-  });
+  }).ok());
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -127,9 +128,9 @@ TEST_F(NodeTest, StoppedPeerIsReportedDown) {
   Node* a = Add("a", {});
   Node* b = Add("b", {"a"});
   std::atomic<int> downs{0};
-  a->SetPeerDownHandler([&](const PeerInfo& p) {
+  EXPECT_TRUE(a->SetPeerDownHandler([&](const PeerInfo& p) {
     if (p.name == "b") downs++;
-  });
+  }).ok());
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -239,7 +240,7 @@ TEST_F(NodeTest, ManyThreadsSendingToOnePeerKeepEachThreadsOrder) {
   absl::Mutex mu;
   std::vector<int> next(kThreads, 0);
   int errors = 0, total = 0;
-  a->SetMessageHandler([&](const MessageView& m) {
+  EXPECT_TRUE(a->SetMessageHandler([&](const MessageView& m) {
     int thread = 0, seq = 0;
     std::string copy(m.payload);  // shared memory: copy before parsing
     if (std::sscanf(copy.c_str(), "%d:%d", &thread, &seq) != 2 || thread < 0 || thread >= kThreads) {
@@ -251,7 +252,7 @@ TEST_F(NodeTest, ManyThreadsSendingToOnePeerKeepEachThreadsOrder) {
     if (seq != next[thread]) ++errors;
     next[thread] = seq + 1;
     ++total;
-  });
+  }).ok());
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(b->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -478,7 +479,7 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
       }
     }
     // Now a real message, the honest way.
-    bool wrote = ring->producer().Write("after the spam", absl::Now() + absl::Seconds(5)).ok();
+    bool wrote = ring->producer().Write(mesh::kMessagePrefix, "after the spam", absl::Now() + absl::Seconds(5)).ok();
     say(absl::StrCat("SPAMMED ", rings, wrote ? " wrote" : " write-failed"));
     (void)ReadLine(to_child[0]);  // EOF: the test is done
     _exit(0);
@@ -495,15 +496,15 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
   Node* a = nodes_.back().get();
   absl::Mutex mu;
   std::vector<std::string> got;
-  a->SetMessageHandler([&](const MessageView& m) {
+  EXPECT_TRUE(a->SetMessageHandler([&](const MessageView& m) {
     absl::MutexLock lock(&mu);
     got.push_back(absl::StrCat(m.from, ":", m.payload));
-  });
+  }).ok());
   std::vector<std::string> unresponsive_events;
-  a->SetPeerUnresponsiveHandler([&](const PeerInfo& p, bool unresponsive) {
+  EXPECT_TRUE(a->SetPeerUnresponsiveHandler([&](const PeerInfo& p, bool unresponsive) {
     absl::MutexLock lock(&mu);
     unresponsive_events.push_back(absl::StrCat(p.name, unresponsive ? " unresponsive" : " responsive"));
-  });
+  }).ok());
   ASSERT_TRUE(a->Start().ok());
   // Announce the child as member "0evil" (it sorts first, so it dials).
   {

@@ -138,6 +138,17 @@ class alignas(kRingLineSize) RingProducer {
   absl::Status WriteBatch(absl::Span<const absl::string_view> frames, absl::Time deadline,
                           size_t* written = nullptr);
 
+  // As Write(), for one frame made of `prefix` followed by `payload`,
+  // copied straight into the ring (no joined copy first): for a constant
+  // header in front of each frame. MaxFrameSize() limits the sum of both.
+  absl::Status Write(absl::string_view prefix, absl::string_view payload, absl::Time deadline);
+
+  // As WriteBatch(), where frame i is `prefix` followed by `payloads[i]`
+  // (the same prefix in front of every frame; MaxFrameSize() limits the
+  // sum). `*written` counts frames.
+  absl::Status WriteBatch(absl::string_view prefix, absl::Span<const absl::string_view> payloads,
+                          absl::Time deadline, size_t* written = nullptr);
+
   // Zero-copy: reserves room for a frame of up to `len` bytes and returns
   // where to write it (shared memory: the consumer cannot see it until it
   // is committed). Waits for room like Write(). Unpublished committed frames
@@ -201,6 +212,13 @@ class alignas(kRingLineSize) RingProducer {
   // closed or the word is garbage.
   bool CheckPeerOpen();
   absl::Status CommitInternal(size_t len);
+  // The bodies of Write() and WriteBatch(): each frame is `prefix` followed
+  // by its payload (an empty prefix is the plain form).
+  absl::Status WriteInternal(absl::string_view prefix, absl::string_view payload,
+                             absl::Time deadline);
+  absl::Status WriteBatchInternal(absl::string_view prefix,
+                                  absl::Span<const absl::string_view> payloads,
+                                  absl::Time deadline, size_t* written);
   absl::Status WaitForSpaceInternal(uint64_t need, absl::Time deadline);
   bool PrepareToSleepForSpace(uint64_t need);
   // Stores tail and rings the consumer if it sleeps; ignores status_.

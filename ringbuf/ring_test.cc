@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -889,6 +890,160 @@ TEST_F(RingTest, MovedRingKeepsEndpoints) {
   auto r = b.consumer().TryRead();
   ASSERT_TRUE(r.ok() && r->has_value());
   EXPECT_EQ(**r, "moved");
+}
+
+// ---- frames written as a fixed prefix + payload (Write/WriteBatch with a
+// prefix): one frame each, no joined copy, limits count both parts.
+
+std::string ReadString(Ring& ring) {
+  absl::StatusOr<std::optional<std::string>> r = ring.consumer().TryRead();
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok() || !r->has_value()) return "<none>";
+  return **r;
+}
+
+TEST_F(RingTest, PrefixWriteRoundTrip) {
+  Ring ring = MakeRing(4096);
+  RingProducer& p = ring.producer();
+  ASSERT_TRUE(p.Write("HDR:", "payload", absl::InfinitePast()).ok());
+  ASSERT_TRUE(p.Write("", "bare", absl::InfinitePast()).ok());
+  ASSERT_TRUE(p.Write("only-prefix", "", absl::InfinitePast()).ok());
+  ASSERT_TRUE(p.Write("", "", absl::InfinitePast()).ok());
+  const std::string binary_prefix("\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+  ASSERT_TRUE(p.Write(binary_prefix, Pattern(61, 3), absl::InfinitePast()).ok());
+  EXPECT_EQ(ReadString(ring), "HDR:payload");
+  EXPECT_EQ(ReadString(ring), "bare");
+  EXPECT_EQ(ReadString(ring), "only-prefix");
+  EXPECT_EQ(ReadString(ring), "");
+  EXPECT_EQ(ReadString(ring), binary_prefix + Pattern(61, 3));
+  absl::StatusOr<std::optional<std::string>> empty = ring.consumer().TryRead();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->has_value());
+  // The counters count whole frames: prefix + payload.
+  EXPECT_EQ(p.stats().frames, 5u);
+  EXPECT_EQ(p.stats().bytes, 11u + 4u + 11u + 0u + 77u);
+  EXPECT_EQ(ring.consumer().stats().bytes, p.stats().bytes);
+}
+
+TEST_F(RingTest, WriteBatchWithPrefix) {
+  Ring ring = MakeRing(4096);
+  std::vector<std::string> storage;
+  for (int i = 0; i < 20; ++i) storage.push_back(Pattern(i * 3, i));
+  std::vector<absl::string_view> payloads(storage.begin(), storage.end());
+  const std::string prefix = "0123456789abcdef";
+  size_t written = 99;
+  ASSERT_TRUE(ring.producer().WriteBatch(prefix, payloads, absl::InfinitePast(), &written).ok());
+  EXPECT_EQ(written, 20u);
+  size_t i = 0;
+  absl::StatusOr<size_t> n = ring.consumer().Drain(100, [&](absl::Span<const uint8_t> f) {
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data()), f.size()), prefix + storage[i]);
+    ++i;
+  });
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 20u);
+  // An empty batch with a prefix writes nothing and succeeds; so does the
+  // plain form, which is the empty-prefix case.
+  ASSERT_TRUE(ring.producer().WriteBatch(prefix, {}, absl::InfinitePast(), &written).ok());
+  EXPECT_EQ(written, 0u);
+  ASSERT_TRUE(ring.producer().WriteBatch("", payloads, absl::InfinitePast(), &written).ok());
+  EXPECT_EQ(written, 20u);
+  i = 0;
+  n = ring.consumer().Drain(100, [&](absl::Span<const uint8_t> f) {
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data()), f.size()), storage[i]);
+    ++i;
+  });
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 20u);
+}
+
+TEST_F(RingTest, PrefixCountsTowardsMaxFrameSize) {
+  Ring ring = MakeRing(1024);
+  RingProducer& p = ring.producer();
+  const size_t max = p.MaxFrameSize();
+  const std::string prefix(16, 'h');
+  // Exactly the maximum fits ...
+  ASSERT_TRUE(p.Write(prefix, std::string(max - 16, 'p'), absl::InfinitePast()).ok());
+  EXPECT_EQ(ReadString(ring).size(), max);
+  // ... one more byte does not, although the payload alone would.
+  absl::Status s = p.Write(prefix, std::string(max - 15, 'p'), absl::InfinitePast());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat(max + 1, " bytes")));
+  EXPECT_TRUE(p.status().ok());  // not sticky: the ring is fine
+  // A batch stops at the first frame that is too big with its prefix.
+  const std::string fits(max - 16, 'a'), too_big(max - 15, 'b');
+  const std::vector<absl::string_view> payloads = {"x", fits, too_big, "never"};
+  size_t written = 99;
+  s = p.WriteBatch(prefix, payloads, absl::InfinitePast(), &written);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(written, 2u);
+  EXPECT_EQ(ReadString(ring), prefix + "x");
+  EXPECT_EQ(ReadString(ring), prefix + fits);
+  absl::StatusOr<std::optional<std::string>> empty = ring.consumer().TryRead();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->has_value());
+}
+
+// Prefixed frames wrap around a small ring many times (padding frames
+// included), singly and in batches, byte-exact at every position.
+TEST_F(RingTest, PrefixWrapAround) {
+  Ring ring = MakeRing(256);
+  RingProducer& p = ring.producer();
+  const std::string prefix("\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+  uint64_t expected_bytes = 0;
+  for (int i = 0; i < 300; ++i) {
+    const std::string payload = Pattern(i % 53, i);
+    ASSERT_TRUE(p.Write(prefix, payload, absl::InfinitePast()).ok()) << i;
+    ASSERT_EQ(ReadString(ring), prefix + payload) << i;
+    expected_bytes += prefix.size() + payload.size();
+  }
+  for (int i = 0; i < 100; ++i) {
+    std::vector<std::string> storage;
+    for (int j = 0; j < 1 + i % 4; ++j) storage.push_back(Pattern((i * 7 + j) % 29, i + j));
+    std::vector<absl::string_view> payloads(storage.begin(), storage.end());
+    size_t written = 0;
+    ASSERT_TRUE(p.WriteBatch(prefix, payloads, absl::InfinitePast(), &written).ok()) << i;
+    ASSERT_EQ(written, storage.size());
+    for (const std::string& payload : storage) {
+      ASSERT_EQ(ReadString(ring), prefix + payload) << i;
+      expected_bytes += prefix.size() + payload.size();
+    }
+  }
+  EXPECT_EQ(p.stats().bytes, expected_bytes);
+  // A prefixed batch that fills the ring publishes the frames that fit and
+  // reports how many (each frame takes 8 + 16 + 40 = 64 bytes: 4 fit).
+  std::vector<std::string> storage(10, std::string(40, 'z'));
+  std::vector<absl::string_view> payloads(storage.begin(), storage.end());
+  size_t written = 99;
+  absl::Status s = p.WriteBatch(prefix, payloads, absl::InfinitePast(), &written);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_GE(written, 3u);
+  EXPECT_LE(written, 4u);
+  for (size_t i = 0; i < written; ++i) EXPECT_EQ(ReadString(ring), prefix + storage[i]);
+  absl::StatusOr<std::optional<std::string>> empty = ring.consumer().TryRead();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->has_value());
+}
+
+// The prefixed batch waits for room like the plain one (a consumer thread
+// drains a 512-byte ring while 500 prefixed frames go through it).
+TEST_F(RingTest, PrefixWriteBatchLargerThanRing) {
+  Ring ring = MakeRing(512);
+  const std::string prefix = "<envelope-bytes>";
+  std::vector<std::string> storage;
+  for (int i = 0; i < 500; ++i) storage.push_back(Pattern(i % 100, i));
+  std::vector<absl::string_view> payloads(storage.begin(), storage.end());
+  std::thread consumer([&] {
+    for (size_t i = 0; i < storage.size(); ++i) {
+      absl::StatusOr<std::string> r = ring.consumer().Read(Soon(absl::Seconds(20)));
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_EQ(*r, prefix + storage[i]);
+    }
+  });
+  size_t written = 0;
+  absl::Status s = ring.producer().WriteBatch(prefix, payloads, Soon(absl::Seconds(20)), &written);
+  consumer.join();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(written, 500u);
 }
 
 TEST(AdaptiveSpinTest, GrowsWhenPeerIsActiveShrinksWhenIdle) {

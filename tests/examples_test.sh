@@ -39,7 +39,7 @@ done
 # the nodes removed their sockets on SIGTERM (run_demo.sh checks the run
 # directory is empty before it deletes it).
 expect "[d] b: hello d, injected at b by meshctl"
-expect "4 members, 6 links"
+expect "5 members, 6 links"
 expect "no sockets left in"
 expect "demo: OK"
 if ((fail)); then exit 1; fi

@@ -300,7 +300,7 @@ int main(int argc, char** argv) {
   State st;
 
   const absl::Duration handler_delay = absl::Microseconds(absl::GetFlag(FLAGS_handler_delay_us));
-  node->SetMessageHandler([&st, handler_delay](const mesh::MessageView& m) {
+  (void)node->SetMessageHandler([&st, handler_delay](const mesh::MessageView& m) {
     if (handler_delay > absl::ZeroDuration()) absl::SleepFor(handler_delay);
     // The payload is shared memory the sender can still write: copy first.
     std::string copy(m.payload);
@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
     if (!first_line.empty()) Emit(first_line);
     if (!error_line.empty()) Emit(error_line);
   });
-  node->SetPeerUpHandler([&st](const mesh::PeerInfo& p) {
+  (void)node->SetPeerUpHandler([&st](const mesh::PeerInfo& p) {
     int64_t now = MonotonicNs();
     // Printed under st.mu: the sender prints READY under it too, so every
     // PEER_UP that READY counted comes before READY on stdout.
@@ -338,7 +338,7 @@ int main(int argc, char** argv) {
     Emit(absl::StrCat("PEER_UP ", p.name, " ", now, " id=", Hex(p.id)));
   });
   const std::string leak_on_peer_down = absl::GetFlag(FLAGS_leak_on_peer_down);
-  node->SetPeerDownHandler([&st, leak_on_peer_down](const mesh::PeerInfo& p) {
+  (void)node->SetPeerDownHandler([&st, leak_on_peer_down](const mesh::PeerInfo& p) {
     LeakOne(leak_on_peer_down);
     int64_t now = MonotonicNs();
     absl::MutexLock lock(&st.mu);
@@ -346,7 +346,7 @@ int main(int argc, char** argv) {
     if (it != st.up.end() && it->second == p.id) st.up.erase(it);
     Emit(absl::StrCat("PEER_DOWN ", p.name, " ", now, " id=", Hex(p.id)));
   });
-  node->SetPeerUnresponsiveHandler([](const mesh::PeerInfo& p, bool unresponsive) {
+  (void)node->SetPeerUnresponsiveHandler([](const mesh::PeerInfo& p, bool unresponsive) {
     Emit(absl::StrCat(unresponsive ? "PEER_UNRESPONSIVE " : "PEER_RESPONSIVE ", p.name, " ", MonotonicNs(),
                       " id=", Hex(p.id)));
   });

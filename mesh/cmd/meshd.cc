@@ -102,7 +102,7 @@ usage: meshd --config FILE [flags]
 The node joins the mesh through the config's seeds, links with every member
 through shared memory, and serves the mesh.v1 control plane on its
 grpc_listen address (inspect it with meshctl). Log lines go to stderr:
-  2026-11-22T18:03:01.123Z meshd[a] INFO peer up: b (pid 4242)
+  2026-11-22T18:03:01.123Z shmesh[a] INFO peer up: b (pid 4242)
 
 flags (--flag=value or --flag value; bools also --flag / --noflag):
 )";
@@ -146,7 +146,7 @@ void WriteAll(int fd, absl::string_view s) {
 }
 
 // Timestamped log lines on stderr, one write(2) each:
-//   2026-11-22T18:03:01.123Z meshd[a] INFO peer up: b (pid 4242)
+//   2026-11-22T18:03:01.123Z shmesh[a] INFO peer up: b (pid 4242)
 // Thread-safe (immutable after construction).
 class Log {
  public:
@@ -466,16 +466,11 @@ int Main(int argc, char** argv) {
   auto log =
       std::make_shared<const Log>(node->name(), node->config().log_level());
 
-  node->SetPeerUpHandler([log](const mesh::PeerInfo& peer) {
-    log->Info(absl::StrCat("peer up: ", peer.name, " (pid ", peer.pid, ")"));
-  });
-  node->SetPeerDownHandler([log](const mesh::PeerInfo& peer) {
-    log->Info(absl::StrCat("peer down: ", peer.name, " (pid ", peer.pid, ")"));
-  });
+  // Peer up/down lines come from the node's own log (one line each).
   // Always drain: without a handler, messages would queue for Receive() and,
   // once that queue is full, backpressure every sender.
   const bool print = absl::GetFlag(FLAGS_print);
-  node->SetMessageHandler([log, print](const mesh::MessageView& m) {
+  (void)node->SetMessageHandler([log, print](const mesh::MessageView& m) {
     if (print) {
       WriteAll(STDOUT_FILENO,
                absl::StrCat(m.from, ": ", absl::CHexEscape(m.payload), "\n"));

@@ -55,7 +55,7 @@
 #include "fdpass/socket.h"
 #include "fdpass/unique_fd.h"
 #include "google/protobuf/stubs/logging.h"
-#include "mesh/link.h"
+#include "mesh/links/link.h"
 #include "proto/mesh/v1/mesh.pb.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
