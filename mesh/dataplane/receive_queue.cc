@@ -7,14 +7,14 @@
 
 namespace mesh {
 
-absl::StatusOr<std::unique_ptr<ReceiveQueue>> ReceiveQueue::Create(std::string owner, Limits limits, int resume_fd) {
+absl::StatusOr<std::unique_ptr<ReceiveQueue>> ReceiveQueue::Create(std::string owner, Limits limits) {
   absl::StatusOr<fdpass::UniqueFd> ready = MakeEventFd();
   if (!ready.ok()) return ready.status();
-  return std::unique_ptr<ReceiveQueue>(new ReceiveQueue(std::move(owner), limits, resume_fd, std::move(*ready)));
+  return std::unique_ptr<ReceiveQueue>(new ReceiveQueue(std::move(owner), limits, std::move(*ready)));
 }
 
-ReceiveQueue::ReceiveQueue(std::string owner, Limits limits, int resume_fd, fdpass::UniqueFd ready)
-    : owner_(std::move(owner)), limits_(limits), resume_fd_(resume_fd), ready_(std::move(ready)) {}
+ReceiveQueue::ReceiveQueue(std::string owner, Limits limits, fdpass::UniqueFd ready)
+    : owner_(std::move(owner)), limits_(limits), ready_(std::move(ready)) {}
 
 void ReceiveQueue::UpdateFullLocked() {
   // [QueueFull] release: pairs with the acquire load in full().

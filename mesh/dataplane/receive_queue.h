@@ -34,9 +34,11 @@ class ReceiveQueue {
     size_t max_messages = 65536;
     size_t max_bytes = 64 << 20;
   };
-  // `resume_fd` (borrowed eventfd, may be -1): signalled when Receive()
-  // makes room in a full queue. `owner` names the node in errors.
-  static absl::StatusOr<std::unique_ptr<ReceiveQueue>> Create(std::string owner, Limits limits, int resume_fd);
+  // `owner` names the node in errors.
+  static absl::StatusOr<std::unique_ptr<ReceiveQueue>> Create(std::string owner, Limits limits);
+  // The eventfd (borrowed) signalled when Receive() makes room in a full
+  // queue: the receiver's wake-up. REQUIRES: before the first PushBatch.
+  void set_resume_fd(int fd) { resume_fd_ = fd; }
 
   // Appends `batch` (emptied) in order, under one lock.
   void PushBatch(std::vector<Message>* batch);
@@ -52,12 +54,12 @@ class ReceiveQueue {
   size_t size() const;
 
  private:
-  ReceiveQueue(std::string owner, Limits limits, int resume_fd, fdpass::UniqueFd ready);
+  ReceiveQueue(std::string owner, Limits limits, fdpass::UniqueFd ready);
   void UpdateFullLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string owner_;
   const Limits limits_;
-  const int resume_fd_;
+  int resume_fd_ = -1;
   const fdpass::UniqueFd ready_;
   mutable absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);

@@ -22,7 +22,7 @@ std::vector<Message> Batch(int from, int n, size_t bytes = 4) {
 }
 
 TEST(ReceiveQueueTest, FifoAndReadyFdFollowsContents) {
-  auto q = ReceiveQueue::Create("n", {}, -1);
+  auto q = ReceiveQueue::Create("n", {});
   ASSERT_TRUE(q.ok());
   EXPECT_FALSE(Readable((*q)->ready_fd()));
   auto b = Batch(0, 3);
@@ -43,8 +43,9 @@ TEST(ReceiveQueueTest, FifoAndReadyFdFollowsContents) {
 TEST(ReceiveQueueTest, FullByCountOrBytesAndResumeIsSignalled) {
   auto resume = MakeEventFd();
   ASSERT_TRUE(resume.ok());
-  auto q = ReceiveQueue::Create("n", {/*max_messages=*/3, /*max_bytes=*/1 << 20}, resume->get());
+  auto q = ReceiveQueue::Create("n", {/*max_messages=*/3, /*max_bytes=*/1 << 20});
   ASSERT_TRUE(q.ok());
+  (*q)->set_resume_fd(resume->get());
   auto b = Batch(0, 3);
   (*q)->PushBatch(&b);
   EXPECT_TRUE((*q)->full());
@@ -52,7 +53,7 @@ TEST(ReceiveQueueTest, FullByCountOrBytesAndResumeIsSignalled) {
   EXPECT_FALSE((*q)->full());
   EXPECT_TRUE(Readable(resume->get()));  // the paused receiver is woken
 
-  auto by_bytes = ReceiveQueue::Create("n", {/*max_messages=*/100, /*max_bytes=*/10}, -1);
+  auto by_bytes = ReceiveQueue::Create("n", {/*max_messages=*/100, /*max_bytes=*/10});
   ASSERT_TRUE(by_bytes.ok());
   auto big = Batch(0, 2, 6);
   (*by_bytes)->PushBatch(&big);
@@ -60,7 +61,7 @@ TEST(ReceiveQueueTest, FullByCountOrBytesAndResumeIsSignalled) {
 }
 
 TEST(ReceiveQueueTest, CloseWakesWaitersAndDropsLaterPushes) {
-  auto q = ReceiveQueue::Create("n", {}, -1);
+  auto q = ReceiveQueue::Create("n", {});
   ASSERT_TRUE(q.ok());
   std::thread waiter([&] {
     auto m = (*q)->Receive(absl::InfiniteFuture());
@@ -77,7 +78,7 @@ TEST(ReceiveQueueTest, CloseWakesWaitersAndDropsLaterPushes) {
 }
 
 TEST(ReceiveQueueTest, ProducerAndConsumerThreadsKeepOrder) {
-  auto q = ReceiveQueue::Create("n", {/*max_messages=*/64, /*max_bytes=*/1 << 20}, -1);
+  auto q = ReceiveQueue::Create("n", {/*max_messages=*/64, /*max_bytes=*/1 << 20});
   ASSERT_TRUE(q.ok());
   constexpr int kMessages = 20000;
   std::thread producer([&] {

@@ -79,8 +79,7 @@ Link::Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx, rin
       tx_ring_(std::move(tx)),
       rx_ring_(std::move(rx)),
       tx_max_frame_(tx_ring_.producer().MaxFrameSize()),
-      last_peer_beat_(tx_ring_.ConsumerHeartbeat()),
-      last_peer_beat_change_(since_) {}
+      initial_peer_beat_(tx_ring_.ConsumerHeartbeat()) {}
 
 Link::~Link() { (void)MarkDown(); }
 
@@ -437,23 +436,23 @@ bool Link::down() const { return down_.load(std::memory_order_acquire); }
 void Link::BeatHeartbeat() { rx_ring_.BeatConsumerHeartbeat(); }
 
 bool Link::CheckPeerLiveness(absl::Time now, absl::Duration unresponsive_after) {
-  const uint32_t beat = tx_ring_.ConsumerHeartbeat();
-  // relaxed: see unresponsive_since_ns_ (this thread is its only writer).
-  const bool was_unresponsive = unresponsive_since_ns_.load(std::memory_order_relaxed) != 0;
-  if (beat != last_peer_beat_) {
-    last_peer_beat_ = beat;
-    last_peer_beat_change_ = now;
-    if (!was_unresponsive) return false;
-    unresponsive_since_ns_.store(0, std::memory_order_relaxed);
-    return true;
+  if (!liveness_.has_value()) {
+    liveness_.emplace(unresponsive_after, peer_heartbeat_interval_, initial_peer_beat_, since_);
   }
-  if (was_unresponsive || now - last_peer_beat_change_ < std::max(unresponsive_after, 3 * peer_heartbeat_interval_)) {
-    return false;
+  switch (liveness_->Observe(tx_ring_.ConsumerHeartbeat(), now)) {
+    case health::LivenessTracker::Change::kNone:
+      return false;
+    case health::LivenessTracker::Change::kBecameResponsive:
+      // relaxed: see unresponsive_since_ns_ (this thread is its only writer).
+      unresponsive_since_ns_.store(0, std::memory_order_relaxed);
+      return true;
+    case health::LivenessTracker::Change::kBecameUnresponsive:
+      // relaxed: see unresponsive_since_ns_. Never 0: 0 means "responsive".
+      unresponsive_since_ns_.store(std::max<int64_t>(1, absl::ToUnixNanos(liveness_->unresponsive_since())),
+                                   std::memory_order_relaxed);
+      return true;
   }
-  // Never 0: 0 means "responsive".
-  unresponsive_since_ns_.store(std::max<int64_t>(1, absl::ToUnixNanos(last_peer_beat_change_)),
-                               std::memory_order_relaxed);
-  return true;
+  return false;  // not reached: the switch covers every Change
 }
 
 absl::Time Link::unresponsive_since() const {

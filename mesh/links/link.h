@@ -48,6 +48,7 @@
 #include "absl/types/span.h"
 #include "fdpass/socket.h"
 #include "fdpass/unique_fd.h"
+#include "mesh/health/liveness.h"
 #include "mesh/links/control_channel.h"
 #include "mesh/links/transport.h"
 #include "proto/mesh/v1/mesh.pb.h"
@@ -252,10 +253,15 @@ class Link final : public Transport {
   std::atomic<uint64_t> tx_messages_{0}, tx_bytes_{0}, tx_full_events_{0};
   std::atomic<uint64_t> rx_messages_{0}, rx_bytes_{0};
 
-  // Health thread only: the peer's last heartbeat value and when (our
-  // clock) we first saw it.
-  uint32_t last_peer_beat_ = 0;
-  absl::Time last_peer_beat_change_;
+  // The peer's heartbeat value read when the link came up (at since_): the
+  // liveness tracker's initial value.
+  const uint32_t initial_peer_beat_;
+  // Health thread only: the peer's liveness (the heartbeat's last value and
+  // when our clock first saw it). Made by the first CheckPeerLiveness, which
+  // brings unresponsive_after (REQUIRES: the same value on every call, as
+  // the health monitor's constant option is), from initial_peer_beat_ and
+  // since_, so the silence clock starts when the link came up.
+  std::optional<health::LivenessTracker> liveness_;
   // Unix nanoseconds since which the peer has been silent while it is
   // unresponsive, 0 while it is responsive. Written by the health thread,
   // read by senders for their error messages: relaxed, as it publishes no

@@ -39,15 +39,18 @@ void LinkTable::BumpLocked() {
 }
 
 bool LinkTable::Install(std::shared_ptr<Transport> link) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return false;
   auto [it, inserted] = links_.emplace(link->peer_name(), std::move(link));
-  if (inserted) BumpLocked();
+  if (inserted) {
+    BumpLocked();
+    grown_.notify_all();
+  }
   return inserted;
 }
 
 bool LinkTable::Remove(const std::shared_ptr<Transport>& link) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = links_.find(link->peer_name());
   if (it == links_.end() || it->second != link) return false;
   links_.erase(it);
@@ -57,11 +60,12 @@ bool LinkTable::Remove(const std::shared_ptr<Transport>& link) {
 
 std::vector<std::shared_ptr<Transport>> LinkTable::Close() {
   std::vector<std::shared_ptr<Transport>> out;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
   for (auto& [name, link] : links_) out.push_back(std::move(link));
   links_.clear();
   BumpLocked();
+  grown_.notify_all();
   return out;
 }
 
@@ -84,7 +88,7 @@ std::shared_ptr<Transport> LinkTable::Find(absl::string_view peer) const {
   std::shared_ptr<Transport> link;
   uint64_t cached_generation = 0;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = links_.find(peer);
     if (it == links_.end()) return nullptr;
     link = it->second;
@@ -108,13 +112,13 @@ std::shared_ptr<Transport> LinkTable::Find(absl::string_view peer) const {
 }
 
 bool LinkTable::Contains(absl::string_view peer) const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return links_.find(peer) != links_.end();
 }
 
 std::vector<std::shared_ptr<Transport>> LinkTable::Live() const {
   std::vector<std::shared_ptr<Transport>> out;
-  absl::ReaderMutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [n, link] : links_) {
     if (!link->down()) out.push_back(link);
   }
@@ -123,7 +127,7 @@ std::vector<std::shared_ptr<Transport>> LinkTable::Live() const {
 
 std::vector<std::string> LinkTable::LiveNames() const {
   std::vector<std::string> out;
-  absl::ReaderMutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [n, link] : links_) {
     if (!link->down()) out.push_back(n);
   }
@@ -131,7 +135,7 @@ std::vector<std::string> LinkTable::LiveNames() const {
 }
 
 size_t LinkTable::size() const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return links_.size();
 }
 
@@ -140,7 +144,7 @@ bool LinkTable::CopyIfChanged(uint64_t* seen, std::vector<std::shared_ptr<Transp
   // the copy itself is taken under mu_.
   if (generation_.load(std::memory_order_acquire) == *seen) return false;
   out->clear();
-  absl::ReaderMutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [n, link] : links_) {
     if (!link->down()) out->push_back(link);
   }
@@ -150,15 +154,20 @@ bool LinkTable::CopyIfChanged(uint64_t* seen, std::vector<std::shared_ptr<Transp
 }
 
 bool LinkTable::AwaitSize(size_t n, absl::Time deadline) const {
-  absl::MutexLock lock(&mu_);
-  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return links_.size() >= n || closed_ || interrupted_; };
-  mu_.AwaitWithDeadline(absl::Condition(&enough), deadline);
+  std::unique_lock<std::mutex> lock(mu_);
+  auto done = [&] { return links_.size() >= n || closed_ || interrupted_; };
+  if (deadline == absl::InfiniteFuture()) {
+    grown_.wait(lock, done);
+  } else {
+    (void)grown_.wait_until(lock, absl::ToChronoTime(deadline), done);
+  }
   return links_.size() >= n;
 }
 
 void LinkTable::Interrupt() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   interrupted_ = true;
+  grown_.notify_all();
 }
 
 }  // namespace mesh

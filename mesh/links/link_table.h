@@ -13,16 +13,16 @@
 #define SHMESH_MESH_LINKS_LINK_TABLE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "mesh/links/transport.h"
 
@@ -62,14 +62,20 @@ class LinkTable {
   void Interrupt();
 
  private:
-  void BumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // REQUIRES: mu_ held.
+  void BumpLocked();
 
   // Keys this table in the per-thread caches (tables are never reused).
   const uint64_t uid_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<Transport>, std::less<>> links_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
+  // A std::mutex, not an absl::Mutex: ThreadSanitizer sees through
+  // libstdc++'s pthread mutexes but not through Debian's uninstrumented
+  // Abseil, and the lock-free lookup below is tested under TSAN.
+  mutable std::mutex mu_;
+  mutable std::condition_variable grown_;  // links_ grew, or closed/interrupted
+  // Guarded by mu_.
+  std::map<std::string, std::shared_ptr<Transport>, std::less<>> links_;
+  bool closed_ = false;
+  bool interrupted_ = false;
   // [LinkGen] Bumped (under mu_, release) whenever links_ changes. Readers
   // load it with acquire: CopyIfChanged compares it with the generation of
   // the caller's copy; Find trusts a cached lookup only while it still has

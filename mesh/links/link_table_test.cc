@@ -183,13 +183,17 @@ TEST(LinkTableTest, ConcurrentLookupsAndChurn) {
       }
     });
   }
-  for (int round = 0; round < 2000; ++round) {
+  // Churn until the readers have seen links a good number of times (on
+  // two shared cores they may not run at all for a while), at most 5 s.
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  for (int round = 0; round < 2000 || (hits.load() < 1000 && absl::Now() < give_up); ++round) {
     auto link = Make("p" + std::to_string(round % 4));
     table.Install(link);
     if (round % 3 == 0) table.Remove(link);
     if (round % 7 == 0) {
       for (const auto& l : table.Live()) table.Remove(l);
     }
+    if (round % 64 == 0) std::this_thread::yield();
   }
   stop = true;
   for (auto& t : readers) t.join();
