@@ -1,3 +1,6 @@
+// Config loading: reading a file, parsing text format or JSON, and errors
+// that name the file, line, column and field (config.h). Validation and
+// defaults are in config_resolve.cc.
 #include "mesh/config.h"
 
 #include <fcntl.h>
@@ -44,23 +47,6 @@ constexpr char kProtoFile[] = "proto/mesh/v1/config.proto";
 
 // A config is a few hundred bytes; anything this big is the wrong file.
 constexpr size_t kMaxConfigFileBytes = 1 << 20;
-
-// sockaddr_un.sun_path is 108 bytes, one of them the terminating NUL.
-constexpr size_t kMaxSocketPathBytes = 107;
-
-constexpr size_t kMaxNameLength = 64;
-constexpr uint64_t kDefaultRingCapacity = uint64_t{1} << 20;
-constexpr uint64_t kMinRingCapacity = 4096;
-constexpr uint64_t kMaxRingCapacity = uint64_t{1} << 30;
-// Each frame in a ring carries an 8-byte header.
-constexpr uint64_t kFrameHeaderBytes = 8;
-constexpr uint32_t kDefaultSpinUs = 50;
-constexpr uint32_t kMaxSpinUs = 1000000;
-// unresponsive_after_ms: see config.proto (a node beats four times per its
-// setting, so the minimum keeps beats at least 75 ms apart).
-constexpr uint32_t kDefaultUnresponsiveMs = 2000;
-constexpr uint32_t kMinUnresponsiveMs = 300;
-constexpr uint32_t kMaxUnresponsiveMs = 3600000;
 
 // ---------------------------------------------------------------------------
 // Reading the file.
@@ -186,16 +172,6 @@ const EnumDescriptor* FindEnumField(const Descriptor* type,
   return nullptr;
 }
 
-// "ADAPTIVE, SPIN, SLEEP": the values a user may write (not *_UNSPECIFIED).
-std::string EnumValueList(const EnumDescriptor* e) {
-  std::vector<std::string> names;
-  for (int i = 0; i < e->value_count(); ++i) {
-    if (e->value(i)->number() == 0) continue;
-    names.push_back(e->value(i)->name());
-  }
-  return absl::StrJoin(names, ", ");
-}
-
 // Returns the text between the first `"` after `after` and the next `"`, or
 // "" if there is none.
 std::string QuotedAfter(absl::string_view message, absl::string_view after) {
@@ -311,7 +287,7 @@ absl::StatusOr<NodeConfig> ParseTextConfig(absl::string_view text,
     const EnumDescriptor* e = FindEnumField(
         NodeConfig::descriptor(), QuotedAfter(message, "for field"), 0);
     if (e != nullptr)
-      hint = absl::StrCat(" Use one of: ", EnumValueList(e), ".");
+      hint = absl::StrCat(" Use one of: ", config_internal::EnumValueList(e), ".");
   } else {
     hint = absl::StrCat(" (protobuf text format; see ", kProtoFile, ")");
   }
@@ -447,7 +423,7 @@ absl::StatusOr<NodeConfig> ParseJsonConfig(absl::string_view text,
     const FieldDescriptor* f =
         holder == nullptr ? nullptr : FindFieldBySpelling(holder, key);
     if (f != nullptr && f->enum_type() != nullptr) {
-      absl::StrAppend(&message, " Use one of: ", EnumValueList(f->enum_type()),
+      absl::StrAppend(&message, " Use one of: ", config_internal::EnumValueList(f->enum_type()),
                       ".");
     } else {
       absl::StrAppend(&message, " See ", kProtoFile, ".");
@@ -474,116 +450,20 @@ absl::StatusOr<NodeConfig> ParseJsonConfig(absl::string_view text,
   return absl::InvalidArgumentError(absl::StrCat(location, ": ", message));
 }
 
-// ---------------------------------------------------------------------------
-// Validation.
-
-std::string Quote(absl::string_view s) {
-  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
-}
-
-absl::Status FieldError(absl::string_view source, absl::string_view field,
-                        absl::string_view what, absl::string_view allowed) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(source, ": field ", field, ": ", what, "; ", allowed));
-}
-
-// A parsed gRPC address: "unix:/abs/path" or "host:port".
-struct Address {
-  std::string normalized;  // "unix:/abs/path" or "host:port"
-  std::string unix_path;   // set for unix: addresses
-};
-
-// Parses `s`. On error returns "what is wrong" in `*what`.
-bool ParseAddress(absl::string_view s, bool allow_port_zero, Address* out,
-                  std::string* what) {
-  if (s.empty()) {
-    *what = "is empty";
-    return false;
-  }
-  if (absl::StartsWith(s, "unix:")) {
-    absl::string_view path = s.substr(5);
-    // gRPC also spells it "unix:///abs/path".
-    if (absl::StartsWith(path, "//")) path.remove_prefix(2);
-    if (path.empty() || path[0] != '/') {
-      *what = absl::StrCat(Quote(s), " is not an absolute unix: path");
-      return false;
-    }
-    if (path.find('\0') != absl::string_view::npos) {
-      *what = absl::StrCat(Quote(s), " contains a NUL byte");
-      return false;
-    }
-    out->unix_path = std::string(path);
-    out->normalized = absl::StrCat("unix:", path);
-    return true;
-  }
-  const size_t colon = s.rfind(':');
-  if (colon == absl::string_view::npos) {
-    *what = absl::StrCat(Quote(s), " has no port (or unix: prefix)");
-    return false;
-  }
-  absl::string_view host = s.substr(0, colon);
-  const absl::string_view port_text = s.substr(colon + 1);
-  if (host.empty()) {
-    *what = absl::StrCat(Quote(s), " has no host");
-    return false;
-  }
-  if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']') {
-      *what = absl::StrCat(Quote(s), " has a malformed [IPv6] host");
-      return false;
-    }
-    for (char c : host.substr(1, host.size() - 2)) {
-      if (!absl::ascii_isxdigit(c) && c != ':' && c != '.' && c != '%') {
-        *what = absl::StrCat(Quote(s), " has a malformed [IPv6] host");
-        return false;
-      }
-    }
-  } else {
-    if (host.find(':') != absl::string_view::npos) {
-      *what = absl::StrCat(Quote(s),
-                           " looks like an IPv6 address without brackets "
-                           "(write [::1]:7001)");
-      return false;
-    }
-    for (char c : host) {
-      if (!absl::ascii_isalnum(c) && c != '.' && c != '-' && c != '_') {
-        *what = absl::StrCat(Quote(s), " has a bad character in its host");
-        return false;
-      }
-    }
-  }
-  uint32_t port = 0;
-  const bool digits =
-      !port_text.empty() && port_text.size() <= 5 &&
-      std::all_of(port_text.begin(), port_text.end(),
-                  [](char c) { return absl::ascii_isdigit(c); });
-  if (!digits || !absl::SimpleAtoi(port_text, &port) || port > 65535 ||
-      (port == 0 && !allow_port_zero)) {
-    *what = absl::StrCat(Quote(s), " has port ", Quote(port_text));
-    return false;
-  }
-  out->normalized = absl::StrCat(host, ":", port);
-  return true;
-}
-
-bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
-std::string JoinPath(absl::string_view dir, absl::string_view file) {
-  if (absl::EndsWith(dir, "/")) return absl::StrCat(dir, file);
-  return absl::StrCat(dir, "/", file);
-}
-
-std::string DefaultRunDir() {
-  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  // The XDG spec says to ignore a relative XDG_RUNTIME_DIR.
-  if (xdg != nullptr && xdg[0] == '/') return JoinPath(xdg, "shmesh");
-  return absl::StrCat("/tmp/shmesh-", ::getuid());
-}
-
-constexpr char kAddressAllowed[] =
-    "use \"unix:/absolute/path\" or \"host:port\"";
-
 }  // namespace
+
+namespace config_internal {
+
+std::string EnumValueList(const google::protobuf::EnumDescriptor* e) {
+  std::vector<std::string> names;
+  for (int i = 0; i < e->value_count(); ++i) {
+    if (e->value(i)->number() == 0) continue;
+    names.push_back(e->value(i)->name());
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+}  // namespace config_internal
 
 absl::StatusOr<NodeConfig> ParseConfig(absl::string_view text,
                                        absl::string_view source, bool json) {
@@ -593,209 +473,6 @@ absl::StatusOr<NodeConfig> ParseConfig(absl::string_view text,
 absl::StatusOr<NodeConfig> LoadConfigFile(const std::string& path) {
   SHMESH_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
   return ParseConfig(text, path, absl::EndsWith(path, ".json"));
-}
-
-absl::StatusOr<NodeConfig> ResolveConfig(const NodeConfig& config,
-                                         absl::string_view source) {
-  NodeConfig out = config;
-
-  // name
-  const std::string& name = out.name();
-  constexpr char kNameAllowed[] = "use 1 to 64 characters from [A-Za-z0-9_.-]";
-  if (name.empty()) {
-    return FieldError(source, "name", "is missing (it is required)",
-                      kNameAllowed);
-  }
-  if (name.size() > kMaxNameLength) {
-    return FieldError(
-        source, "name",
-        absl::StrCat(Quote(name), " is ", name.size(), " characters long"),
-        kNameAllowed);
-  }
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    if (!absl::ascii_isalnum(c) && c != '_' && c != '.' && c != '-') {
-      return FieldError(
-          source, "name",
-          absl::StrCat(Quote(name), " has ", Quote(absl::string_view(&c, 1)),
-                       " at position ", i + 1),
-          kNameAllowed);
-    }
-  }
-
-  // run_dir
-  constexpr char kRunDirAllowed[] =
-      "use an absolute path, or leave it empty for $XDG_RUNTIME_DIR/shmesh "
-      "(else /tmp/shmesh-<uid>)";
-  if (out.run_dir().empty()) out.set_run_dir(DefaultRunDir());
-  if (out.run_dir()[0] != '/') {
-    return FieldError(source, "run_dir",
-                      absl::StrCat(Quote(out.run_dir()), " is not absolute"),
-                      kRunDirAllowed);
-  }
-  if (out.run_dir().find('\0') != std::string::npos) {
-    return FieldError(
-        source, "run_dir",
-        absl::StrCat(Quote(out.run_dir()), " contains a NUL byte"),
-        kRunDirAllowed);
-  }
-  // Drop trailing slashes so that derived paths are canonical ("/" stays).
-  while (out.run_dir().size() > 1 && out.run_dir().back() == '/') {
-    out.mutable_run_dir()->pop_back();
-  }
-  const std::string link_path =
-      JoinPath(out.run_dir(), absl::StrCat(name, ".link"));
-  if (link_path.size() > kMaxSocketPathBytes) {
-    return FieldError(
-        source, "run_dir",
-        absl::StrCat("the link socket path ", Quote(link_path), " is ",
-                     link_path.size(), " bytes"),
-        absl::StrCat("a Unix socket path must fit in ", kMaxSocketPathBytes,
-                     " bytes: use a shorter run_dir or name"));
-  }
-
-  // grpc_listen
-  if (out.grpc_listen().empty()) {
-    out.set_grpc_listen(absl::StrCat(
-        "unix:", JoinPath(out.run_dir(), absl::StrCat(name, ".grpc"))));
-  }
-  Address listen;
-  std::string what;
-  if (!ParseAddress(out.grpc_listen(), /*allow_port_zero=*/true, &listen,
-                    &what)) {
-    return FieldError(
-        source, "grpc_listen", what,
-        absl::StrCat(kAddressAllowed,
-                     " (port 0 to 65535; 0 picks a free port), or leave it "
-                     "empty for unix:<run_dir>/<name>.grpc"));
-  }
-  if (listen.unix_path.size() > kMaxSocketPathBytes) {
-    return FieldError(
-        source, "grpc_listen",
-        absl::StrCat("the socket path ", Quote(listen.unix_path), " is ",
-                     listen.unix_path.size(), " bytes"),
-        absl::StrCat("a Unix socket path must fit in ", kMaxSocketPathBytes,
-                     " bytes: use a shorter path"));
-  }
-  out.set_grpc_listen(listen.normalized);
-
-  // seeds
-  std::vector<std::string> seeds;
-  absl::flat_hash_set<std::string> seen;
-  for (int i = 0; i < config.seeds_size(); ++i) {
-    const std::string field = absl::StrCat("seeds[", i, "]");
-    Address seed;
-    if (!ParseAddress(config.seeds(i), /*allow_port_zero=*/false, &seed,
-                      &what)) {
-      return FieldError(source, field, what,
-                        absl::StrCat(kAddressAllowed, " (port 1 to 65535)"));
-    }
-    if (seed.unix_path.size() > kMaxSocketPathBytes) {
-      return FieldError(source, field,
-                        absl::StrCat("the socket path ", Quote(seed.unix_path),
-                                     " is ", seed.unix_path.size(), " bytes"),
-                        absl::StrCat("a Unix socket path must fit in ",
-                                     kMaxSocketPathBytes, " bytes"));
-    }
-    if (seed.normalized == listen.normalized) {
-      return FieldError(
-          source, field,
-          absl::StrCat(Quote(config.seeds(i)),
-                       " is this node's own grpc_listen address"),
-          "list other members' addresses (leave seeds empty to start a new "
-          "mesh)");
-    }
-    // A repeated seed is harmless: keep the first.
-    if (seen.insert(seed.normalized).second) seeds.push_back(seed.normalized);
-  }
-  out.clear_seeds();
-  for (std::string& s : seeds) out.add_seeds(std::move(s));
-
-  // ring_capacity_bytes
-  if (out.ring_capacity_bytes() == 0) {
-    out.set_ring_capacity_bytes(kDefaultRingCapacity);
-  }
-  const uint64_t capacity = out.ring_capacity_bytes();
-  if (!IsPowerOfTwo(capacity) || capacity < kMinRingCapacity ||
-      capacity > kMaxRingCapacity) {
-    return FieldError(source, "ring_capacity_bytes",
-                      absl::StrCat(capacity, " is not allowed"),
-                      absl::StrCat("use a power of two from ", kMinRingCapacity,
-                                   " to ", kMaxRingCapacity, ", or 0 for ",
-                                   kDefaultRingCapacity, " (1 MiB)"));
-  }
-
-  // max_message_bytes
-  const uint64_t max_message = capacity / 4 - kFrameHeaderBytes;
-  if (out.max_message_bytes() == 0) out.set_max_message_bytes(max_message);
-  if (out.max_message_bytes() > max_message) {
-    return FieldError(
-        source, "max_message_bytes",
-        absl::StrCat(out.max_message_bytes(), " is too large for a ring of ",
-                     capacity, " bytes"),
-        absl::StrCat("use 1 to ", max_message,
-                     " (ring_capacity_bytes / 4 - 8), or 0 for that maximum"));
-  }
-
-  // allowed_peer_uids
-  for (int i = 0; i < out.allowed_peer_uids_size(); ++i) {
-    if (out.allowed_peer_uids(i) == static_cast<uint32_t>(-1)) {
-      return FieldError(source, absl::StrCat("allowed_peer_uids[", i, "]"),
-                        "4294967295 is not a valid uid ((uid_t)-1)",
-                        "list real uids (see `id -u`), or leave it empty "
-                        "for this process's own uid");
-    }
-  }
-  if (out.allowed_peer_uids_size() == 0) {
-    out.add_allowed_peer_uids(static_cast<uint32_t>(::getuid()));
-  }
-
-  // wait
-  WaitPolicy* wait = out.mutable_wait();
-  if (wait->mode() == WaitPolicy::MODE_UNSPECIFIED) {
-    wait->set_mode(WaitPolicy::ADAPTIVE);
-  }
-  if (wait->mode() != WaitPolicy::ADAPTIVE &&
-      wait->mode() != WaitPolicy::SPIN && wait->mode() != WaitPolicy::SLEEP) {
-    return FieldError(
-        source, "wait.mode",
-        absl::StrCat(static_cast<int>(wait->mode()), " is not a known mode"),
-        absl::StrCat("use one of ",
-                     EnumValueList(WaitPolicy::Mode_descriptor()),
-                     ", or leave it unset for ADAPTIVE"));
-  }
-  if (wait->spin_us() == 0) wait->set_spin_us(kDefaultSpinUs);
-  if (wait->spin_us() > kMaxSpinUs) {
-    return FieldError(source, "wait.spin_us",
-                      absl::StrCat(wait->spin_us(), " is too large"),
-                      absl::StrCat("use at most ", kMaxSpinUs, ", or 0 for ",
-                                   kDefaultSpinUs));
-  }
-
-  // unresponsive_after_ms
-  if (out.unresponsive_after_ms() == 0) out.set_unresponsive_after_ms(kDefaultUnresponsiveMs);
-  if (out.unresponsive_after_ms() < kMinUnresponsiveMs || out.unresponsive_after_ms() > kMaxUnresponsiveMs) {
-    return FieldError(source, "unresponsive_after_ms",
-                      absl::StrCat(out.unresponsive_after_ms(), " is out of range"),
-                      absl::StrCat("use ", kMinUnresponsiveMs, " to ", kMaxUnresponsiveMs,
-                                   ", or 0 for ", kDefaultUnresponsiveMs));
-  }
-
-  // log_level
-  if (out.log_level() == mesh::v1::LOG_LEVEL_UNSPECIFIED) {
-    out.set_log_level(mesh::v1::INFO);
-  }
-  if (!mesh::v1::LogLevel_IsValid(out.log_level())) {
-    return FieldError(
-        source, "log_level",
-        absl::StrCat(static_cast<int>(out.log_level()),
-                     " is not a known level"),
-        absl::StrCat("use one of ",
-                     EnumValueList(mesh::v1::LogLevel_descriptor()),
-                     ", or leave it unset for INFO"));
-  }
-
-  return out;
 }
 
 }  // namespace mesh

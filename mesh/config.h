@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
 #include "proto/mesh/v1/config.pb.h"
 
 namespace mesh {
@@ -35,6 +36,12 @@ absl::StatusOr<mesh::v1::NodeConfig> ParseConfig(absl::string_view text,
 // `source` prefixes the message.
 absl::StatusOr<mesh::v1::NodeConfig> ResolveConfig(
     const mesh::v1::NodeConfig& config, absl::string_view source = "config");
+
+namespace config_internal {
+// "A, B, C": the names of an enum's values, 0 left out (error messages of
+// config.cc and config_resolve.cc).
+std::string EnumValueList(const google::protobuf::EnumDescriptor* e);
+}  // namespace config_internal
 
 }  // namespace mesh
 
