@@ -255,6 +255,39 @@ TEST(MeshdTest, SighupRestartsTheGrpcServerAndLinksStayUp) {
   for (Child* child : {&c, &b, &a}) EXPECT_EQ(child->Wait(), 0);
 }
 
+TEST(MeshdTest, TakenNameExitsOne) {
+  ShortTempDir dir;
+  const std::string run1 = absl::StrCat(dir.path(), "/run1");
+  const std::string run2 = absl::StrCat(dir.path(), "/run2");
+  const std::string first = WriteConfig(
+      dir.path(), "first.textproto",
+      absl::StrCat("name: \"a\"\nrun_dir: \"", run1, "\"\n"));
+  // Another run directory, so the sockets do not collide: only the seed
+  // can tell that the name is taken.
+  const std::string second = WriteConfig(
+      dir.path(), "second.textproto",
+      absl::StrCat("name: \"a\"\nrun_dir: \"", run2, "\"\nseeds: \"unix:",
+                   run1, "/a.grpc\"\n"));
+  const std::string a_err = absl::StrCat(dir.path(), "/a.err");
+  Child a({Meshd(), "--config", first}, absl::StrCat(dir.path(), "/a.out"),
+          a_err);
+  ASSERT_TRUE(WaitForFileToContain(a_err, "INFO started: a"))
+      << ReadFile(a_err);
+
+  ProcessResult r = RunProcess({Meshd(), "--config", second});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("meshd: node a: cannot join the mesh"));
+  EXPECT_THAT(r.err,
+              HasSubstr(absl::StrCat("name 'a' is taken by a live node (pid ",
+                                     a.pid(), ")")));
+  EXPECT_THAT(r.err, Not(HasSubstr("INFO started: a")));
+
+  // The first daemon is unaffected and stops cleanly.
+  a.Signal(SIGTERM);
+  EXPECT_EQ(a.Wait(), 0) << ReadFile(a_err);
+  EXPECT_THAT(ReadFile(a_err), Not(HasSubstr("member joined")));
+}
+
 }  // namespace
 }  // namespace cmd
 }  // namespace mesh
