@@ -119,6 +119,11 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
       log_(config_.name(), config_.log_level()),
       link_path_(absl::StrCat(config_.run_dir(), "/", config_.name(), ".link")),
       events_("mesh-events"),
+      sender_(config_.name(), config_.max_message_bytes(), &links_,
+              Sender::Hooks{[this](absl::string_view what) { return CheckRunning(what); },
+                            [this](const std::shared_ptr<Transport>& link, absl::string_view why) {
+                              LinkFailed(link, why);
+                            }}),
       control_server_(config_.grpc_listen(),
                       std::vector<uint32_t>(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end()),
                       [this] { return control::MakeServices(control::Backends{this, this, this}); }, &log_),

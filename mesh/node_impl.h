@@ -51,6 +51,7 @@
 #include "mesh/control/control_server.h"
 #include "mesh/dataplane/receive_queue.h"
 #include "mesh/dataplane/receiver.h"
+#include "mesh/dataplane/sender.h"
 #include "mesh/events/event_queue.h"
 #include "mesh/health/health_monitor.h"
 #include "mesh/links/link_setup.h"
@@ -115,16 +116,9 @@ class NodeImpl final : public control::DiscoveryBackend,
   bool stopping() const override;
 
  private:
-  // Who asks: errors name C++ calls for the API, tools for gRPC callers.
-  enum class Caller { kApi, kRemote };
-  absl::Status SendFrom(Caller caller, absl::string_view peer, absl::string_view payload, absl::Time deadline);
-  absl::StatusOr<BroadcastResult> BroadcastFrom(Caller caller, absl::string_view payload, absl::Time deadline);
   // FAILED_PRECONDITION unless started and not stopping; `what` names the
   // call.
   absl::Status CheckRunning(absl::string_view what) const;
-  absl::Status CheckSize(size_t bytes) const;
-  std::shared_ptr<Transport> FindLink(Caller caller, absl::string_view peer, absl::Status* why);
-  absl::Status ExplainSendError(const absl::Status& status, const Transport& link, size_t bytes) const;
   absl::Status CheckNotStarted(absl::string_view what) const;
 
   mesh::v1::Member SelfMember() const;
@@ -149,7 +143,6 @@ class NodeImpl final : public control::DiscoveryBackend,
   // the member (so its name is free) and posts the peer-down event; later
   // callers do nothing. Never blocks on a peer or on gRPC.
   void LinkFailed(const std::shared_ptr<Transport>& link, absl::string_view why);
-  void NoteSendFailure(const std::shared_ptr<Transport>& link, const absl::Status& status);
   void OnLivenessChange(const std::shared_ptr<Transport>& link, bool unresponsive);
 
   // Control thread.
@@ -183,6 +176,7 @@ class NodeImpl final : public control::DiscoveryBackend,
   membership::PeerClient peers_;
   LinkTable links_;
   events::EventQueue events_;
+  Sender sender_;
   std::unique_ptr<ReceiveQueue> queue_;
   std::unique_ptr<Receiver> receiver_;
   std::unique_ptr<LinkSetup> link_setup_;

@@ -65,7 +65,6 @@ class Receiver {
   };
   // What the receiver dropped or ignored, for the node's diagnostics.
   struct Counters {
-    uint64_t delivered = 0;
     uint64_t dropped_oversize = 0;
     uint64_t dropped_invalid = 0;    // malformed envelope or unknown version/kind
     uint64_t dropped_unhandled = 0;  // a known kind this node does not handle yet
@@ -120,7 +119,7 @@ class Receiver {
   // Written by the receive thread only (relaxed load + store), read by
   // counters() relaxed: plain statistics, they publish no other memory.
   struct AtomicCounters {
-    std::atomic<uint64_t> delivered{0}, dropped_oversize{0}, dropped_invalid{0}, dropped_unhandled{0},
+    std::atomic<uint64_t> dropped_oversize{0}, dropped_invalid{0}, dropped_unhandled{0},
         pings_answered{0}, pongs{0}, control_ignored{0};
   };
   AtomicCounters counters_;

@@ -30,6 +30,7 @@
 #include "fdpass/unique_fd.h"
 #include "gtest/gtest.h"
 #include "mesh/links/link.h"
+#include "mesh/links/link_pair_testutil.h"
 #include "mesh/links/link_table.h"
 #include "proto/mesh/v1/mesh.pb.h"
 #include "ringbuf/ring.h"
@@ -47,27 +48,7 @@ constexpr absl::Duration kUnresponsiveAfter = absl::Seconds(2);
 constexpr absl::Duration kBeat = absl::Milliseconds(100);
 
 LinkParams Params(const std::string& name, uint64_t id, absl::Duration beat) {
-  LinkParams p;
-  p.name = name;
-  p.id = id;
-  p.ring_capacity_bytes = kRingBytes;
-  p.max_peer_ring_bytes = 1 << 20;
-  p.allowed_uids = {::getuid()};
-  p.wait = ringbuf::WaitOptions::NoSpin();
-  p.heartbeat_interval = beat;
-  return p;
-}
-
-// This process as discovery would announce it under `name`.
-mesh::v1::Member Self(const std::string& name, uint64_t id, const std::string& link_socket) {
-  mesh::v1::Member m;
-  m.set_name(name);
-  m.set_id(id);
-  m.set_pid(::getpid());
-  m.set_uid(::getuid());
-  m.set_link_socket(link_socket);
-  m.set_ring_capacity_bytes(kRingBytes);
-  return m;
+  return testing_util::TestLinkParams(name, id, kRingBytes, beat);
 }
 
 struct Change {
@@ -134,32 +115,11 @@ class HealthMonitorTest : public ::testing::Test {
   // thread), each announcing its beat interval. Installs a_ in TA and b_ in
   // TB; the listener is gone afterwards.
   void Connect(absl::Duration a_beat, absl::Duration b_beat) {
-    const std::string path = dir_ + "/b.link";
-    absl::StatusOr<fdpass::UniqueFd> listen = fdpass::ListenSeqpacket(path);
-    ASSERT_TRUE(listen.ok()) << listen.status();
-    const LinkParams pa = Params("a", kIdA, a_beat);
-    const LinkParams pb = Params("b", kIdB, b_beat);
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    absl::StatusOr<std::shared_ptr<Link>> accepted = absl::UnknownError("not accepted");
-    std::thread acceptor([&] {
-      absl::StatusOr<fdpass::UniqueFd> conn = fdpass::Accept(listen->get(), deadline);
-      if (!conn.ok()) {
-        accepted = conn.status();
-        return;
-      }
-      const MemberLookup lookup = [&](const std::string& name, uint64_t id) -> absl::StatusOr<mesh::v1::Member> {
-        if (name != "a" || id != kIdA) return absl::NotFoundError(absl::StrCat("'", name, "' is unknown here"));
-        return Self("a", kIdA, "");
-      };
-      accepted = Link::Accept(std::move(*conn), pb, lookup, deadline);
-    });
-    absl::StatusOr<std::shared_ptr<Link>> dialed = Link::Dial(pa, Self("b", kIdB, path), deadline);
-    acceptor.join();
-    ::unlink(path.c_str());
-    ASSERT_TRUE(dialed.ok()) << dialed.status();
-    ASSERT_TRUE(accepted.ok()) << accepted.status();
-    a_ = std::move(*dialed);
-    b_ = std::move(*accepted);
+    absl::StatusOr<testing_util::LinkPair> pair =
+        testing_util::MakeLinkPair(dir_, Params("a", kIdA, a_beat), Params("b", kIdB, b_beat));
+    ASSERT_TRUE(pair.ok()) << pair.status();
+    a_ = std::move(pair->a);
+    b_ = std::move(pair->b);
     ASSERT_EQ(a_->peer_name(), "b");
     ASSERT_EQ(b_->peer_name(), "a");
     ASSERT_TRUE(ta_.Install(a_));

@@ -100,6 +100,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace shmesh_fuzz;  // NOLINT(build/namespaces): a C entry point
   const absl::string_view input(reinterpret_cast<const char*>(data), size);
   CheckOne(input);
+  // The receiver's fast path: a frame is a valid plain message exactly when
+  // its first 16 bytes are kMessagePrefix (mesh/dataplane/receiver.cc).
+  {
+    const mesh::ParsedFrame p = mesh::ParseFrame(input);
+    const bool fast = input.size() >= mesh::kFrameHeaderBytes &&
+                      std::memcmp(input.data(), mesh::kMessagePrefix.data(), mesh::kFrameHeaderBytes) == 0;
+    FUZZ_CHECK(fast == (p.ok() && p.header.frame_kind() == FrameKind::kMessage),
+               "the 16-byte prefix check and ParseFrame disagree on a plain message");
+  }
   // The same bytes at an odd address (ring frames need not be aligned).
   std::string odd(size + 1, '\0');
   std::memcpy(&odd[1], data, size);
