@@ -133,7 +133,7 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
 NodeImpl::~NodeImpl() { Stop(); }
 
 std::string NodeImpl::grpc_address() const {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&membership_mu_);
   return grpc_address_;
 }
 
@@ -201,11 +201,11 @@ absl::Status NodeImpl::Start() {
     LinkSetup::Hooks hooks;
     hooks.params = [this] { return MakeLinkParams(); };
     hooks.is_member_pid = [this](pid_t pid) {
-      absl::MutexLock lock(&mu_);
+      absl::MutexLock lock(&membership_mu_);
       return roster_.IsMemberPid(pid);
     };
     hooks.lookup = [this](const std::string& peer, uint64_t peer_id) {
-      absl::MutexLock lock(&mu_);
+      absl::MutexLock lock(&membership_mu_);
       return roster_.Lookup(peer, peer_id);
     };
     hooks.install = [this](std::shared_ptr<Link> link) { InstallLink(std::move(link)); };
@@ -222,7 +222,7 @@ absl::Status NodeImpl::Start() {
     return fail(served);
   }
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     grpc_address_ = control_server_.address();
   }
   receiver_->Start();
@@ -252,7 +252,7 @@ void NodeImpl::Stop() {
   if (!started_.load(std::memory_order_acquire) || stopping_.exchange(true, std::memory_order_acq_rel)) return;
   std::vector<std::string> targets;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     for (const mesh::v1::Member& m : roster_.Live([](const std::string&) { return false; })) {
       targets.push_back(m.grpc_address());
     }
@@ -271,7 +271,7 @@ void NodeImpl::Stop() {
     mesh::v1::LeaveRequest req;
     req.set_name(name());
     req.set_id(id_);
-    (void)peers_.LeaveAll(targets, req, absl::Now() + kLeaveTimeout);
+    (void)peer_client_.LeaveAll(targets, req, absl::Now() + kLeaveTimeout);
   }
   control_server_.Stop();
   if (control_wake_) SignalEventFd(control_wake_.get());
@@ -281,7 +281,7 @@ void NodeImpl::Stop() {
   events_.Stop();
   for (const auto& link : links_.Close()) (void)link->MarkDown();
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     roster_.Clear();
     BumpLocked();
   }

@@ -82,7 +82,7 @@ std::vector<mesh::v1::Member> NodeImpl::Members() const {
   std::vector<mesh::v1::Member> out;
   out.push_back(SelfMember());
   *out.back().mutable_since() = topology::TimeToProto(absl::Now());
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&membership_mu_);
   auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
   for (mesh::v1::Member& m : roster_.Members(absl::Now(), linked)) out.push_back(std::move(m));
   return out;
@@ -95,7 +95,7 @@ absl::StatusOr<std::vector<mesh::v1::Member>> NodeImpl::HandleJoin(const mesh::v
   out.push_back(SelfMember());
   *out.back().mutable_since() = topology::TimeToProto(absl::Now());
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     const absl::Time now = absl::Now();
     auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
     SHMESH_ASSIGN_OR_RETURN(Roster::Change change, roster_.Join(member, known, linked, now));
@@ -111,7 +111,7 @@ absl::StatusOr<std::vector<mesh::v1::Member>> NodeImpl::HandleJoin(const mesh::v
 void NodeImpl::HandleLeave(const std::string& leaver, uint64_t id) {
   std::shared_ptr<Transport> link;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     const Roster::Entry* e = roster_.Find(leaver);
     if (e == nullptr || e->member.id() != id) return;
     link = links_.Find(leaver);
@@ -164,7 +164,7 @@ void NodeImpl::NotifyChange() {
 mesh::v1::JoinRequest NodeImpl::MakeJoinRequest() {
   mesh::v1::JoinRequest req;
   *req.mutable_member() = SelfMember();
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&membership_mu_);
   auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
   for (mesh::v1::Member& m : roster_.Live(linked)) *req.add_known() = std::move(m);
   return req;
@@ -175,12 +175,12 @@ absl::Status NodeImpl::JoinSeeds() {
   std::vector<std::string> errors;
   absl::Status taken;
   for (const std::string& seed : config_.seeds()) {
-    absl::StatusOr<mesh::v1::JoinResponse> resp = peers_.Join(seed, req, absl::Now() + kRpcTimeout);
+    absl::StatusOr<mesh::v1::JoinResponse> resp = peer_client_.Join(seed, req, absl::Now() + kRpcTimeout);
     if (resp.ok()) {
       const std::vector<mesh::v1::Member> answer(resp->members().begin(), resp->members().end());
       log_.Info("joined through seed %s: %d member(s)", seed, answer.size());
       {
-        absl::MutexLock lock(&mu_);
+        absl::MutexLock lock(&membership_mu_);
         LearnLocked(answer, absl::Now());
         reconciler_.OnSeedJoined(seed, answer);
       }
@@ -192,7 +192,7 @@ absl::Status NodeImpl::JoinSeeds() {
   }
   Reconciler::Outcome outcome;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     outcome = reconciler_.OnSeedRoundFailed(absl::Now());
   }
   if (!taken.ok()) {
@@ -215,7 +215,7 @@ absl::Status NodeImpl::JoinSeeds() {
 void NodeImpl::Announce(const Reconciler::Target& target) {
   mesh::v1::Member member;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     const Roster::Entry* e = roster_.Find(target.name);
     if (e == nullptr || e->member.id() != target.id) {
       (void)reconciler_.OnAnnounceResult(target.name, target.id, false, false, absl::Now());
@@ -224,11 +224,11 @@ void NodeImpl::Announce(const Reconciler::Target& target) {
     member = e->member;
   }
   absl::StatusOr<mesh::v1::JoinResponse> resp =
-      peers_.Join(member.grpc_address(), MakeJoinRequest(), absl::Now() + kRpcTimeout);
+      peer_client_.Join(member.grpc_address(), MakeJoinRequest(), absl::Now() + kRpcTimeout);
   const bool alive = resp.ok() || ProcessAlive(member.pid());
   Reconciler::Outcome outcome;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     if (resp.ok()) {
       LearnLocked(std::vector<mesh::v1::Member>(resp->members().begin(), resp->members().end()), absl::Now());
     }
@@ -249,7 +249,7 @@ void NodeImpl::Announce(const Reconciler::Target& target) {
 void NodeImpl::Dial(const Reconciler::Target& target) {
   mesh::v1::Member member;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     const Roster::Entry* e = roster_.Find(target.name);
     if (e == nullptr || e->member.id() != target.id) {
       (void)reconciler_.OnDialResult(target.name, target.id, absl::NotFoundError("gone"), false, absl::Now());
@@ -263,7 +263,7 @@ void NodeImpl::Dial(const Reconciler::Target& target) {
   const bool alive = link.ok() || ProcessAlive(member.pid());
   Reconciler::Outcome outcome;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     outcome = reconciler_.OnDialResult(target.name, target.id, status, alive, absl::Now());
     if (outcome.depart) DepartLocked(target.name, target.id);
   }
@@ -281,7 +281,7 @@ void NodeImpl::Dial(const Reconciler::Target& target) {
 absl::Time NodeImpl::Reconcile() {
   Reconciler::Plan plan;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     const absl::Time now = absl::Now();
     const absl::Time expiry = roster_.ExpireDeparted(now);
     std::set<std::string> addresses = roster_.Addresses();
@@ -296,9 +296,9 @@ absl::Time NodeImpl::Reconcile() {
   }
   for (const std::string& seed : plan.stray_seeds) {
     if (stopping()) break;
-    absl::StatusOr<mesh::v1::JoinResponse> resp = peers_.Join(seed, MakeJoinRequest(), absl::Now() + kRpcTimeout);
+    absl::StatusOr<mesh::v1::JoinResponse> resp = peer_client_.Join(seed, MakeJoinRequest(), absl::Now() + kRpcTimeout);
     {
-      absl::MutexLock lock(&mu_);
+      absl::MutexLock lock(&membership_mu_);
       if (resp.ok()) {
         log_.Debug("seed %s answered again: %d member(s)", seed, resp->members_size());
         LearnLocked(std::vector<mesh::v1::Member>(resp->members().begin(), resp->members().end()), absl::Now());
@@ -369,7 +369,7 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::GatherTopology(absl::Time d
     if (local.members(i).state() != mesh::v1::DOWN) targets.push_back(local.members(i).grpc_address());
   }
   std::vector<mesh::v1::TopologySnapshot> remote;
-  for (auto& answer : peers_.GetTopologyAll(targets, /*local_only=*/true, deadline)) {
+  for (auto& answer : peer_client_.GetTopologyAll(targets, /*local_only=*/true, deadline)) {
     if (answer.ok()) remote.push_back(std::move(*answer));
   }
   return topology::MergeSnapshots(std::move(local), remote);

@@ -105,7 +105,7 @@ absl::Status NodeImpl::WaitForPeers(size_t n, absl::Time deadline) {
 void NodeImpl::InstallLink(std::shared_ptr<Transport> link) {
   const PeerInfo info = PeerInfoOf(*link);
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     const Roster::Entry* member = roster_.Find(link->peer_name());
     if (stopping() || member == nullptr || member->member.id() != link->peer().id() ||
         links_.Contains(link->peer_name())) {
@@ -115,7 +115,7 @@ void NodeImpl::InstallLink(std::shared_ptr<Transport> link) {
     }
     (void)links_.Install(link);
     // Posted once the link is in the table (the handler may send to the
-    // peer at once), under mu_, which LinkFailed takes to post the down
+    // peer at once), under membership_mu_, which LinkFailed takes to post the down
     // event: so this peer's down is posted after its up, and the events
     // thread runs them in that order.
     if (peer_up_handler_) events_.Post([this, info] { peer_up_handler_(info); });
@@ -133,7 +133,7 @@ void NodeImpl::LinkFailed(const std::shared_ptr<Transport>& link, absl::string_v
   const PeerInfo info = PeerInfoOf(*link);
   bool was_installed = false;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&membership_mu_);
     was_installed = links_.Remove(link);
     if (was_installed && peer_down_handler_) events_.Post([this, info] { peer_down_handler_(info); });
     DepartLocked(link->peer_name(), link->peer().id());
@@ -157,9 +157,9 @@ void NodeImpl::OnLivenessChange(const std::shared_ptr<Transport>& link, bool unr
     log_.Info("peer %s is responsive again", link->peer_name());
   }
   if (!peer_unresponsive_handler_) return;
-  // Ordered with the up/down events by the queue: posted under mu_ with a
+  // Ordered with the up/down events by the queue: posted under membership_mu_ with a
   // check that the link is still installed (so never after its down).
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&membership_mu_);
   if (link->down() || links_.Find(link->peer_name()) != link) return;
   const PeerInfo info = PeerInfoOf(*link);
   events_.Post([this, info, unresponsive] { peer_unresponsive_handler_(info, unresponsive); });

@@ -5,7 +5,7 @@
 //   membership/  Roster (who is a member), Reconciler (whom to join,
 //                announce to and dial, and when), PeerClient (gRPC calls
 //                to other nodes, no threads of its own)
-//   links/       LinkSetup (link socket, link thread "mesh-link", Dial,
+//   links/       LinkSetup (link socket, accept thread "mesh-accept", Dial,
 //                spare ring), LinkTable (live links, lock-free lookup),
 //                Link (the shared-memory Transport)
 //   dataplane/   Receiver (receive thread "mesh-recv": drains rings,
@@ -23,8 +23,8 @@
 // the components above. Peer-down never waits on the control thread: a link
 // found dead is retired by whichever thread found it (LinkFailed).
 //
-// Locks: `mu_` guards the roster, the reconciler and grpc_address_, and is
-// never held across a call to another node or to user code. Order: mu_,
+// Locks: `membership_mu_` guards the roster, the reconciler and grpc_address_, and is
+// never held across a call to another node or to user code. Order: membership_mu_,
 // then the LinkTable's lock, then the EventQueue's. Change listeners (the
 // watch streams) are called with no lock but listeners_mu_ held.
 #ifndef SHMESH_MESH_NODE_IMPL_H_
@@ -125,13 +125,13 @@ class NodeImpl final : public control::DiscoveryBackend,
   LinkParams MakeLinkParams() const;
   absl::Duration HeartbeatInterval() const;
 
-  // Membership (mu_).
-  bool LinkedLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void LearnLocked(const std::vector<mesh::v1::Member>& members, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Membership (membership_mu_).
+  bool LinkedLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
+  void LearnLocked(const std::vector<mesh::v1::Member>& members, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
   // Tells the reconciler what the roster changed.
-  void ApplyLocked(const Roster::Change& change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DepartLocked(const std::string& name, uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyLocked(const Roster::Change& change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
+  void DepartLocked(const std::string& name, uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
+  void BumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
   // Calls the change listeners (no lock of ours but listeners_mu_ held).
   void NotifyChange();
   void WakeControl();
@@ -173,7 +173,7 @@ class NodeImpl final : public control::DiscoveryBackend,
   std::atomic<bool> stopping_{false};
 
   // Components, in construction order (destroyed in reverse).
-  membership::PeerClient peers_;
+  membership::PeerClient peer_client_;
   LinkTable links_;
   events::EventQueue events_;
   Sender sender_;
@@ -185,13 +185,13 @@ class NodeImpl final : public control::DiscoveryBackend,
   fdpass::UniqueFd control_wake_;  // eventfd: wakes the control thread
   std::thread control_thread_;
 
-  mutable absl::Mutex mu_;
-  std::string grpc_address_ ABSL_GUARDED_BY(mu_);
-  Roster roster_ ABSL_GUARDED_BY(mu_);
-  Reconciler reconciler_ ABSL_GUARDED_BY(mu_);
-  // Bumped (under mu_) on every membership or link change; read without
+  mutable absl::Mutex membership_mu_;
+  std::string grpc_address_ ABSL_GUARDED_BY(membership_mu_);
+  Roster roster_ ABSL_GUARDED_BY(membership_mu_);
+  Reconciler reconciler_ ABSL_GUARDED_BY(membership_mu_);
+  // Bumped (under membership_mu_) on every membership or link change; read without
   // it by ChangeGeneration. release/acquire: a reader that sees a new value
-  // and then takes mu_ sees at least that state.
+  // and then takes membership_mu_ sees at least that state.
   std::atomic<uint64_t> change_generation_{0};
 
   absl::Mutex listeners_mu_;

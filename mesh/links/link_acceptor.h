@@ -18,7 +18,7 @@
 //      and gone, at most `refused_linger` and `max_lingering` connections,
 //      so that closing does not reset the connection before the dialer
 //      reads the reason. A lingering connection holds no handshake slot.
-//   3. The connection waits in the link thread's epoll set for its hello,
+//   3. The connection waits in the accept thread's epoll set for its hello,
 //      until its own deadline (`handshake_timeout` after accept). A hello
 //      completes the handshake there and then (Link::AcceptHello: no wait);
 //      a connection that stays silent is closed at its deadline. So
@@ -30,7 +30,7 @@
 // Ownership: the listening socket and the epoll set are borrowed from the
 // node, which outlives this object; each pending connection is owned here
 // until its handshake ends (then by its Link, or closed).
-// Thread contract: thread-compatible; the node's link thread makes every
+// Thread contract: thread-compatible; the node's accept thread makes every
 // call. The hooks are called on that thread, with no lock of ours held.
 #ifndef SHMESH_MESH_LINKS_LINK_ACCEPTOR_H_
 #define SHMESH_MESH_LINKS_LINK_ACCEPTOR_H_

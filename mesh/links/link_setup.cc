@@ -11,7 +11,7 @@
 namespace mesh {
 namespace {
 
-// Tags in the link thread's epoll set.
+// Tags in the accept thread's epoll set.
 constexpr uint64_t kTagWake = 0;
 constexpr uint64_t kTagListen = 1;
 // The handshakes in progress (LinkAcceptor) from this tag up.
@@ -88,7 +88,7 @@ void LinkSetup::Stop() {
 }
 
 void LinkSetup::Loop() {
-  NameThisThread("mesh-link");
+  NameThisThread("mesh-accept");
   epoll_event events[16];
   // acquire: pairs with the release store in Stop.
   while (!stopping_.load(std::memory_order_acquire)) {

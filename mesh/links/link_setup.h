@@ -1,13 +1,13 @@
 // LinkSetup: how links come up. It owns the node's link socket (which also
-// locks the node's name in its run directory), the link thread
-// ("mesh-link") that accepts and completes handshakes (LinkAcceptor), the
+// locks the node's name in its run directory), the accept thread
+// ("mesh-accept") that accepts and completes handshakes (LinkAcceptor), the
 // dialing side (Dial, called by the control thread), and the spare ring: a
 // ring made in advance for the next handshake, so that creating a ring is
 // off the handshake's critical path.
 //
 // Thread contract: Listen/Start/Stop from the node's lifecycle (one
 // thread); Dial() and ReplenishSpareRing() from any thread. The hooks run
-// on the link thread (accepted links) or the dialing thread.
+// on the accept thread (accepted links) or the dialing thread.
 #ifndef SHMESH_MESH_LINKS_LINK_SETUP_H_
 #define SHMESH_MESH_LINKS_LINK_SETUP_H_
 
@@ -40,13 +40,13 @@ class LinkSetup {
     std::function<bool(pid_t)> is_member_pid;
     // The member a hello claims to be.
     MemberLookup lookup;
-    // Takes each accepted link (link thread).
+    // Takes each accepted link (accept thread).
     std::function<void(std::shared_ptr<Link>)> install;
   };
 
   // Binds the link socket at `path`: ALREADY_EXISTS while a live node of
   // this name listens there (a stale file of a killed one is replaced).
-  // Makes the link thread's epoll set and wake-up eventfd.
+  // Makes the accept thread's epoll set and wake-up eventfd.
   static absl::StatusOr<std::unique_ptr<LinkSetup>> Listen(std::string path, Hooks hooks,
                                                            absl::Duration handshake_timeout, const Logger* log);
   // Stops the thread, closes the handshakes in progress and the socket, and
@@ -55,7 +55,7 @@ class LinkSetup {
 
   const std::string& path() const { return path_; }
 
-  // Starts the link thread. Stop() joins it (idempotent).
+  // Starts the accept thread. Stop() joins it (idempotent).
   void Start();
   void Stop();
 
@@ -77,7 +77,7 @@ class LinkSetup {
   fdpass::UniqueFd listen_;
   const fdpass::UniqueFd wake_;
   Epoll epoll_;
-  // Used by the link thread only once started; destroyed after it is
+  // Used by the accept thread only once started; destroyed after it is
   // joined.
   std::unique_ptr<LinkAcceptor> acceptor_;
   std::thread thread_;

@@ -27,7 +27,7 @@
 // the others only.
 //
 // Thread contract: thread-compatible. The node guards its Roster with one
-// mutex (its `mu_`) and calls every method under it; `process_alive` and the
+// mutex (its `membership_mu_`) and calls every method under it; `process_alive` and the
 // `linked` callbacks run under that lock and must not take it. Nothing here
 // blocks, logs, or calls the network.
 #ifndef SHMESH_MESH_MEMBERSHIP_ROSTER_H_
