@@ -39,23 +39,6 @@ uint64_t RandomId() {
   return id;
 }
 
-Roster::Options RosterOptions(const mesh::v1::NodeConfig& config, uint64_t id) {
-  Roster::Options o;
-  o.self_name = config.name();
-  o.self_id = id;
-  o.self_pid = ::getpid();
-  o.allowed_uids.assign(config.allowed_peer_uids().begin(), config.allowed_peer_uids().end());
-  o.process_alive = [](pid_t pid) { return ProcessAlive(pid); };
-  return o;
-}
-
-Reconciler::Options ReconcilerOptions(const mesh::v1::NodeConfig& config) {
-  Reconciler::Options o;
-  o.self_name = config.name();
-  o.seeds.assign(config.seeds().begin(), config.seeds().end());
-  return o;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -126,14 +109,12 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
                             }}),
       control_server_(config_.grpc_listen(),
                       std::vector<uint32_t>(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end()),
-                      [this] { return control::MakeServices(control::Backends{this, this, this}); }, &log_),
-      roster_(RosterOptions(config_, id_)),
-      reconciler_(ReconcilerOptions(config_)) {}
+                      [this] { return control::MakeServices(control::Backends{this, this, this}); }, &log_) {}
 
 NodeImpl::~NodeImpl() { Stop(); }
 
 std::string NodeImpl::grpc_address() const {
-  absl::MutexLock lock(&membership_mu_);
+  absl::MutexLock lock(&address_mu_);
   return grpc_address_;
 }
 
@@ -165,7 +146,6 @@ absl::Status NodeImpl::Start() {
     return absl::Status(s.code(), absl::StrCat("node ", name(), ": ", s.message()));
   };
   SHMESH_RETURN_IF_ERROR(EnsurePrivateDir(config_.run_dir()));
-  SHMESH_ASSIGN_OR_RETURN(control_wake_, MakeEventFd());
   {
     // The receiver and, without a message handler, the queue it fills (which
     // wakes the receiver when it makes room in a full queue).
@@ -198,16 +178,30 @@ absl::Status NodeImpl::Start() {
     health_ = std::move(*health);
   }
   {
+    Membership::Options options;
+    options.self_name = name();
+    options.self_id = id_;
+    options.seeds.assign(config_.seeds().begin(), config_.seeds().end());
+    options.allowed_uids.assign(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end());
+    Membership::Hooks hooks;
+    hooks.self = [this] { return SelfMember(); };
+    hooks.linked = [this](const std::string& peer) { return links_.Contains(peer); };
+    hooks.dial = [this](const mesh::v1::Member& member, absl::Time deadline) -> absl::Status {
+      absl::StatusOr<std::shared_ptr<Link>> link = link_setup_->Dial(member, deadline);
+      if (!link.ok()) return link.status();
+      InstallLink(std::move(*link));
+      return absl::OkStatus();
+    };
+    hooks.on_change = [this] { NotifyChange(); };
+    absl::StatusOr<std::unique_ptr<Membership>> membership = Membership::Create(options, std::move(hooks), &log_);
+    if (!membership.ok()) return fail(membership.status());
+    membership_ = std::move(*membership);
+  }
+  {
     LinkSetup::Hooks hooks;
     hooks.params = [this] { return MakeLinkParams(); };
-    hooks.is_member_pid = [this](pid_t pid) {
-      absl::MutexLock lock(&membership_mu_);
-      return roster_.IsMemberPid(pid);
-    };
-    hooks.lookup = [this](const std::string& peer, uint64_t peer_id) {
-      absl::MutexLock lock(&membership_mu_);
-      return roster_.Lookup(peer, peer_id);
-    };
+    hooks.is_member_pid = [this](pid_t pid) { return membership_->IsMemberPid(pid); };
+    hooks.lookup = [this](const std::string& peer, uint64_t peer_id) { return membership_->Lookup(peer, peer_id); };
     hooks.install = [this](std::shared_ptr<Link> link) { InstallLink(std::move(link)); };
     absl::StatusOr<std::unique_ptr<LinkSetup>> setup =
         LinkSetup::Listen(link_path_, std::move(hooks), kHandshakeTimeout, &log_);
@@ -222,7 +216,7 @@ absl::Status NodeImpl::Start() {
     return fail(served);
   }
   {
-    absl::MutexLock lock(&membership_mu_);
+    absl::MutexLock lock(&address_mu_);
     grpc_address_ = control_server_.address();
   }
   receiver_->Start();
@@ -233,15 +227,12 @@ absl::Status NodeImpl::Start() {
   // One round over the seeds before returning: a seed that says our name is
   // taken by a live node fails Start(). Unreachable seeds are retried by the
   // control thread.
-  if (!config_.seeds().empty()) {
-    absl::Status joined = JoinSeeds();
-    if (absl::IsAlreadyExists(joined)) {
-      log_.Error("%s", joined.message());
-      Stop();
-      return fail(joined);
-    }
+  if (absl::Status joined = membership_->JoinSeeds(); absl::IsAlreadyExists(joined)) {
+    log_.Error("%s", joined.message());
+    Stop();
+    return fail(joined);
   }
-  control_thread_ = std::thread([this] { ControlLoop(); });
+  membership_->Start();
   return absl::OkStatus();
 }
 
@@ -250,15 +241,7 @@ absl::Status NodeImpl::Start() {
 // the events already posted, close the links, remove the files.
 void NodeImpl::Stop() {
   if (!started_.load(std::memory_order_acquire) || stopping_.exchange(true, std::memory_order_acq_rel)) return;
-  std::vector<std::string> targets;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    for (const mesh::v1::Member& m : roster_.Live([](const std::string&) { return false; })) {
-      targets.push_back(m.grpc_address());
-    }
-    BumpLocked();
-  }
-  NotifyChange();
+  NotifyChange();  // watch streams end ("node is stopping")
   links_.Interrupt();
   if (queue_ != nullptr) queue_->Close();
   // The receive thread first: our last messages were written before this,
@@ -267,24 +250,13 @@ void NodeImpl::Stop() {
   mesh::v1::LinkControl goodbye;
   goodbye.mutable_goodbye()->set_reason("shutdown");
   for (const auto& link : links_.Live()) (void)link->SendControl(goodbye);
-  if (!targets.empty()) {
-    mesh::v1::LeaveRequest req;
-    req.set_name(name());
-    req.set_id(id_);
-    (void)peer_client_.LeaveAll(targets, req, absl::Now() + kLeaveTimeout);
-  }
+  // Leave to every member (async, bounded), then the control thread.
+  if (membership_ != nullptr) membership_->Stop(kLeaveTimeout);
   control_server_.Stop();
-  if (control_wake_) SignalEventFd(control_wake_.get());
-  if (control_thread_.joinable()) control_thread_.join();
   if (link_setup_ != nullptr) link_setup_->Stop();
   if (health_ != nullptr) health_->Stop();
   events_.Stop();
   for (const auto& link : links_.Close()) (void)link->MarkDown();
-  {
-    absl::MutexLock lock(&membership_mu_);
-    roster_.Clear();
-    BumpLocked();
-  }
   // Removes the link socket (only ours: Listen failed without touching a
   // file another node holds).
   link_setup_.reset();

@@ -1,15 +1,12 @@
-// NodeImpl: membership, the control thread (the reconciler's plans), and
-// the control-plane backends (control/backend.h). Lifecycle and the data
-// path are in node.cc.
-#include <poll.h>
+// NodeImpl: the control-plane backends (control/backend.h) over Membership
+// and the link table, change notification, and topology. Lifecycle is in
+// node.cc, the data path and link events in node_data.cc.
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "fdpass/status_macros.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/node_impl.h"
@@ -18,19 +15,10 @@
 namespace mesh {
 namespace {
 
-// Deadlines of control-plane calls between nodes.
-constexpr absl::Duration kRpcTimeout = absl::Seconds(1);
-constexpr absl::Duration kHandshakeTimeout = absl::Seconds(2);
 // Whole-mesh topology: how long each member gets to answer.
 constexpr absl::Duration kGatherTimeout = absl::Seconds(2);
-// Seed rounds that fail this many times in a row are worth a WARNING; the
-// first ones are start-up races (the seed is still starting) at DEBUG.
-constexpr int kQuietSeedFailures = 10;
 
 }  // namespace
-
-// ---------------------------------------------------------------------------
-// Membership.
 
 mesh::v1::Member NodeImpl::SelfMember() const {
   mesh::v1::Member m;
@@ -45,88 +33,32 @@ mesh::v1::Member NodeImpl::SelfMember() const {
   return m;
 }
 
-bool NodeImpl::LinkedLocked(const std::string& peer) const { return links_.Contains(peer); }
-
-void NodeImpl::BumpLocked() {
-  // release: pairs with the acquire load in ChangeGeneration.
-  change_generation_.fetch_add(1, std::memory_order_release);
-}
-
-void NodeImpl::WakeControl() {
-  if (control_wake_) SignalEventFd(control_wake_.get());
-}
-
-void NodeImpl::ApplyLocked(const Roster::Change& change, absl::Time now) {
-  for (const mesh::v1::Member& m : change.departed) reconciler_.OnMemberRemoved(m.name(), m.id());
-  for (const mesh::v1::Member& m : change.added) {
-    reconciler_.OnMemberAdded(m, now);
-    log_.Info("member joined: %s (pid %d, %s)", m.name(), m.pid(), m.grpc_address());
-  }
-  if (!change.empty()) BumpLocked();
-}
-
-void NodeImpl::LearnLocked(const std::vector<mesh::v1::Member>& members, absl::Time now) {
-  auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
-  Roster::Change change;
-  for (const mesh::v1::Member& m : members) (void)roster_.Learn(m, now, linked, &change);
-  ApplyLocked(change, now);
-}
-
-void NodeImpl::DepartLocked(const std::string& peer, uint64_t id) {
-  if (!roster_.Depart(peer, id, absl::Now())) return;
-  reconciler_.OnMemberRemoved(peer, id);
-  BumpLocked();
-}
+// ---------------------------------------------------------------------------
+// Discovery (control::DiscoveryBackend).
 
 std::vector<mesh::v1::Member> NodeImpl::Members() const {
-  std::vector<mesh::v1::Member> out;
-  out.push_back(SelfMember());
-  *out.back().mutable_since() = topology::TimeToProto(absl::Now());
-  absl::MutexLock lock(&membership_mu_);
-  auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
-  for (mesh::v1::Member& m : roster_.Members(absl::Now(), linked)) out.push_back(std::move(m));
-  return out;
+  if (membership_ == nullptr) return {SelfMember()};
+  return membership_->Members();
 }
 
 absl::StatusOr<std::vector<mesh::v1::Member>> NodeImpl::HandleJoin(const mesh::v1::Member& member,
                                                                    const std::vector<mesh::v1::Member>& known) {
-  if (stopping()) return absl::UnavailableError(absl::StrCat("node ", name(), " is stopping"));
-  std::vector<mesh::v1::Member> out;
-  out.push_back(SelfMember());
-  *out.back().mutable_since() = topology::TimeToProto(absl::Now());
-  {
-    absl::MutexLock lock(&membership_mu_);
-    const absl::Time now = absl::Now();
-    auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
-    SHMESH_ASSIGN_OR_RETURN(Roster::Change change, roster_.Join(member, known, linked, now));
-    ApplyLocked(change, now);
-    if (member.name() != name()) reconciler_.OnJoinedUs(member.name(), member.id());
-    for (mesh::v1::Member& m : roster_.Live(linked)) out.push_back(std::move(m));
+  if (stopping() || membership_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("node ", name(), " is stopping"));
   }
-  WakeControl();
-  NotifyChange();
-  return out;
+  return membership_->HandleJoin(member, known);
 }
 
 void NodeImpl::HandleLeave(const std::string& leaver, uint64_t id) {
-  std::shared_ptr<Transport> link;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    const Roster::Entry* e = roster_.Find(leaver);
-    if (e == nullptr || e->member.id() != id) return;
-    link = links_.Find(leaver);
-    if (link == nullptr) {
-      DepartLocked(leaver, id);
-    }
-  }
+  if (membership_ == nullptr || !membership_->IsMember(leaver, id)) return;
   log_.Info("member left: %s", leaver);
-  // The leaver sent its last messages before calling Leave: the receive
-  // thread drains them, then retires the link (as on a Goodbye or EOF).
-  if (link != nullptr && receiver_ != nullptr) {
+  std::shared_ptr<Transport> link = links_.Find(leaver);
+  if (link != nullptr && link->peer().id() == id && receiver_ != nullptr) {
+    // The leaver sent its last messages before calling Leave: the receive
+    // thread drains them, then retires the link (as on a Goodbye or EOF).
     receiver_->Leave(std::move(link));
   } else {
-    WakeControl();
-    NotifyChange();
+    membership_->Depart(leaver, id, [] {});
   }
 }
 
@@ -134,8 +66,9 @@ void NodeImpl::HandleLeave(const std::string& leaver, uint64_t id) {
 // Change notification (control::ChangeSource).
 
 uint64_t NodeImpl::ChangeGeneration() const {
-  // acquire: pairs with the release increments in BumpLocked.
-  return change_generation_.load(std::memory_order_acquire);
+  // Membership's counter moves on every membership and link change; one
+  // more once the node is stopping.
+  return (membership_ == nullptr ? 0 : membership_->generation()) + (stopping() ? 1 : 0);
 }
 
 control::ChangeSource::ListenerId NodeImpl::AddChangeListener(std::function<void()> listener) {
@@ -156,179 +89,6 @@ void NodeImpl::NotifyChange() {
   // (backend.h), so this is short.
   absl::MutexLock lock(&listeners_mu_);
   for (const auto& [id, listener] : listeners_) listener();
-}
-
-// ---------------------------------------------------------------------------
-// Control thread: runs the reconciler's plans.
-
-mesh::v1::JoinRequest NodeImpl::MakeJoinRequest() {
-  mesh::v1::JoinRequest req;
-  *req.mutable_member() = SelfMember();
-  absl::MutexLock lock(&membership_mu_);
-  auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
-  for (mesh::v1::Member& m : roster_.Live(linked)) *req.add_known() = std::move(m);
-  return req;
-}
-
-absl::Status NodeImpl::JoinSeeds() {
-  const mesh::v1::JoinRequest req = MakeJoinRequest();
-  std::vector<std::string> errors;
-  absl::Status taken;
-  for (const std::string& seed : config_.seeds()) {
-    absl::StatusOr<mesh::v1::JoinResponse> resp = peer_client_.Join(seed, req, absl::Now() + kRpcTimeout);
-    if (resp.ok()) {
-      const std::vector<mesh::v1::Member> answer(resp->members().begin(), resp->members().end());
-      log_.Info("joined through seed %s: %d member(s)", seed, answer.size());
-      {
-        absl::MutexLock lock(&membership_mu_);
-        LearnLocked(answer, absl::Now());
-        reconciler_.OnSeedJoined(seed, answer);
-      }
-      NotifyChange();
-      return absl::OkStatus();
-    }
-    if (absl::IsAlreadyExists(resp.status()) && taken.ok()) taken = resp.status();
-    errors.push_back(std::string(resp.status().message()));
-  }
-  Reconciler::Outcome outcome;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    outcome = reconciler_.OnSeedRoundFailed(absl::Now());
-  }
-  if (!taken.ok()) {
-    // The seed answered: our name is held by a live node. Not a race.
-    return absl::AlreadyExistsError(absl::StrCat("cannot join the mesh: ", taken.message()));
-  }
-  if (outcome.log) {
-    const std::string line =
-        absl::StrCat("no seed reachable (attempt ", outcome.failures, "): ", absl::StrJoin(errors, "; "),
-                     "; retrying in ", absl::FormatDuration(outcome.retry_at - absl::Now()));
-    if (outcome.failures >= kQuietSeedFailures) {
-      log_.Warning("%s", line);
-    } else {
-      log_.Debug("%s", line);
-    }
-  }
-  return absl::UnavailableError(absl::StrJoin(errors, "; "));
-}
-
-void NodeImpl::Announce(const Reconciler::Target& target) {
-  mesh::v1::Member member;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    const Roster::Entry* e = roster_.Find(target.name);
-    if (e == nullptr || e->member.id() != target.id) {
-      (void)reconciler_.OnAnnounceResult(target.name, target.id, false, false, absl::Now());
-      return;
-    }
-    member = e->member;
-  }
-  absl::StatusOr<mesh::v1::JoinResponse> resp =
-      peer_client_.Join(member.grpc_address(), MakeJoinRequest(), absl::Now() + kRpcTimeout);
-  const bool alive = resp.ok() || ProcessAlive(member.pid());
-  Reconciler::Outcome outcome;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    if (resp.ok()) {
-      LearnLocked(std::vector<mesh::v1::Member>(resp->members().begin(), resp->members().end()), absl::Now());
-    }
-    outcome = reconciler_.OnAnnounceResult(target.name, target.id, resp.ok(), alive, absl::Now());
-    if (outcome.depart) DepartLocked(target.name, target.id);
-  }
-  if (!resp.ok() && alive && outcome.log) {
-    // The first failures are start-up races (its server is not up yet).
-    if (outcome.failures >= kQuietSeedFailures) {
-      log_.Warning("cannot announce to %s: %s; retrying", target.name, resp.status().message());
-    } else {
-      log_.Debug("cannot announce to %s: %s; retrying", target.name, resp.status().message());
-    }
-  }
-  NotifyChange();
-}
-
-void NodeImpl::Dial(const Reconciler::Target& target) {
-  mesh::v1::Member member;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    const Roster::Entry* e = roster_.Find(target.name);
-    if (e == nullptr || e->member.id() != target.id) {
-      (void)reconciler_.OnDialResult(target.name, target.id, absl::NotFoundError("gone"), false, absl::Now());
-      return;
-    }
-    member = e->member;
-  }
-  absl::StatusOr<std::shared_ptr<Link>> link = link_setup_->Dial(member, absl::Now() + kHandshakeTimeout);
-  if (link.ok()) InstallLink(std::move(*link));
-  const absl::Status status = link.ok() ? absl::OkStatus() : link.status();
-  const bool alive = link.ok() || ProcessAlive(member.pid());
-  Reconciler::Outcome outcome;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    outcome = reconciler_.OnDialResult(target.name, target.id, status, alive, absl::Now());
-    if (outcome.depart) DepartLocked(target.name, target.id);
-  }
-  if (absl::IsAborted(status)) {
-    log_.Debug("link to %s refused (%s); announcing again", target.name, status.message());
-  } else if (!status.ok() && alive && outcome.log) {
-    if (outcome.failures >= kQuietSeedFailures) {
-      log_.Warning("cannot link to %s: %s; retrying", target.name, status.message());
-    } else {
-      log_.Debug("cannot link to %s: %s; retrying", target.name, status.message());
-    }
-  }
-}
-
-absl::Time NodeImpl::Reconcile() {
-  Reconciler::Plan plan;
-  {
-    absl::MutexLock lock(&membership_mu_);
-    const absl::Time now = absl::Now();
-    const absl::Time expiry = roster_.ExpireDeparted(now);
-    std::set<std::string> addresses = roster_.Addresses();
-    addresses.insert(grpc_address_);
-    auto linked = [this](const std::string& n) ABSL_NO_THREAD_SAFETY_ANALYSIS { return LinkedLocked(n); };
-    plan = reconciler_.Decide(now, linked, addresses);
-    plan.next_wake = std::min(plan.next_wake, expiry);
-  }
-  if (plan.join_seeds) {
-    absl::Status joined = JoinSeeds();
-    if (absl::IsAlreadyExists(joined)) log_.Error("%s", joined.message());
-  }
-  for (const std::string& seed : plan.stray_seeds) {
-    if (stopping()) break;
-    absl::StatusOr<mesh::v1::JoinResponse> resp = peer_client_.Join(seed, MakeJoinRequest(), absl::Now() + kRpcTimeout);
-    {
-      absl::MutexLock lock(&membership_mu_);
-      if (resp.ok()) {
-        log_.Debug("seed %s answered again: %d member(s)", seed, resp->members_size());
-        LearnLocked(std::vector<mesh::v1::Member>(resp->members().begin(), resp->members().end()), absl::Now());
-      }
-      (void)reconciler_.OnStraySeedResult(seed, resp.ok(), absl::Now());
-    }
-    NotifyChange();
-  }
-  for (const Reconciler::Target& t : plan.announce) {
-    if (stopping()) break;
-    Announce(t);
-  }
-  for (const Reconciler::Target& t : plan.dial) {
-    if (stopping()) break;
-    Dial(t);
-  }
-  // A plan's results make new work (an answered announce readies a dial).
-  return plan.empty() ? plan.next_wake : absl::Now();
-}
-
-void NodeImpl::ControlLoop() {
-  NameThisThread("mesh-control");
-  pollfd wake = {control_wake_.get(), POLLIN, 0};
-  absl::Time next = absl::Now();
-  while (!stopping()) {
-    const int timeout_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(next - absl::Now()) + 1));
-    if (next > absl::Now() && ::poll(&wake, 1, timeout_ms) > 0) DrainEventFd(control_wake_.get());
-    if (stopping()) break;
-    next = Reconcile();
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -369,7 +129,7 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::GatherTopology(absl::Time d
     if (local.members(i).state() != mesh::v1::DOWN) targets.push_back(local.members(i).grpc_address());
   }
   std::vector<mesh::v1::TopologySnapshot> remote;
-  for (auto& answer : peer_client_.GetTopologyAll(targets, /*local_only=*/true, deadline)) {
+  for (auto& answer : membership_->peer_client().GetTopologyAll(targets, /*local_only=*/true, deadline)) {
     if (answer.ok()) remote.push_back(std::move(*answer));
   }
   return topology::MergeSnapshots(std::move(local), remote);

@@ -104,27 +104,21 @@ absl::Status NodeImpl::WaitForPeers(size_t n, absl::Time deadline) {
 
 void NodeImpl::InstallLink(std::shared_ptr<Transport> link) {
   const PeerInfo info = PeerInfoOf(*link);
-  {
-    absl::MutexLock lock(&membership_mu_);
-    const Roster::Entry* member = roster_.Find(link->peer_name());
-    if (stopping() || member == nullptr || member->member.id() != link->peer().id() ||
-        links_.Contains(link->peer_name())) {
-      log_.Debug("dropping redundant or stale link to %s", link->peer_name());
-      (void)link->MarkDown();
-      return;
-    }
-    (void)links_.Install(link);
-    // Posted once the link is in the table (the handler may send to the
-    // peer at once), under membership_mu_, which LinkFailed takes to post the down
-    // event: so this peer's down is posted after its up, and the events
-    // thread runs them in that order.
+  // Installed and its peer-up posted under Membership's mutex, which
+  // LinkFailed's Depart takes too: so this peer's down is posted after its
+  // up, and the events thread runs them in that order. Posted once the link
+  // is in the table: the handler may send to the peer at once.
+  const bool installed = membership_->Admit(link->peer_name(), link->peer().id(), [&] {
+    if (stopping() || !links_.Install(link)) return false;
     if (peer_up_handler_) events_.Post([this, info] { peer_up_handler_(info); });
-    roster_.MarkLinked(link->peer_name(), absl::Now());
-    reconciler_.OnLinkUp(link->peer_name());
-    BumpLocked();
+    return true;
+  });
+  if (!installed) {
+    log_.Debug("dropping redundant or stale link to %s", link->peer_name());
+    (void)link->MarkDown();
+    return;
   }
   receiver_->Wake();
-  NotifyChange();
   log_.Info("peer up: %s (pid %d)", info.name, info.pid);
 }
 
@@ -132,17 +126,12 @@ void NodeImpl::LinkFailed(const std::shared_ptr<Transport>& link, absl::string_v
   if (!link->MarkDown()) return;  // someone else noticed first
   const PeerInfo info = PeerInfoOf(*link);
   bool was_installed = false;
-  {
-    absl::MutexLock lock(&membership_mu_);
+  membership_->Depart(link->peer_name(), link->peer().id(), [&] {
     was_installed = links_.Remove(link);
     if (was_installed && peer_down_handler_) events_.Post([this, info] { peer_down_handler_(info); });
-    DepartLocked(link->peer_name(), link->peer().id());
-    BumpLocked();
-  }
+  });
   if (was_installed) log_.Info("peer down: %s (pid %d): %s", info.name, info.pid, why);
   receiver_->Wake();
-  WakeControl();
-  NotifyChange();
 }
 
 void NodeImpl::OnLivenessChange(const std::shared_ptr<Transport>& link, bool unresponsive) {
@@ -157,12 +146,13 @@ void NodeImpl::OnLivenessChange(const std::shared_ptr<Transport>& link, bool unr
     log_.Info("peer %s is responsive again", link->peer_name());
   }
   if (!peer_unresponsive_handler_) return;
-  // Ordered with the up/down events by the queue: posted under membership_mu_ with a
-  // check that the link is still installed (so never after its down).
-  absl::MutexLock lock(&membership_mu_);
-  if (link->down() || links_.Find(link->peer_name()) != link) return;
-  const PeerInfo info = PeerInfoOf(*link);
-  events_.Post([this, info, unresponsive] { peer_unresponsive_handler_(info, unresponsive); });
+  // Ordered with the up/down events: posted under Membership's mutex, and
+  // only while the link is installed (so never after its down).
+  membership_->RunExclusive([&] {
+    if (link->down() || links_.Find(link->peer_name()) != link) return;
+    const PeerInfo info = PeerInfoOf(*link);
+    events_.Post([this, info, unresponsive] { peer_unresponsive_handler_(info, unresponsive); });
+  });
 }
 
 }  // namespace mesh

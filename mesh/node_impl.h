@@ -2,9 +2,10 @@
 // components and decides the start/stop order and which component gets
 // which callback; the work itself is theirs:
 //
-//   membership/  Roster (who is a member), Reconciler (whom to join,
-//                announce to and dial, and when), PeerClient (gRPC calls
-//                to other nodes, no threads of its own)
+//   membership/  Membership (control thread "mesh-control") over Roster
+//                (who is a member), Reconciler (whom to join, announce to
+//                and dial, and when), PeerClient (gRPC calls to other
+//                nodes, no threads of its own)
 //   links/       LinkSetup (link socket, accept thread "mesh-accept", Dial,
 //                spare ring), LinkTable (live links, lock-free lookup),
 //                Link (the shared-memory Transport)
@@ -18,15 +19,19 @@
 //   control/     ControlServer + services over the narrow interfaces of
 //                control/backend.h, which this class implements
 //
-// Threads: the control thread ("mesh-control") runs the reconciler's plans
-// (blocking gRPC Joins and link dials, one at a time); the others belong to
-// the components above. Peer-down never waits on the control thread: a link
-// found dead is retired by whichever thread found it (LinkFailed).
+// Threads all belong to the components: Membership's control thread
+// ("mesh-control": the reconciler's plans, blocking gRPC Joins and dials one
+// at a time), LinkSetup's accept thread, the Receiver's, the
+// HealthMonitor's, the EventQueue's, the services' executors. Peer-down
+// never waits on the control thread: a link found dead is retired by
+// whichever thread found it (LinkFailed).
 //
-// Locks: `membership_mu_` guards the roster, the reconciler and grpc_address_, and is
-// never held across a call to another node or to user code. Order: membership_mu_,
-// then the LinkTable's lock, then the EventQueue's. Change listeners (the
-// watch streams) are called with no lock but listeners_mu_ held.
+// Locks: Membership's mutex (roster, reconciler; never held across a call to
+// another node or to user code), then the LinkTable's, then the
+// EventQueue's: a link is installed and its peer-up posted under the first
+// (Membership::Admit), removed and its peer-down posted under it too
+// (Membership::Depart). Change listeners (the watch streams) are called with
+// no lock but listeners_mu_ held.
 #ifndef SHMESH_MESH_NODE_IMPL_H_
 #define SHMESH_MESH_NODE_IMPL_H_
 
@@ -56,9 +61,7 @@
 #include "mesh/health/health_monitor.h"
 #include "mesh/links/link_setup.h"
 #include "mesh/links/link_table.h"
-#include "mesh/membership/peer_client.h"
-#include "mesh/membership/reconciler.h"
-#include "mesh/membership/roster.h"
+#include "mesh/membership/membership.h"
 #include "mesh/node.h"
 #include "proto/mesh/v1/config.pb.h"
 #include "proto/mesh/v1/mesh.pb.h"
@@ -124,17 +127,8 @@ class NodeImpl final : public control::DiscoveryBackend,
   mesh::v1::Member SelfMember() const;
   LinkParams MakeLinkParams() const;
   absl::Duration HeartbeatInterval() const;
-
-  // Membership (membership_mu_).
-  bool LinkedLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
-  void LearnLocked(const std::vector<mesh::v1::Member>& members, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
-  // Tells the reconciler what the roster changed.
-  void ApplyLocked(const Roster::Change& change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
-  void DepartLocked(const std::string& name, uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
-  void BumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(membership_mu_);
   // Calls the change listeners (no lock of ours but listeners_mu_ held).
   void NotifyChange();
-  void WakeControl();
 
   // Links.
   void InstallLink(std::shared_ptr<Transport> link);
@@ -144,16 +138,6 @@ class NodeImpl final : public control::DiscoveryBackend,
   // callers do nothing. Never blocks on a peer or on gRPC.
   void LinkFailed(const std::shared_ptr<Transport>& link, absl::string_view why);
   void OnLivenessChange(const std::shared_ptr<Transport>& link, bool unresponsive);
-
-  // Control thread.
-  void ControlLoop();
-  absl::Time Reconcile();
-  mesh::v1::JoinRequest MakeJoinRequest();
-  // One round over the configured seeds; ALREADY_EXISTS if a seed says our
-  // name is taken by a live node.
-  absl::Status JoinSeeds();
-  void Announce(const Reconciler::Target& target);
-  void Dial(const Reconciler::Target& target);
 
   const mesh::v1::NodeConfig config_;
   const uint64_t id_;
@@ -173,26 +157,18 @@ class NodeImpl final : public control::DiscoveryBackend,
   std::atomic<bool> stopping_{false};
 
   // Components, in construction order (destroyed in reverse).
-  membership::PeerClient peer_client_;
   LinkTable links_;
   events::EventQueue events_;
   Sender sender_;
   std::unique_ptr<ReceiveQueue> queue_;
   std::unique_ptr<Receiver> receiver_;
+  std::unique_ptr<Membership> membership_;
   std::unique_ptr<LinkSetup> link_setup_;
   std::unique_ptr<health::HealthMonitor> health_;
   control::ControlServer control_server_;
-  fdpass::UniqueFd control_wake_;  // eventfd: wakes the control thread
-  std::thread control_thread_;
 
-  mutable absl::Mutex membership_mu_;
-  std::string grpc_address_ ABSL_GUARDED_BY(membership_mu_);
-  Roster roster_ ABSL_GUARDED_BY(membership_mu_);
-  Reconciler reconciler_ ABSL_GUARDED_BY(membership_mu_);
-  // Bumped (under membership_mu_) on every membership or link change; read without
-  // it by ChangeGeneration. release/acquire: a reader that sees a new value
-  // and then takes membership_mu_ sees at least that state.
-  std::atomic<uint64_t> change_generation_{0};
+  mutable absl::Mutex address_mu_;
+  std::string grpc_address_ ABSL_GUARDED_BY(address_mu_);
 
   absl::Mutex listeners_mu_;
   std::map<ListenerId, std::function<void()>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
