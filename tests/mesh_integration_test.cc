@@ -968,7 +968,7 @@ TEST_F(MeshIntegrationTest, UnreachableSeedIsRetried) {
 
 // ---------------------------------------------------------------------------
 // A seed that stays unreachable for long is still retried promptly: the
-// node's own seed backoff tops out at 2 s (kMaxBackoff in mesh/node.cc), so
+// node's own seed backoff tops out at 2 s (Reconciler::Options::max_backoff, mesh/membership/reconciler.h), so
 // b should link within a few seconds of a appearing, however long a was away.
 //
 // The node's gRPC channels use its own reconnect backoff: gRPC's default

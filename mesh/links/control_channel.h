@@ -2,7 +2,7 @@
 // descriptors, both ways, on a link's socket after its handshake.
 //
 // Each link keeps the Unix SOCK_SEQPACKET socket of its handshake open for
-// its whole life (mesh/link.h). This class turns it into a control channel:
+// its whole life (mesh/links/link.h). This class turns it into a control channel:
 // one LinkControl per socket message, descriptors attached with SCM_RIGHTS
 // (for now only a future kind, PoolSegment, will carry any). The wire rules
 // are in the comment on LinkControl in proto/mesh/v1/mesh.proto:

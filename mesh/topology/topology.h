@@ -22,7 +22,7 @@ namespace topology {
 
 // One of this node's links, as the node's link layer reports it. "tx" is
 // this node -> `peer`, "rx" is `peer` -> this node; the fields are those of
-// mesh/link.h LinkStats.
+// mesh/links/transport.h LinkStats.
 struct LinkReport {
   std::string peer;
   uint64_t tx_messages = 0, tx_bytes = 0, tx_full_events = 0;

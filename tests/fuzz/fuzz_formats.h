@@ -162,7 +162,7 @@ inline constexpr bool IsDoorbellKind(FdKind k) {
   return k == kFdRingConsumerDoorbell || k == kFdRingProducerDoorbell || k == kFdStreamPairEnd;
 }
 
-// The LinkHello version the link speaks (mesh/link.cc kLinkProtocolVersion).
+// The LinkHello version the link speaks (mesh/links/link.cc kLinkProtocolVersion).
 inline constexpr uint32_t kLinkHelloVersion = 2;
 
 inline constexpr int kMaxFuzzFds = 20;

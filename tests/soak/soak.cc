@@ -354,7 +354,7 @@ std::string Soak::Label(const Slot& s) const {
 void Soak::Launch(Slot& s) {
   ++s.incarnations;
   // Every other node is a seed. A node joins through the first one that
-  // answers and no other (mesh/node.cc TryJoinSeeds), so two nodes starting
+  // answers and no other (Membership::JoinSeeds, mesh/membership/membership.cc), so two nodes starting
   // together that list each other first would join each other and never
   // the rest: list the longest-running nodes first, then stopped ones (a
   // Join to them times out), then the rest.
