@@ -407,7 +407,7 @@ TEST_F(ControlServerTest, MalformedAndOversizedRequestsGetErrorsAndTheNodeKeepsS
   const Method methods[] = {
       {"/mesh.v1.Discovery/Join", false},         {"/mesh.v1.Discovery/Leave", false},
       {"/mesh.v1.Discovery/WatchMembers", true},  {"/mesh.v1.Topology/GetTopology", false},
-      {"/mesh.v1.Topology/WatchTopology", true},  {"/mesh.v1.Topology/Send", false},
+      {"/mesh.v1.Topology/WatchTopology", true},  {"/mesh.v1.Messaging/Send", false},
   };
   // Bytes that are not a valid encoding of any message.
   std::vector<std::pair<std::string, std::string>> malformed = {
@@ -438,7 +438,7 @@ TEST_F(ControlServerTest, MalformedAndOversizedRequestsGetErrorsAndTheNodeKeepsS
   }
   // Invalid UTF-8 in a string field (proto3 checks it when parsing).
   const std::string bad_utf8 = std::string("\x0a\x02\xff\xfe", 4);
-  for (const char* method : {"/mesh.v1.Discovery/Leave", "/mesh.v1.Topology/Send"}) {
+  for (const char* method : {"/mesh.v1.Discovery/Leave", "/mesh.v1.Messaging/Send"}) {
     grpc::Status s = RawCall(&stub, method, bad_utf8, false);
     EXPECT_FALSE(s.ok()) << method;
     EXPECT_NE(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << method;
@@ -448,9 +448,14 @@ TEST_F(ControlServerTest, MalformedAndOversizedRequestsGetErrorsAndTheNodeKeepsS
   // A known field with the wrong wire type is kept as an unknown field by
   // protobuf, so the request parses without it: the services' checks must
   // then reject what is missing.
-  for (const char* method : {"/mesh.v1.Discovery/Join", "/mesh.v1.Discovery/Leave", "/mesh.v1.Topology/Send"}) {
+  for (const char* method : {"/mesh.v1.Discovery/Join", "/mesh.v1.Discovery/Leave", "/mesh.v1.Messaging/Send"}) {
     grpc::Status s = RawCall(&stub, method, std::string("\x08\x01", 2), false);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << s.error_message();
+  }
+  // Send moved from Topology to Messaging: the old name is not served.
+  {
+    grpc::Status s = RawCall(&stub, "/mesh.v1.Topology/Send", "", false);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED) << s.error_message();
   }
 
   // Still alive and answering.
@@ -477,6 +482,7 @@ TEST_F(ControlServerTest, SemanticallyBadRequestsSayWhatIsWrong) {
   auto channel = grpc::CreateChannel(a->grpc_address(), grpc::InsecureChannelCredentials());
   auto discovery = mesh::v1::Discovery::NewStub(channel);
   auto topology = mesh::v1::Topology::NewStub(channel);
+  auto messaging = mesh::v1::Messaging::NewStub(channel);
   auto join = [&](const mesh::v1::JoinRequest& req) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -566,7 +572,7 @@ TEST_F(ControlServerTest, SemanticallyBadRequestsSayWhatIsWrong) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     mesh::v1::SendResponse resp;
-    return topology->Send(&ctx, req, &resp);
+    return messaging->Send(&ctx, req, &resp);
   };
   {
     mesh::v1::SendRequest req;

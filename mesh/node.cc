@@ -109,7 +109,7 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
                             }}),
       control_server_(config_.grpc_listen(),
                       std::vector<uint32_t>(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end()),
-                      [this] { return control::MakeServices(control::Backends{this, this, this}); }, &log_) {}
+                      [this] { return control::MakeServices(control::Backends{this, this, this, this}); }, &log_) {}
 
 NodeImpl::~NodeImpl() { Stop(); }
 

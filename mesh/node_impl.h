@@ -70,6 +70,7 @@ namespace mesh {
 
 class NodeImpl final : public control::DiscoveryBackend,
                        public control::TopologyBackend,
+                       public control::MessagingBackend,
                        public control::ChangeSource {
  public:
   explicit NodeImpl(mesh::v1::NodeConfig resolved_config);
@@ -110,6 +111,7 @@ class NodeImpl final : public control::DiscoveryBackend,
   // --- control::TopologyBackend ---
   absl::StatusOr<mesh::v1::TopologySnapshot> LocalTopology() override;
   absl::StatusOr<mesh::v1::TopologySnapshot> GatherTopology(absl::Time deadline) override;
+  // --- control::MessagingBackend ---
   absl::Status Send(absl::string_view peer, absl::string_view payload, absl::Time deadline) override;
   absl::StatusOr<control::BroadcastOutcome> Broadcast(absl::string_view payload, absl::Time deadline) override;
   // --- control::ChangeSource ---

@@ -1,5 +1,5 @@
 // A real meshd answers generic gRPC clients: server reflection lists its
-// services and describes mesh.v1.Topology, so tools like grpcurl work
+// services and describes mesh.v1.Topology and mesh.v1.Messaging, so tools like grpcurl work
 // without the .proto files. Runs meshd as a separate process (this binary
 // carries its own client-side reflection messages).
 #include <signal.h>
@@ -77,6 +77,28 @@ class GrpcReflectionTest : public ::testing::Test {
     return response;
   }
 
+  // The methods of service mesh.v1.<name> as reflection describes it (from
+  // the file that holds the symbol); fails the test if it is not described.
+  std::set<std::string> DescribeMethods(const std::string& name) {
+    ServerReflectionRequest request;
+    request.set_file_containing_symbol("mesh.v1." + name);
+    ServerReflectionResponse response = Ask(request);
+    EXPECT_TRUE(response.has_file_descriptor_response()) << response.DebugString();
+    bool found = false;
+    std::set<std::string> methods;
+    for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+      google::protobuf::FileDescriptorProto file;
+      EXPECT_TRUE(file.ParseFromString(bytes));
+      for (const auto& service : file.service()) {
+        if (service.name() != name) continue;
+        found = true;
+        for (const auto& m : service.method()) methods.insert(m.name());
+      }
+    }
+    EXPECT_TRUE(found) << "mesh.v1." << name << " not described: " << response.DebugString();
+    return methods;
+  }
+
   std::string dir_;
   pid_t pid_ = -1;
   std::shared_ptr<grpc::Channel> channel_;
@@ -91,27 +113,16 @@ TEST_F(GrpcReflectionTest, ListsTheMeshServices) {
   for (const auto& s : response.list_services_response().service()) names.insert(s.name());
   EXPECT_TRUE(names.count("mesh.v1.Discovery")) << response.DebugString();
   EXPECT_TRUE(names.count("mesh.v1.Topology")) << response.DebugString();
+  EXPECT_TRUE(names.count("mesh.v1.Messaging")) << response.DebugString();
   EXPECT_TRUE(names.count("grpc.health.v1.Health")) << response.DebugString();
 }
 
 TEST_F(GrpcReflectionTest, DescribesTheTopologyService) {
-  ServerReflectionRequest request;
-  request.set_file_containing_symbol("mesh.v1.Topology");
-  ServerReflectionResponse response = Ask(request);
-  ASSERT_TRUE(response.has_file_descriptor_response()) << response.DebugString();
-  bool found = false;
-  for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
-    google::protobuf::FileDescriptorProto file;
-    ASSERT_TRUE(file.ParseFromString(bytes));
-    for (const auto& service : file.service()) {
-      if (service.name() != "Topology") continue;
-      found = true;
-      std::set<std::string> methods;
-      for (const auto& m : service.method()) methods.insert(m.name());
-      EXPECT_EQ(methods, (std::set<std::string>{"GetTopology", "WatchTopology", "Send"}));
-    }
-  }
-  EXPECT_TRUE(found);
+  EXPECT_EQ(DescribeMethods("Topology"), (std::set<std::string>{"GetTopology", "WatchTopology"}));
+}
+
+TEST_F(GrpcReflectionTest, DescribesTheMessagingService) {
+  EXPECT_EQ(DescribeMethods("Messaging"), (std::set<std::string>{"Send"}));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // meshctl: inspect and poke a running shmesh mesh through any node's gRPC
-// control plane (mesh.v1.Topology). It links no mesh code: only the
-// generated stubs, so it works against any node that serves the protocol.
+// control plane (mesh.v1.Topology, and mesh.v1.Messaging for `send`). It
+// links no mesh code: only the generated stubs, so it works against any
+// node that serves the protocol.
 //
 //   meshctl --target unix:/run/user/1000/shmesh/a.grpc topology
 //   meshctl --target 127.0.0.1:7001 watch --format=json --count=5
@@ -91,11 +92,11 @@ commands:
   links      the links part only.
   watch      Topology.WatchTopology: print a snapshot now and after every
              change, until Ctrl-C or --count snapshots.
-  send       Topology.Send: ask the target node to send --payload to peer --to
-             (or to all its peers with --broadcast), and print the peers it
-             was delivered to. A debugging aid, NOT the fast path: the
-             payload goes through the control plane (this gRPC call) to the
-             node, which then writes it into its shared-memory ring.
+  send       Messaging.Send: ask the target node to send --payload to peer
+             --to (or to all its peers with --broadcast), and print the
+             peers it was delivered to. A debugging aid, NOT the fast path:
+             the payload goes through the control plane (this gRPC call) to
+             the node, which then writes it into its shared-memory ring.
 
 flags (--flag=value or --flag value; bools also --flag / --noflag):
 )";
@@ -328,7 +329,7 @@ int RunWatch(const std::string& target,
 
 int RunSend(const std::string& target,
             const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = mesh::v1::Topology::NewStub(channel);
+  auto stub = mesh::v1::Messaging::NewStub(channel);
   mesh::v1::SendRequest request;
   request.set_to(absl::GetFlag(FLAGS_to));
   request.set_broadcast(absl::GetFlag(FLAGS_broadcast));

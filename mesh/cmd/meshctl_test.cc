@@ -1,5 +1,6 @@
-// meshctl against a real gRPC server on a Unix socket: a fake Topology
-// service that answers with a fixed snapshot and records what it was asked.
+// meshctl against a real gRPC server on a Unix socket: fake Topology and
+// Messaging services that answer with a fixed snapshot (or delivery) and
+// record what they were asked.
 // meshctl runs as a real child process (fork + exec).
 #include <algorithm>
 #include <memory>
@@ -137,6 +138,28 @@ class FakeTopology final : public mesh::v1::Topology::CallbackService {
     return new WatchReactor(ThreeNodes(), hang_ ? 0 : 5);
   }
 
+  void set_hang(bool hang) {
+    absl::MutexLock lock(&mu_);
+    hang_ = hang;
+  }
+  bool last_local_only() {
+    absl::MutexLock lock(&mu_);
+    return last_local_only_;
+  }
+  uint32_t last_min_interval_ms() {
+    absl::MutexLock lock(&mu_);
+    return last_min_interval_ms_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool hang_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_local_only_ ABSL_GUARDED_BY(mu_) = false;
+  uint32_t last_min_interval_ms_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class FakeMessaging final : public mesh::v1::Messaging::CallbackService {
+ public:
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* context,
                                  const mesh::v1::SendRequest* request,
                                  mesh::v1::SendResponse* response) override {
@@ -160,18 +183,6 @@ class FakeTopology final : public mesh::v1::Topology::CallbackService {
     return reactor;
   }
 
-  void set_hang(bool hang) {
-    absl::MutexLock lock(&mu_);
-    hang_ = hang;
-  }
-  bool last_local_only() {
-    absl::MutexLock lock(&mu_);
-    return last_local_only_;
-  }
-  uint32_t last_min_interval_ms() {
-    absl::MutexLock lock(&mu_);
-    return last_min_interval_ms_;
-  }
   mesh::v1::SendRequest last_send() {
     absl::MutexLock lock(&mu_);
     return last_send_;
@@ -179,9 +190,6 @@ class FakeTopology final : public mesh::v1::Topology::CallbackService {
 
  private:
   absl::Mutex mu_;
-  bool hang_ ABSL_GUARDED_BY(mu_) = false;
-  bool last_local_only_ ABSL_GUARDED_BY(mu_) = false;
-  uint32_t last_min_interval_ms_ ABSL_GUARDED_BY(mu_) = 0;
   mesh::v1::SendRequest last_send_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -193,6 +201,7 @@ class MeshctlTest : public ::testing::Test {
     grpc::ServerBuilder builder;
     builder.AddListeningPort(target_, grpc::InsecureServerCredentials());
     builder.RegisterService(&service_);
+    builder.RegisterService(&messaging_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
   }
@@ -212,6 +221,7 @@ class MeshctlTest : public ::testing::Test {
   ShortTempDir dir_;
   std::string target_;
   FakeTopology service_;
+  FakeMessaging messaging_;
   std::unique_ptr<grpc::Server> server_;
 };
 
@@ -302,7 +312,7 @@ TEST_F(MeshctlTest, SendToOnePeer) {
       {"send", "--to=b", "--payload=hello there", "--send_wait_ms=250"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "delivered to b\n");
-  const mesh::v1::SendRequest sent = service_.last_send();
+  const mesh::v1::SendRequest sent = messaging_.last_send();
   EXPECT_EQ(sent.to(), "b");
   EXPECT_FALSE(sent.broadcast());
   EXPECT_EQ(sent.payload(), "hello there");
@@ -313,7 +323,7 @@ TEST_F(MeshctlTest, SendBroadcast) {
   ProcessResult r = MeshctlAtTarget({"send", "--broadcast", "--payload="});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "delivered to b, c\n");
-  EXPECT_TRUE(service_.last_send().broadcast());
+  EXPECT_TRUE(messaging_.last_send().broadcast());
 }
 
 TEST_F(MeshctlTest, SendErrorIsReported) {
@@ -369,6 +379,7 @@ TEST_F(MeshctlTest, HelpDocumentsEverything) {
        {"topology", "members", "links", "watch", "send", "--target", "--format",
         "--timeout_ms", "--count", "--to", "--broadcast", "--payload",
         "--send_wait_ms", "--local_only", "--min_interval_ms", "control plane",
+        "Topology.GetTopology", "Topology.WatchTopology", "Messaging.Send",
         "NOT the fast path", "exit status"}) {
     EXPECT_THAT(r.out, HasSubstr(s));
   }

@@ -54,7 +54,7 @@ class DiscoveryBackend {
   virtual std::vector<mesh::v1::Member> Members() const = 0;
 };
 
-// What a Topology.Send with `broadcast` achieved (mesh/node.h
+// What a Messaging.Send with `broadcast` achieved (mesh/node.h
 // BroadcastResult, repeated here so that this header needs no node header).
 struct BroadcastOutcome {
   // Peers the message was written to.
@@ -64,9 +64,10 @@ struct BroadcastOutcome {
   std::vector<std::pair<std::string, absl::Status>> not_reached;
 };
 
-// Topology and the debugging Send, for the Topology service.
-// Thread contract: thread-safe. LocalTopology returns promptly; the others
-// may block until their deadline and are called on executor threads only.
+// Topology, for the Topology service.
+// Thread contract: thread-safe. LocalTopology returns promptly;
+// GatherTopology may block until its deadline and is called on executor
+// threads only.
 class TopologyBackend {
  public:
   virtual ~TopologyBackend() = default;
@@ -82,12 +83,21 @@ class TopologyBackend {
   // `deadline` are left out. Blocks until every answer is in or `deadline`.
   // FAILED_PRECONDITION before the node started.
   virtual absl::StatusOr<mesh::v1::TopologySnapshot> GatherTopology(absl::Time deadline) = 0;
+};
+
+// The debugging Send, for the Messaging service.
+// Thread contract: thread-safe. Both methods may block until their deadline
+// and are called on executor threads only.
+class MessagingBackend {
+ public:
+  virtual ~MessagingBackend() = default;
 
   // Writes `payload` into the ring to `peer`, waiting for room until
   // `deadline` (InfinitePast: fail at once with RESOURCE_EXHAUSTED if the
   // ring is full). The node's Send codes: NOT_FOUND (no such peer),
   // INVALID_ARGUMENT ("exceeds max_message_bytes"), RESOURCE_EXHAUSTED,
-  // UNAVAILABLE (link down / unresponsive), FAILED_PRECONDITION.
+  // DEADLINE_EXCEEDED (still full at `deadline`), UNAVAILABLE (link down /
+  // unresponsive), FAILED_PRECONDITION.
   virtual absl::Status Send(absl::string_view peer, absl::string_view payload, absl::Time deadline) = 0;
 
   // Writes `payload` to every linked peer, each until `deadline`. OK when
@@ -127,11 +137,12 @@ class ChangeSource {
   virtual bool stopping() const = 0;
 };
 
-// All a service set needs. The three may be one object; each is borrowed
+// All a service set needs. The four may be one object; each is borrowed
 // and must outlive the services (and the ControlServer that owns them).
 struct Backends {
   DiscoveryBackend* discovery = nullptr;
   TopologyBackend* topology = nullptr;
+  MessagingBackend* messaging = nullptr;
   ChangeSource* changes = nullptr;
 };
 

@@ -1,5 +1,5 @@
 // ControlServer: a node's gRPC server (the control plane: Discovery,
-// Topology, health, reflection), kept apart from the data plane so that it
+// Topology, Messaging, health, reflection), kept apart from the data plane so that it
 // can be restarted, or be flooded with calls, while links and messages flow
 // on untouched. Internal to //mesh; the node owns one.
 //
@@ -59,7 +59,7 @@ class ControlServer {
  public:
   // Largest request message a client may send; larger ones fail with
   // RESOURCE_EXHAUSTED before any service sees them. The largest legitimate
-  // request is a Topology.Send payload (max_message_bytes is at most a
+  // request is a Messaging.Send payload (max_message_bytes is at most a
   // quarter of a 1 GiB ring, but sending bulk data through gRPC is a
   // debugging aid only) or a Join listing every member.
   static constexpr int kMaxRequestBytes = 4 << 20;

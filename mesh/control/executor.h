@@ -1,6 +1,6 @@
 // Executor: a fixed set of worker threads, started once, that run tasks
 // handed to them, at once (Schedule) or at a given time (RunAt). The
-// control-plane services use it for whatever may wait (a Topology.Send
+// control-plane services use it for whatever may wait (a Messaging.Send
 // waiting for ring room, a whole-mesh gathering) and for watch streams'
 // timers, so that no gRPC callback thread blocks and no thread is started
 // per call.

@@ -20,7 +20,7 @@ namespace mesh {
 namespace control {
 namespace {
 
-// Longest wait a Topology.Send may ask for.
+// Longest wait a Messaging.Send may ask for.
 constexpr uint32_t kMaxSendTimeoutMs = 10000;
 // Members one JoinRequest may list in `known`: far more than any mesh on
 // one host, far fewer than kMaxRequestBytes would let through.
@@ -493,6 +493,14 @@ class TopologyService final : public mesh::v1::Topology::CallbackService {
         });
   }
 
+ private:
+  const std::shared_ptr<ServiceSet> set_;
+};
+
+class MessagingService final : public mesh::v1::Messaging::CallbackService {
+ public:
+  explicit MessagingService(std::shared_ptr<ServiceSet> set) : set_(std::move(set)) {}
+
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx, const mesh::v1::SendRequest* req,
                                  mesh::v1::SendResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
@@ -510,11 +518,11 @@ class TopologyService final : public mesh::v1::Topology::CallbackService {
     // queued counts against the caller's timeout.
     const absl::Time deadline =
         req->timeout_ms() == 0 ? absl::InfinitePast() : absl::Now() + absl::Milliseconds(req->timeout_ms());
-    TopologyBackend* topology = set_->backends.topology;
-    absl::Status queued = set_->call_executor.Schedule([topology, reactor, req, resp, deadline] {
+    MessagingBackend* messaging = set_->backends.messaging;
+    absl::Status queued = set_->call_executor.Schedule([messaging, reactor, req, resp, deadline] {
       absl::Status status;
       if (req->broadcast()) {
-        auto sent = topology->Broadcast(req->payload(), deadline);
+        auto sent = messaging->Broadcast(req->payload(), deadline);
         status = sent.status();
         if (sent.ok()) {
           for (auto& p : sent->delivered) resp->add_delivered_to(p);
@@ -525,7 +533,7 @@ class TopologyService final : public mesh::v1::Topology::CallbackService {
           }
         }
       } else {
-        status = topology->Send(req->to(), req->payload(), deadline);
+        status = messaging->Send(req->to(), req->payload(), deadline);
         if (status.ok()) resp->add_delivered_to(req->to());
       }
       reactor->Finish(ToGrpc(status));
@@ -545,6 +553,7 @@ std::vector<std::unique_ptr<grpc::Service>> MakeServices(const Backends& backend
   std::vector<std::unique_ptr<grpc::Service>> services;
   services.push_back(std::make_unique<DiscoveryService>(set));
   services.push_back(std::make_unique<TopologyService>(set));
+  services.push_back(std::make_unique<MessagingService>(set));
   return services;
 }
 

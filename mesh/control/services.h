@@ -1,8 +1,8 @@
-// The gRPC services a node serves (proto/mesh/v1/mesh.proto): Discovery and
-// Topology, as thin callback-API adapters over the narrow interfaces of
-// backend.h, so that they know nothing of the node. Health checking and
-// reflection are added by ControlServer (control_server.h), which also caps
-// request size. The services bound the rest of what a client controls, with
+// The gRPC services a node serves (proto/mesh/v1/mesh.proto): Discovery,
+// Topology and Messaging, as thin callback-API adapters over the narrow
+// interfaces of backend.h, so that they know nothing of the node. Health
+// checking and reflection are added by ControlServer (control_server.h),
+// which also caps request size. The services bound the rest of what a client controls, with
 // INVALID_ARGUMENT naming the field and the limit: JoinRequest.known (1024
 // members), Member.grpc_address (300 bytes), WatchTopology.min_interval_ms
 // (60 s), Send.timeout_ms (10 s); and, with RESOURCE_EXHAUSTED, watch
@@ -12,7 +12,7 @@
 // Threads: no thread per call. Each service set owns two executors
 // (executor.h), started by MakeServices and stopped when the last service of
 // the set is destroyed: "mesh-ctl-calls" (ServiceOptions.call_threads) runs
-// what may block: Topology.Send (waiting for ring room), whole-mesh
+// what may block: Messaging.Send (waiting for ring room), whole-mesh
 // GetTopology and the whole-mesh watch's gatherings; "mesh-ctl-watch" (one
 // thread) runs the watch streams' steps (build the next message) and their
 // timers. A watch stream is a reactor with no thread of its own: it writes

@@ -71,7 +71,7 @@ int ThreadCount() {
 }
 
 // An in-memory node. Thread-safe.
-class FakeBackend : public DiscoveryBackend, public TopologyBackend, public ChangeSource {
+class FakeBackend : public DiscoveryBackend, public TopologyBackend, public MessagingBackend, public ChangeSource {
  public:
   FakeBackend() {
     local_.set_reporter("self");
@@ -173,6 +173,8 @@ class FakeBackend : public DiscoveryBackend, public TopologyBackend, public Chan
     ++gatherings_;
     return gathered_;
   }
+
+  // --- MessagingBackend
   absl::Status Send(absl::string_view peer, absl::string_view payload, absl::Time deadline) override {
     absl::MutexLock lock(&mu_);
     ++sends_entered_;
@@ -308,7 +310,7 @@ class ServicesTest : public ::testing::Test {
   }
 
   void StartServer(ServiceOptions options = ServiceOptions()) {
-    Backends b{&backend_, &backend_, &backend_};
+    Backends b{&backend_, &backend_, &backend_, &backend_};
     server_ = std::make_unique<ControlServer>(
         "unix:" + dir_ + "/c.grpc", std::vector<uint32_t>{static_cast<uint32_t>(::getuid())},
         [b, options] { return MakeServices(b, options); }, &log_);
@@ -317,6 +319,7 @@ class ServicesTest : public ::testing::Test {
     channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
     topology_ = mesh::v1::Topology::NewStub(channel_);
     discovery_ = mesh::v1::Discovery::NewStub(channel_);
+    messaging_ = mesh::v1::Messaging::NewStub(channel_);
   }
 
   grpc::Status Send(const std::string& to, mesh::v1::SendResponse* resp = nullptr, uint32_t timeout_ms = 1000) {
@@ -327,7 +330,7 @@ class ServicesTest : public ::testing::Test {
     req.set_payload("hi");
     req.set_timeout_ms(timeout_ms);
     mesh::v1::SendResponse ignored;
-    return topology_->Send(&ctx, req, resp ? resp : &ignored);
+    return messaging_->Send(&ctx, req, resp ? resp : &ignored);
   }
 
   grpc::Status GetTopology(bool local_only, mesh::v1::TopologySnapshot* snap) {
@@ -345,6 +348,7 @@ class ServicesTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<mesh::v1::Topology::Stub> topology_;
   std::unique_ptr<mesh::v1::Discovery::Stub> discovery_;
+  std::unique_ptr<mesh::v1::Messaging::Stub> messaging_;
 };
 
 TEST_F(ServicesTest, JoinAndLeavePassThroughAndErrorsKeepTheirCodes) {
@@ -414,7 +418,7 @@ TEST_F(ServicesTest, JoinAndLeavePassThroughAndErrorsKeepTheirCodes) {
     mesh::v1::SendRequest req;
     req.set_broadcast(true);
     mesh::v1::SendResponse resp;
-    ASSERT_TRUE(topology_->Send(&ctx, req, &resp).ok());
+    ASSERT_TRUE(messaging_->Send(&ctx, req, &resp).ok());
     EXPECT_EQ(resp.delivered_to_size(), 1);
     ASSERT_EQ(resp.not_reached_size(), 1);
     EXPECT_EQ(resp.not_reached(0).reason(), "ring to c stayed full");
