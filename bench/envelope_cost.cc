@@ -9,9 +9,10 @@
 //   prefix+parse   as prefix, and the drain runs ParseFrame and copies the
 //                  payload of a valid kMessage: the receive side's cost is
 //                  prefix+parse - prefix;
-//   plain+16       Write() of a payload 16 bytes longer: the same ring
-//                  bytes as prefix without the envelope, so prefix -
-//                  plain+16 is the cost of the split copy alone.
+//   plain+8        Write() of a payload 8 bytes longer (kMessagePrefix's
+//                  size): the same ring bytes as prefix without the
+//                  envelope, so prefix - plain+8 is the cost of the split
+//                  copy alone.
 // Also times ParseFrame alone.
 //
 //   envelope_cost [--messages=N] [--rounds=R] [--payload=BYTES] [--ring=BYTES]
@@ -71,7 +72,7 @@ class Bench {
   explicit Bench(const Options& o)
       : o_(o),
         payload_(o.payload, 'x'),
-        longer_(o.payload + mesh::kFrameHeaderBytes, 'x'),
+        longer_(o.payload + mesh::kMessagePrefix.size(), 'x'),
         sink_(o.payload + 64),
         ring_(MakeRing(o.ring)) {
     batch_.assign(kBatch, payload_);
@@ -132,8 +133,8 @@ class Bench {
 
   // ParseFrame alone, on a frame at an unaligned address.
   void ParseOnly() {
-    std::string buffer(1 + mesh::kFrameHeaderBytes + o_.payload, '\0');
-    std::memcpy(&buffer[1], mesh::kMessagePrefix.data(), mesh::kFrameHeaderBytes);
+    std::string buffer(1 + mesh::kMessagePrefix.size() + o_.payload, '\0');
+    std::memcpy(&buffer[1], mesh::kMessagePrefix.data(), mesh::kMessagePrefix.size());
     const char* frame = buffer.data() + 1;
     uint64_t ok = 0;
     for (uint64_t i = 0; i < o_.messages; ++i) {
@@ -180,7 +181,7 @@ class Bench {
 
   const Options o_;
   const std::string payload_;
-  const std::string longer_;  // payload_ + 16 bytes
+  const std::string longer_;  // payload_ + kMessagePrefix.size() bytes
   std::vector<uint8_t> sink_;
   ringbuf::Ring ring_;
   std::vector<absl::string_view> batch_;
@@ -233,11 +234,11 @@ int main(int argc, char** argv) {
       {"single: plain   Write(payload) + Drain(1)", &Bench::Plain, 1e30},
       {"single: prefix  Write(kMessagePrefix, payload)", &Bench::Prefix, 1e30},
       {"single: prefix+parse (ParseFrame in the drain)", &Bench::Envelope, 1e30},
-      {"single: plain+16 Write(payload + 16 bytes)", &Bench::PlainLonger, 1e30},
+      {"single: plain+8 Write(payload + 8 bytes)", &Bench::PlainLonger, 1e30},
       {"batch:  plain   WriteBatch(32) + Drain(32)", &Bench::PlainBatch, 1e30},
       {"batch:  prefix  WriteBatch(kMessagePrefix, 32)", &Bench::PrefixBatch, 1e30},
       {"batch:  prefix+parse (ParseFrame in the drain)", &Bench::EnvelopeBatch, 1e30},
-      {"batch:  plain+16 WriteBatch(32 x payload+16)", &Bench::PlainLongerBatch, 1e30},
+      {"batch:  plain+8 WriteBatch(32 x payload+8)", &Bench::PlainLongerBatch, 1e30},
       {"ParseFrame alone", &Bench::ParseOnly, 1e30},
   };
   if (only >= 0) {
@@ -268,10 +269,10 @@ int main(int argc, char** argv) {
   line("single: send path (prefix - plain)", v[1].best - v[0].best);
   line("single: receive ParseFrame (prefix+parse - prefix)", v[2].best - v[1].best);
   line("single: total envelope (prefix+parse - plain)", v[2].best - v[0].best);
-  line("single: split copy only (prefix - plain+16)", v[1].best - v[3].best);
+  line("single: split copy only (prefix - plain+8)", v[1].best - v[3].best);
   line("batch:  send path (prefix - plain)", v[5].best - v[4].best);
   line("batch:  receive ParseFrame (prefix+parse - prefix)", v[6].best - v[5].best);
   line("batch:  total envelope (prefix+parse - plain)", v[6].best - v[4].best);
-  line("batch:  split copy only (prefix - plain+16)", v[5].best - v[7].best);
+  line("batch:  split copy only (prefix - plain+8)", v[5].best - v[7].best);
   return 0;
 }

@@ -48,9 +48,10 @@ constexpr size_t kMaxNameLength = 64;
 constexpr uint64_t kDefaultRingCapacity = uint64_t{1} << 20;
 constexpr uint64_t kMinRingCapacity = 4096;
 constexpr uint64_t kMaxRingCapacity = uint64_t{1} << 30;
-// Each frame in a ring carries the ring's 8-byte frame header and the
-// mesh's 16-byte envelope (mesh/dataplane/envelope.h) before the payload.
-constexpr uint64_t kFrameOverheadBytes = 8 + 16;
+// Each plain message in a ring carries the ring's 8-byte frame header and
+// the mesh's 8-byte message envelope (kMessagePrefix in
+// mesh/dataplane/envelope.h) before the payload.
+constexpr uint64_t kFrameOverheadBytes = 8 + 8;
 constexpr uint32_t kDefaultSpinUs = 50;
 constexpr uint32_t kMaxSpinUs = 1000000;
 // unresponsive_after_ms: see config.proto (a node beats four times per its
@@ -309,7 +310,7 @@ absl::StatusOr<NodeConfig> ResolveConfig(const NodeConfig& config,
         absl::StrCat(out.max_message_bytes(), " is too large for a ring of ",
                      capacity, " bytes"),
         absl::StrCat("use 1 to ", max_message,
-                     " (ring_capacity_bytes / 4 - 24: the ring's frame header and the envelope), or 0 for that maximum"));
+                     " (ring_capacity_bytes / 4 - 16: the ring's frame header and the message envelope), or 0 for that maximum"));
   }
 
   // allowed_peer_uids

@@ -340,7 +340,7 @@ TEST(ResolveConfigTest, FillsEveryDefault) {
   EXPECT_EQ(r->grpc_listen(), "unix:/run/user/4242/shmesh/alpha.grpc");
   EXPECT_EQ(r->seeds_size(), 0);
   EXPECT_EQ(r->ring_capacity_bytes(), 1048576u);
-  EXPECT_EQ(r->max_message_bytes(), 1048576u / 4 - 24);
+  EXPECT_EQ(r->max_message_bytes(), 1048576u / 4 - 16);
   ASSERT_EQ(r->allowed_peer_uids_size(), 1);
   EXPECT_EQ(r->allowed_peer_uids(0), ::getuid());
   EXPECT_EQ(r->wait().mode(), WaitPolicy::ADAPTIVE);
@@ -409,7 +409,7 @@ TEST(ResolveConfigTest, IsIdempotent) {
 TEST(ResolveConfigTest, LargestRingAndMessage) {
   NodeConfig c = Named("a");
   c.set_ring_capacity_bytes(uint64_t{1} << 30);
-  c.set_max_message_bytes((uint64_t{1} << 28) - 24);
+  c.set_max_message_bytes((uint64_t{1} << 28) - 16);
   EXPECT_TRUE(ResolveConfig(c).ok());
 }
 
@@ -513,15 +513,15 @@ TEST(ResolveConfigTest, BadMaxMessage) {
   NodeConfig c = Named("a");
   c.set_ring_capacity_bytes(4096);
   // A quarter of the ring, less the ring's frame header (8) and the
-  // envelope (16).
-  c.set_max_message_bytes(1001);
-  ExpectInvalid(c, "max_message_bytes", "1000");
-  c.set_max_message_bytes(1000);
+  // message envelope (8).
+  c.set_max_message_bytes(1009);
+  ExpectInvalid(c, "max_message_bytes", "1008");
+  c.set_max_message_bytes(1008);
   EXPECT_TRUE(ResolveConfig(c).ok());
   // The limit follows the default ring size too.
   c = Named("a");
   c.set_max_message_bytes(1048576);
-  ExpectInvalid(c, "max_message_bytes", "262120");
+  ExpectInvalid(c, "max_message_bytes", "262128");
 }
 
 TEST(ResolveConfigTest, BadUid) {

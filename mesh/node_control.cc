@@ -102,12 +102,14 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::LocalTopology() {
     topology::LinkReport r;
     r.peer = link->peer_name();
     r.tx_messages = s.tx_messages;
-    // Payload bytes: every frame this node sends or accepts carries one
-    // envelope (kFrameHeaderBytes), which the link counts with it.
-    r.tx_bytes = s.tx_bytes - std::min(s.tx_bytes, s.tx_messages * kFrameHeaderBytes);
+    // Payload bytes: every frame this node sends or accepts is a plain
+    // message and carries one message envelope (kMessagePrefix.size()
+    // bytes), which the link counts with it. (A received frame of another
+    // kind, dropped, is counted alike: its header may be longer.)
+    r.tx_bytes = s.tx_bytes - std::min(s.tx_bytes, s.tx_messages * kMessagePrefix.size());
     r.tx_full_events = s.tx_full_events;
     r.rx_messages = s.rx_messages;
-    r.rx_bytes = s.rx_bytes - std::min(s.rx_bytes, s.rx_messages * kFrameHeaderBytes);
+    r.rx_bytes = s.rx_bytes - std::min(s.rx_bytes, s.rx_messages * kMessagePrefix.size());
     r.tx_ring_bytes = s.tx_ring_bytes;
     r.rx_ring_bytes = s.rx_ring_bytes;
     r.tx_queued_bytes = s.tx_queued_bytes;

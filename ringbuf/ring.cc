@@ -41,8 +41,8 @@ bool IsPowerOfTwo(size_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 // Copies `n` <= 16 bytes with fixed-size moves (two overlapping ones for
 // 8..16 bytes) instead of a memcpy call, whose dispatch costs more than the
-// copy at this size: the prefixes written in front of each frame (a 16-byte
-// envelope header) are this small.
+// copy at this size: the prefixes written in front of each frame (the mesh's
+// 8- or 16-byte envelope header) are this small.
 inline void CopyUpTo16(uint8_t* dst, const char* src, size_t n) {
   if (n == 16) {
     std::memcpy(dst, src, 16);  // one 16-byte move

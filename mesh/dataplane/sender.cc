@@ -85,7 +85,7 @@ void Sender::NoteSendFailure(const std::shared_ptr<Transport>& link, const absl:
 
 // The send path, step by step: size check; LinkTable::Find (per-thread
 // cache, no lock while the link set is unchanged); Transport::SendFrame (the
-// link's send mutex, the 16-byte envelope and the payload copied into the
+// link's send mutex, the 8-byte envelope and the payload copied into the
 // ring, one tail store; a doorbell write only if the peer's receive thread
 // sleeps). No clock is read and nothing is allocated unless the ring is
 // full or something fails.

@@ -1,9 +1,10 @@
 // Sender: the node's send path. Send, SendBatch and Broadcast of plain
 // messages: size check, link lookup (LinkTable, lock-free while the links
-// are unchanged), the 16-byte envelope prepended to the payload in one ring
-// write, and errors that say what happened and what to do. A send that
-// finds the link broken (DATA_LOSS: a corrupt ring; UNAVAILABLE: the link is
-// or went down) reports it through `link_failed`, which retires the link.
+// are unchanged), the 8-byte message envelope (kMessagePrefix) prepended to
+// the payload in one ring write, and errors that say what happened and what
+// to do. A send that finds the link broken (DATA_LOSS: a corrupt ring;
+// UNAVAILABLE: the link is or went down) reports it through `link_failed`,
+// which retires the link.
 //
 // Thread contract: thread-safe; every method may be called from any thread
 // at once (each link serializes its own producers).

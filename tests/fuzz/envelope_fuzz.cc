@@ -7,13 +7,17 @@
 //   * no crash, no sanitizer report, no read outside the input;
 //   * the verdict equals that of an independent byte-by-byte reading of the
 //     documented wire format (envelope.h), reason included;
-//   * valid => at least 16 bytes, version kEnvelopeVersion, a known kind, no
-//     flags, kMessage only with channel and correlation 0; the payload is
-//     exactly the input's tail after 16 bytes (a view, same address); and
-//     EncodeFrameHeader(header) gives back the input's first 16 bytes;
+//   * valid => at least WireHeaderBytes(kind) bytes (8; 16 for a request or
+//     response), version kEnvelopeVersion, a known kind, no flags, kMessage
+//     only with channel 0, correlation 0 for every kind without one on the
+//     wire; the payload is exactly the input's tail after that header (a
+//     view, same address); and EncodeFrameHeader(header) gives back the
+//     input's header bytes and says how many;
 //   * invalid => a reason in range with a name, an all-zero header (never
 //     kMessage) and an empty payload;
 //   * the string_view and Span overloads agree;
+//   * the receiver's fast path (the first 8 bytes equal kMessagePrefix)
+//     accepts exactly the frames ParseFrame says are valid kMessages;
 //   * kMessagePrefix followed by the input always parses as a kMessage whose
 //     payload is the input.
 #include <cstddef>
@@ -33,31 +37,37 @@ namespace {
 using mesh::FrameError;
 using mesh::FrameHeader;
 using mesh::FrameKind;
-using mesh::kFrameHeaderBytes;
 using mesh::ParsedFrame;
 
 // The wire format as the header comment of envelope.h states it, one byte at
 // a time: the oracle for ParseFrame.
-FrameError ReferenceParse(absl::string_view b, FrameHeader* h) {
-  if (b.size() < 16) return FrameError::kTooShort;
+// Sets *header_bytes to where the payload starts (valid frames only).
+FrameError ReferenceParse(absl::string_view b, FrameHeader* h, size_t* header_bytes) {
+  if (b.size() < 8) return FrameError::kTooShort;
   auto u = [&b](size_t i) { return static_cast<uint64_t>(static_cast<uint8_t>(b[i])); };
   h->version = static_cast<uint8_t>(u(0));
   h->kind = static_cast<uint8_t>(u(1));
   h->flags = static_cast<uint16_t>(u(2) | u(3) << 8);
   h->channel = static_cast<uint32_t>(u(4) | u(5) << 8 | u(6) << 16 | u(7) << 24);
   h->correlation = 0;
-  for (int i = 15; i >= 8; --i) h->correlation = h->correlation << 8 | u(i);
   if (h->version != 1) return FrameError::kBadVersion;
   if (h->kind < 1 || h->kind > 5) return FrameError::kUnknownKind;
   if (h->flags != 0) return FrameError::kUnknownFlags;
-  if (h->kind == 1 && (h->channel != 0 || h->correlation != 0)) return FrameError::kBadMessageFields;
+  const bool correlated = h->kind == 3 || h->kind == 4;  // request, response
+  if (correlated && b.size() < 16) return FrameError::kTooShort;
+  if (h->kind == 1 && h->channel != 0) return FrameError::kBadMessageFields;
+  if (correlated) {
+    for (int i = 15; i >= 8; --i) h->correlation = h->correlation << 8 | u(i);
+  }
+  *header_bytes = correlated ? 16 : 8;
   return FrameError::kNone;
 }
 
 void CheckOne(absl::string_view frame) {
   const ParsedFrame p = mesh::ParseFrame(frame);
   FrameHeader expected;
-  const FrameError reason = ReferenceParse(frame, &expected);
+  size_t header_bytes = 0;
+  const FrameError reason = ReferenceParse(frame, &expected, &header_bytes);
   FUZZ_CHECK(p.error == reason, absl::StrCat("ParseFrame says ", mesh::FrameErrorName(p.error),
                                              ", the wire format says ",
                                              mesh::FrameErrorName(reason)));
@@ -67,20 +77,24 @@ void CheckOne(absl::string_view frame) {
                  q.payload.size() == p.payload.size(),
              "the Span overload disagrees");
   if (p.ok()) {
-    FUZZ_CHECK(frame.size() >= kFrameHeaderBytes, "a valid frame shorter than its header");
+    FUZZ_CHECK(header_bytes == mesh::WireHeaderBytes(p.header.kind),
+               "WireHeaderBytes disagrees with the wire format");
+    FUZZ_CHECK(frame.size() >= header_bytes, "a valid frame shorter than its header");
     FUZZ_CHECK(p.header == expected, "the header is not the one on the wire");
     FUZZ_CHECK(p.header.version == mesh::kEnvelopeVersion, "valid with another version");
     FUZZ_CHECK(mesh::IsKnownFrameKind(p.header.kind), absl::StrCat("valid kind ", p.header.kind));
     FUZZ_CHECK(p.header.flags == 0, "valid with flags");
-    FUZZ_CHECK(p.header.frame_kind() != FrameKind::kMessage ||
-                   (p.header.channel == 0 && p.header.correlation == 0),
-               "a message with a channel or correlation");
-    FUZZ_CHECK(p.payload.data() == frame.data() + kFrameHeaderBytes &&
-                   p.payload.size() == frame.size() - kFrameHeaderBytes,
+    FUZZ_CHECK(p.header.frame_kind() != FrameKind::kMessage || p.header.channel == 0,
+               "a message with a channel");
+    FUZZ_CHECK(mesh::HasCorrelation(p.header.kind) || p.header.correlation == 0,
+               "a correlation on a kind without one");
+    FUZZ_CHECK(p.payload.data() == frame.data() + header_bytes &&
+                   p.payload.size() == frame.size() - header_bytes,
                "the payload is not exactly the tail of the frame");
-    char encoded[kFrameHeaderBytes];
-    mesh::EncodeFrameHeader(p.header, encoded);
-    FUZZ_CHECK(std::memcmp(encoded, frame.data(), kFrameHeaderBytes) == 0,
+    char encoded[mesh::kMaxFrameHeaderBytes];
+    const size_t n = mesh::EncodeFrameHeader(p.header, encoded);
+    FUZZ_CHECK(n == header_bytes, "EncodeFrameHeader writes another length");
+    FUZZ_CHECK(std::memcmp(encoded, frame.data(), n) == 0,
                "re-encoding the header changes its bytes");
   } else {
     FUZZ_CHECK(static_cast<size_t>(p.error) < mesh::kFrameErrorCount, "reason out of range");
@@ -101,13 +115,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view input(reinterpret_cast<const char*>(data), size);
   CheckOne(input);
   // The receiver's fast path: a frame is a valid plain message exactly when
-  // its first 16 bytes are kMessagePrefix (mesh/dataplane/receiver.cc).
+  // its first 8 bytes are kMessagePrefix (mesh/dataplane/receiver.cc), and
+  // its payload is what follows them.
   {
     const mesh::ParsedFrame p = mesh::ParseFrame(input);
-    const bool fast = input.size() >= mesh::kFrameHeaderBytes &&
-                      std::memcmp(input.data(), mesh::kMessagePrefix.data(), mesh::kFrameHeaderBytes) == 0;
+    const bool fast = input.size() >= mesh::kMessagePrefix.size() &&
+                      std::memcmp(input.data(), mesh::kMessagePrefix.data(), mesh::kMessagePrefix.size()) == 0;
     FUZZ_CHECK(fast == (p.ok() && p.header.frame_kind() == FrameKind::kMessage),
-               "the 16-byte prefix check and ParseFrame disagree on a plain message");
+               "the 8-byte prefix check and ParseFrame disagree on a plain message");
+    FUZZ_CHECK(!fast || p.payload.data() == input.data() + mesh::kMessagePrefix.size(),
+               "the fast path's payload is not ParseFrame's");
   }
   // The same bytes at an odd address (ring frames need not be aligned).
   std::string odd(size + 1, '\0');
