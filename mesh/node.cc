@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "fdpass/status_macros.h"
+#include "base/eventfd.h"
+#include "base/status_macros.h"
+#include "mesh/base/os.h"
 #include "mesh/config.h"
 #include "mesh/control/services.h"
 #include "mesh/dataplane/envelope.h"
@@ -165,7 +167,7 @@ absl::Status NodeImpl::Start() {
     return absl::Status(s.code(), absl::StrCat("node ", name(), ": ", s.message()));
   };
   SHMESH_RETURN_IF_ERROR(EnsurePrivateDir(config_.run_dir()));
-  SHMESH_ASSIGN_OR_RETURN(control_wake_, MakeEventFd());
+  SHMESH_ASSIGN_OR_RETURN(control_wake_, base::MakeEventFd());
   {
     // The receiver and, without a message handler, the queue it fills (which
     // wakes the receiver when it makes room in a full queue).
@@ -274,7 +276,7 @@ void NodeImpl::Stop() {
     (void)peers_.LeaveAll(targets, req, absl::Now() + kLeaveTimeout);
   }
   control_server_.Stop();
-  if (control_wake_) SignalEventFd(control_wake_.get());
+  if (control_wake_) (void)base::SignalEventFd(control_wake_.get());
   if (control_thread_.joinable()) control_thread_.join();
   if (link_setup_ != nullptr) link_setup_->Stop();
   if (health_ != nullptr) health_->Stop();

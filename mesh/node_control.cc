@@ -10,7 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "fdpass/status_macros.h"
+#include "base/eventfd.h"
+#include "base/status_macros.h"
+#include "mesh/base/os.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/node_impl.h"
 #include "mesh/topology/topology.h"
@@ -53,7 +55,7 @@ void NodeImpl::BumpLocked() {
 }
 
 void NodeImpl::WakeControl() {
-  if (control_wake_) SignalEventFd(control_wake_.get());
+  if (control_wake_) (void)base::SignalEventFd(control_wake_.get());
 }
 
 void NodeImpl::ApplyLocked(const Roster::Change& change, absl::Time now) {
@@ -325,7 +327,7 @@ void NodeImpl::ControlLoop() {
   absl::Time next = absl::Now();
   while (!stopping()) {
     const int timeout_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(next - absl::Now()) + 1));
-    if (next > absl::Now() && ::poll(&wake, 1, timeout_ms) > 0) DrainEventFd(control_wake_.get());
+    if (next > absl::Now() && ::poll(&wake, 1, timeout_ms) > 0) (void)base::DrainEventFd(control_wake_.get());
     if (stopping()) break;
     next = Reconcile();
   }

@@ -44,9 +44,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "mesh/base/log.h"
-#include "mesh/base/os.h"
 #include "mesh/control/backend.h"
 #include "mesh/control/control_server.h"
 #include "mesh/dataplane/receive_queue.h"
@@ -182,7 +181,7 @@ class NodeImpl final : public control::DiscoveryBackend,
   std::unique_ptr<LinkSetup> link_setup_;
   std::unique_ptr<health::HealthMonitor> health_;
   control::ControlServer control_server_;
-  fdpass::UniqueFd control_wake_;  // eventfd: wakes the control thread
+  base::UniqueFd control_wake_;  // eventfd: wakes the control thread
   std::thread control_thread_;
 
   mutable absl::Mutex mu_;
