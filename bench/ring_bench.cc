@@ -38,7 +38,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
 
@@ -135,13 +135,13 @@ int AllowedCpus() {
   return CPU_COUNT(&allowed);
 }
 
-fdpass::UniqueFd Dup(int fd) {
+base::UniqueFd Dup(int fd) {
   const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) {
     std::perror("dup");
     std::exit(1);
   }
-  return fdpass::UniqueFd(copy);
+  return base::UniqueFd(copy);
 }
 
 // Attaches to `ring` through its own mapping and a dup of the doorbell end

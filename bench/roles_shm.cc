@@ -18,9 +18,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/types/span.h"
+#include "base/unique_fd.h"
 #include "bench/harness.h"
 #include "bench/roles.h"
-#include "fdpass/unique_fd.h"
 #include "mesh/node.h"
 #include "proto/mesh/v1/config.pb.h"
 #include "ringbuf/region.h"
@@ -57,10 +57,10 @@ struct Payloads {
 
 // ------------------------------------------------------------------ ring
 
-fdpass::UniqueFd Dup(int fd) {
+base::UniqueFd Dup(int fd) {
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) Die("dup failed");
-  return fdpass::UniqueFd(copy);
+  return base::UniqueFd(copy);
 }
 
 // Maps the ring again through dup'd descriptors (the memfd and the doorbell

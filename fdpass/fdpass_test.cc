@@ -1,4 +1,4 @@
-// Tests for fdpass: UniqueFd and the SOCK_SEQPACKET / SCM_RIGHTS layer.
+// Tests for fdpass: base::UniqueFd and the SOCK_SEQPACKET / SCM_RIGHTS layer.
 //
 // Everything runs on real kernel objects: socketpairs, filesystem sockets in
 // a short mkdtemp() directory (Bazel's TEST_TMPDIR is longer than sun_path),
@@ -33,8 +33,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -57,14 +57,14 @@ bool IsNonBlocking(int fd) {
   return flags != -1 && (flags & O_NONBLOCK) != 0;
 }
 
-std::pair<UniqueFd, UniqueFd> MakePipe() {
+std::pair<base::UniqueFd, base::UniqueFd> MakePipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) std::abort();
-  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+  return {base::UniqueFd(fds[0]), base::UniqueFd(fds[1])};
 }
 
-UniqueFd MakeMemfd(const std::string& contents) {
-  UniqueFd fd(::memfd_create("fdpass_test", MFD_CLOEXEC));
+base::UniqueFd MakeMemfd(const std::string& contents) {
+  base::UniqueFd fd(::memfd_create("fdpass_test", MFD_CLOEXEC));
   if (!fd.valid()) std::abort();
   if (::write(fd.get(), contents.data(), contents.size()) !=
       static_cast<ssize_t>(contents.size())) {
@@ -162,81 +162,6 @@ class SocketDirTest : public FdLeakTest {
   std::string dir_;
 };
 
-// ---------------------------------------------------------------- UniqueFd
-
-using UniqueFdTest = FdLeakTest;
-
-TEST_F(UniqueFdTest, DefaultIsEmpty) {
-  UniqueFd fd;
-  EXPECT_FALSE(fd.valid());
-  EXPECT_FALSE(fd);
-  EXPECT_EQ(fd.get(), -1);
-  fd.reset();  // Resetting an empty owner to empty is fine.
-}
-
-TEST_F(UniqueFdTest, ClosesOnDestruction) {
-  auto [r, w] = MakePipe();
-  int raw = r.get();
-  {
-    UniqueFd owner = std::move(r);
-    EXPECT_TRUE(IsOpen(raw));
-  }
-  EXPECT_FALSE(IsOpen(raw));
-}
-
-TEST_F(UniqueFdTest, MoveTransfersOwnership) {
-  auto [r, w] = MakePipe();
-  int raw = r.get();
-  UniqueFd moved(std::move(r));
-  EXPECT_FALSE(r.valid());  // NOLINT(bugprone-use-after-move): tested.
-  EXPECT_EQ(moved.get(), raw);
-
-  UniqueFd assigned;
-  assigned = std::move(moved);
-  EXPECT_FALSE(moved.valid());  // NOLINT(bugprone-use-after-move): tested.
-  EXPECT_EQ(assigned.get(), raw);
-  EXPECT_TRUE(IsOpen(raw));
-}
-
-TEST_F(UniqueFdTest, MoveAssignClosesPrevious) {
-  auto [r, w] = MakePipe();
-  int old_raw = r.get();
-  r = std::move(w);
-  EXPECT_FALSE(IsOpen(old_raw));
-  EXPECT_TRUE(r.valid());
-}
-
-TEST_F(UniqueFdTest, ReleaseGivesUpOwnership) {
-  auto [r, w] = MakePipe();
-  int raw = r.release();
-  EXPECT_FALSE(r.valid());
-  EXPECT_TRUE(IsOpen(raw));
-  ASSERT_EQ(::close(raw), 0);
-}
-
-TEST_F(UniqueFdTest, ResetClosesOldAndTakesNew) {
-  auto [r, w] = MakePipe();
-  int old_raw = r.get();
-  int fresh = ::dup(w.get());
-  ASSERT_GE(fresh, 0);
-  r.reset(fresh);
-  EXPECT_FALSE(IsOpen(old_raw));
-  EXPECT_EQ(r.get(), fresh);
-  r.reset();
-  EXPECT_FALSE(IsOpen(fresh));
-  EXPECT_FALSE(r.valid());
-}
-
-TEST_F(UniqueFdTest, ResetToHeldDescriptorDies) {
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
-  EXPECT_DEATH(
-      {
-        UniqueFd fd(::dup(STDERR_FILENO));
-        fd.reset(fd.get());
-      },
-      "already owns this fd");
-}
-
 // ---------------------------------------------------- socketpair messages
 
 using SeqpacketPairTest = FdLeakTest;
@@ -254,7 +179,7 @@ TEST_F(SeqpacketPairTest, SendsBytesAndDescriptors) {
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
   auto [pipe_r, pipe_w] = MakePipe();
-  UniqueFd memfd = MakeMemfd("shared contents");
+  base::UniqueFd memfd = MakeMemfd("shared contents");
   auto [extra_r, extra_w] = MakePipe();
 
   ASSERT_TRUE(SendMessage(pair->first.get(), "hello",
@@ -268,7 +193,7 @@ TEST_F(SeqpacketPairTest, SendsBytesAndDescriptors) {
   ASSERT_TRUE(msg.ok()) << msg.status();
   EXPECT_EQ(msg->bytes, "hello");
   ASSERT_EQ(msg->fds.size(), 3u);
-  for (const UniqueFd& fd : msg->fds) {
+  for (const base::UniqueFd& fd : msg->fds) {
     EXPECT_TRUE(IsCloexec(fd.get())) << fd.get();
     EXPECT_NE(fd.get(), pipe_w.get());
     EXPECT_NE(fd.get(), memfd.get());
@@ -287,7 +212,7 @@ TEST_F(SeqpacketPairTest, SendsBytesAndDescriptors) {
 TEST_F(SeqpacketPairTest, DescriptorsWithoutBytes) {
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
-  UniqueFd memfd = MakeMemfd("x");
+  base::UniqueFd memfd = MakeMemfd("x");
   ASSERT_TRUE(SendMessage(pair->first.get(), "", {memfd.get()}, Soon()).ok());
   auto msg = ReceiveMessage(pair->second.get(), Soon());
   ASSERT_TRUE(msg.ok()) << msg.status();
@@ -316,7 +241,7 @@ TEST_F(SeqpacketPairTest, SendRejectsInvalidMessages) {
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
   int s = pair->first.get();
-  UniqueFd memfd = MakeMemfd("x");
+  base::UniqueFd memfd = MakeMemfd("x");
   std::vector<int> seventeen(kMaxFdsPerMessage + 1, memfd.get());
 
   EXPECT_EQ(
@@ -452,7 +377,7 @@ TEST_F(SeqpacketPairTest, PeerClosingWithUnreadDataIsUnavailable) {
 TEST_F(SeqpacketPairTest, TooManyDescriptorsAreRejectedAndClosed) {
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
-  UniqueFd memfd = MakeMemfd("x");
+  base::UniqueFd memfd = MakeMemfd("x");
   // 20 descriptors, sent with a raw sendmsg (SendMessage refuses to).
   constexpr int kCount = 20;
   std::vector<int> fds(kCount, memfd.get());
@@ -483,7 +408,7 @@ TEST_F(SeqpacketPairTest, TooManyDescriptorsAreRejectedAndClosed) {
 TEST_F(SeqpacketPairTest, OversizedMessageIsDataLossAndClosesFds) {
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
-  UniqueFd memfd = MakeMemfd("x");
+  base::UniqueFd memfd = MakeMemfd("x");
   // One byte over the limit, plus a descriptor, with a raw sendmsg.
   std::string big(kMaxMessageBytes + 1, 'x');
   iovec iov = {big.data(), big.size()};
@@ -513,7 +438,7 @@ TEST_F(SeqpacketPairTest, DescriptorsDroppedUnderLowRlimitAreDataLoss) {
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
   {
-    UniqueFd memfd = MakeMemfd("x");
+    base::UniqueFd memfd = MakeMemfd("x");
     std::vector<int> eight(8, memfd.get());
     ASSERT_TRUE(SendMessage(pair->first.get(), "eight", eight, Soon()).ok());
   }
@@ -556,7 +481,7 @@ TEST_F(SeqpacketPairTest, PeerCredNeedsAConnectedSocket) {
   auto [r, w] = MakePipe();
   EXPECT_EQ(GetPeerCred(r.get()).status().code(),
             absl::StatusCode::kInvalidArgument);
-  UniqueFd lone(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  base::UniqueFd lone(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(lone.valid());
   EXPECT_EQ(GetPeerCred(lone.get()).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -574,7 +499,7 @@ TEST_F(SeqpacketPairTest, WaitReadable) {
   EXPECT_TRUE(WaitReadable(pair->second.get(), absl::InfinitePast()).ok());
   EXPECT_TRUE(WaitReadable(pair->second.get(), absl::InfiniteFuture()).ok());
   // A descriptor that isn't open.
-  UniqueFd closed(::dup(pair->first.get()));
+  base::UniqueFd closed(::dup(pair->first.get()));
   int stale = closed.get();
   closed.reset();
   EXPECT_EQ(WaitReadable(stale, Soon()).code(),
@@ -626,7 +551,7 @@ TEST_F(SeqpacketPairTest, ChildUsesDescriptorsPassedByParent) {
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
   auto [pipe_r, pipe_w] = MakePipe();
-  UniqueFd memfd = MakeMemfd("from parent");
+  base::UniqueFd memfd = MakeMemfd("from parent");
 
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
@@ -681,7 +606,7 @@ TEST_F(ListenTest, ListenConnectAcceptExchange) {
   ASSERT_EQ(::lstat(path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
 
-  UniqueFd memfd = MakeMemfd("ring");
+  base::UniqueFd memfd = MakeMemfd("ring");
   ASSERT_TRUE(SendMessage(client->get(), "hello", {memfd.get()}, Soon()).ok());
   auto got = ReceiveMessage(server->get(), Soon());
   ASSERT_TRUE(got.ok()) << got.status();
@@ -758,7 +683,7 @@ TEST_F(ListenTest, LiveListenerIsAlreadyExists) {
 
 TEST_F(ListenTest, StreamListenerIsAlreadyExists) {
   std::string path = Path("stream.sock");
-  UniqueFd stream(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  base::UniqueFd stream(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(stream.valid());
   sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
@@ -776,7 +701,7 @@ TEST_F(ListenTest, StreamListenerIsAlreadyExists) {
 TEST_F(ListenTest, NonSocketIsFailedPrecondition) {
   std::string file = Path("plain");
   {
-    UniqueFd fd(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    base::UniqueFd fd(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
     ASSERT_TRUE(fd.valid());
   }
   auto listener = ListenSeqpacket(file);
@@ -833,7 +758,7 @@ TEST_F(ListenTest, ConnectWaitsForBacklogRoom) {
   auto listener = ListenSeqpacket(path, /*backlog=*/0);
   ASSERT_TRUE(listener.ok()) << listener.status();
   // Fill the backlog with connections nobody accepts yet.
-  std::vector<UniqueFd> pending;
+  std::vector<base::UniqueFd> pending;
   for (int i = 0; i < 16; ++i) {
     auto conn = ConnectSeqpacket(path, absl::InfinitePast());
     if (absl::IsDeadlineExceeded(conn.status())) break;
@@ -850,7 +775,7 @@ TEST_F(ListenTest, ConnectWaitsForBacklogRoom) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(50));
 
   // Once the listener accepts, a waiting connect gets through.
-  std::vector<UniqueFd> accepted;
+  std::vector<base::UniqueFd> accepted;
   std::thread acceptor([&accepted, fd = listener->get(), n = pending.size()] {
     absl::SleepFor(absl::Milliseconds(50));
     for (size_t i = 0; i <= n; ++i) {
@@ -894,8 +819,8 @@ TEST_F(ListenTest, PeerCredOfForkedChild) {
 // ------------------------------------------------- stream listeners
 
 // Connects a blocking SOCK_STREAM socket to `path`: 0, or the errno.
-int ConnectStreamErrno(const std::string& path, UniqueFd* out = nullptr) {
-  UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+int ConnectStreamErrno(const std::string& path, base::UniqueFd* out = nullptr) {
+  base::UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!sock.valid()) return errno;
   sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
@@ -925,7 +850,7 @@ TEST_F(ListenTest, StreamListenerAcceptsWithCredentialsAndMode0600) {
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0600u);
 
-  UniqueFd client;
+  base::UniqueFd client;
   ASSERT_EQ(ConnectStreamErrno(path, &client), 0);
   auto server = Accept(listener->get(), Soon());
   ASSERT_TRUE(server.ok()) << server.status();
@@ -1029,7 +954,7 @@ TEST_F(ListenTest, StreamListenerRefusesLiveListenersAndOtherFiles) {
 
   std::string file = Path("plain");
   {
-    UniqueFd fd(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    base::UniqueFd fd(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
     ASSERT_TRUE(fd.valid());
   }
   EXPECT_EQ(ListenStream(file).status().code(),
@@ -1052,7 +977,7 @@ TEST_F(ListenTest, DescriptorsDoNotSurviveExec) {
   ASSERT_TRUE(server.ok()) << server.status();
   auto pair = SeqpacketPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
-  UniqueFd memfd = MakeMemfd("x");
+  base::UniqueFd memfd = MakeMemfd("x");
   ASSERT_TRUE(SendMessage(pair->first.get(), "fd", {memfd.get()}, Soon()).ok());
   auto received = ReceiveMessage(pair->second.get(), Soon());
   ASSERT_TRUE(received.ok()) << received.status();

@@ -11,8 +11,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "base/status_macros.h"
 #include "fdpass/internal/os.h"
-#include "fdpass/status_macros.h"
 
 namespace fdpass {
 namespace {
@@ -80,8 +80,8 @@ absl::Status WaitFor(int fd, short events, absl::Time deadline) {
 // Takes ownership of every descriptor in `msg`'s control data, in any
 // control message that carries them. Called first, before any inspection.
 // Also reports whether a control message of another kind was present.
-std::vector<UniqueFd> TakeReceivedFds(msghdr* msg, bool* unexpected_cmsg) {
-  std::vector<UniqueFd> fds;
+std::vector<base::UniqueFd> TakeReceivedFds(msghdr* msg, bool* unexpected_cmsg) {
+  std::vector<base::UniqueFd> fds;
   *unexpected_cmsg = false;
   for (cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
@@ -105,7 +105,7 @@ std::vector<UniqueFd> TakeReceivedFds(msghdr* msg, bool* unexpected_cmsg) {
 // EPROTOTYPE, a stale file of any type ECONNREFUSED).
 enum class SocketKind { kSeqpacket, kStream };
 
-absl::StatusOr<UniqueFd> MakeSocket(SocketKind kind, bool non_blocking) {
+absl::StatusOr<base::UniqueFd> MakeSocket(SocketKind kind, bool non_blocking) {
   return kind == SocketKind::kSeqpacket ? os::SeqpacketSocket(non_blocking)
                                         : os::StreamSocket(non_blocking);
 }
@@ -114,7 +114,7 @@ absl::StatusOr<UniqueFd> MakeSocket(SocketKind kind, bool non_blocking) {
 // with a non-blocking socket (which never waits) and closing at once.
 absl::StatusOr<os::ConnectOutcome> ProbeListener(const std::string& path,
                                                  SocketKind kind) {
-  SHMESH_ASSIGN_OR_RETURN(UniqueFd probe,
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd probe,
                           MakeSocket(kind, /*non_blocking=*/true));
   for (;;) {
     SHMESH_ASSIGN_OR_RETURN(os::ConnectOutcome outcome,
@@ -125,14 +125,14 @@ absl::StatusOr<os::ConnectOutcome> ProbeListener(const std::string& path,
 
 // ListenSeqpacket and ListenStream: bind (replacing a stale file), chmod to
 // `mode` if given, listen.
-absl::StatusOr<UniqueFd> ListenUnix(const std::string& path, SocketKind kind,
+absl::StatusOr<base::UniqueFd> ListenUnix(const std::string& path, SocketKind kind,
                                     std::optional<mode_t> mode, int backlog) {
   SHMESH_RETURN_IF_ERROR(ValidatePath(path));
   // Held until we return: probe, unlink, bind and listen are one step for
   // every fdpass listener on this directory.
-  SHMESH_ASSIGN_OR_RETURN(UniqueFd dir_lock,
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd dir_lock,
                           os::LockDirectory(ParentDirectory(path)));
-  SHMESH_ASSIGN_OR_RETURN(UniqueFd listener,
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd listener,
                           MakeSocket(kind, /*non_blocking=*/true));
   // Two tries: if the name exists and is a stale socket, the first try
   // removes it. Under the lock nothing else should recreate it in between.
@@ -184,18 +184,18 @@ absl::StatusOr<UniqueFd> ListenUnix(const std::string& path, SocketKind kind,
 
 }  // namespace
 
-absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path, int backlog) {
+absl::StatusOr<base::UniqueFd> ListenSeqpacket(const std::string& path, int backlog) {
   return ListenUnix(path, SocketKind::kSeqpacket, std::nullopt, backlog);
 }
 
-absl::StatusOr<UniqueFd> ListenStream(const std::string& path, mode_t mode,
+absl::StatusOr<base::UniqueFd> ListenStream(const std::string& path, mode_t mode,
                                       int backlog) {
   return ListenUnix(path, SocketKind::kStream, mode, backlog);
 }
 
-absl::StatusOr<UniqueFd> Accept(int listen_fd, absl::Time deadline) {
+absl::StatusOr<base::UniqueFd> Accept(int listen_fd, absl::Time deadline) {
   for (;;) {
-    SHMESH_ASSIGN_OR_RETURN(UniqueFd fd, os::Accept(listen_fd));
+    SHMESH_ASSIGN_OR_RETURN(base::UniqueFd fd, os::Accept(listen_fd));
     if (fd.valid()) return fd;
     absl::Status waited = WaitFor(listen_fd, POLLIN, deadline);
     if (absl::IsDeadlineExceeded(waited)) {
@@ -207,7 +207,7 @@ absl::StatusOr<UniqueFd> Accept(int listen_fd, absl::Time deadline) {
   }
 }
 
-absl::StatusOr<UniqueFd> ConnectSeqpacket(const std::string& path,
+absl::StatusOr<base::UniqueFd> ConnectSeqpacket(const std::string& path,
                                           absl::Time deadline) {
   SHMESH_RETURN_IF_ERROR(ValidatePath(path));
   // AF_UNIX connect() never completes asynchronously: with a full backlog a
@@ -217,7 +217,7 @@ absl::StatusOr<UniqueFd> ConnectSeqpacket(const std::string& path,
   // then switch the connected socket to non-blocking. With no time left,
   // make one non-blocking attempt instead (a zero SO_SNDTIMEO means forever).
   const bool try_once = deadline <= absl::Now();
-  SHMESH_ASSIGN_OR_RETURN(UniqueFd sock,
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd sock,
                           os::SeqpacketSocket(/*non_blocking=*/try_once));
   for (;;) {
     if (!try_once) {
@@ -264,7 +264,7 @@ absl::StatusOr<UniqueFd> ConnectSeqpacket(const std::string& path,
   }
 }
 
-absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
+absl::StatusOr<std::pair<base::UniqueFd, base::UniqueFd>> SeqpacketPair() {
   return os::SeqpacketSocketPair();
 }
 

@@ -33,7 +33,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace fdpass {
 
@@ -64,7 +64,7 @@ struct PeerCred {
 // (107) bytes: INVALID_ARGUMENT. Calls in one process or several are
 // serialized by an flock() on the parent directory, so two racing callers
 // cannot both "replace" the same path. Other failures: the errno's code.
-absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path,
+absl::StatusOr<base::UniqueFd> ListenSeqpacket(const std::string& path,
                                          int backlog = 128);
 
 // Like ListenSeqpacket (same path rules, stale-file replacement, directory
@@ -74,7 +74,7 @@ absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path,
 // permission bits `mode` between bind and listen, so nobody can connect
 // while it has wider ones. A chmod failure: its errno's code, nothing left
 // on disk.
-absl::StatusOr<UniqueFd> ListenStream(const std::string& path,
+absl::StatusOr<base::UniqueFd> ListenStream(const std::string& path,
                                       mode_t mode = 0600, int backlog = 128);
 
 // Accepts one connection on `listen_fd` (borrowed); the caller owns the
@@ -83,7 +83,7 @@ absl::StatusOr<UniqueFd> ListenStream(const std::string& path,
 // RESOURCE_EXHAUSTED (back off before retrying; don't spin). ECONNABORTED,
 // EPROTO: UNAVAILABLE. REQUIRES: `listen_fd` is non-blocking (as
 // ListenSeqpacket and ListenStream make it), or the accept itself may block.
-absl::StatusOr<UniqueFd> Accept(int listen_fd, absl::Time deadline);
+absl::StatusOr<base::UniqueFd> Accept(int listen_fd, absl::Time deadline);
 
 // Connects to the SOCK_SEQPACKET listener at filesystem `path`; the caller
 // owns the non-blocking, close-on-exec result. If the listener's backlog is
@@ -91,13 +91,13 @@ absl::StatusOr<UniqueFd> Accept(int listen_fd, absl::Time deadline);
 // `path` (ENOENT) or nobody listening (ECONNREFUSED): UNAVAILABLE, naming
 // `path`. A listener of another socket type: FAILED_PRECONDITION. Bad path:
 // INVALID_ARGUMENT, as for ListenSeqpacket.
-absl::StatusOr<UniqueFd> ConnectSeqpacket(const std::string& path,
+absl::StatusOr<base::UniqueFd> ConnectSeqpacket(const std::string& path,
                                           absl::Time deadline);
 
 // A connected pair of SOCK_SEQPACKET sockets, non-blocking and
 // close-on-exec; the caller owns both. Errors: the errno's code (EMFILE:
 // RESOURCE_EXHAUSTED).
-absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketPair();
+absl::StatusOr<std::pair<base::UniqueFd, base::UniqueFd>> SeqpacketPair();
 
 // SO_PEERCRED of connected Unix socket `fd` (borrowed): the pid, uid and gid
 // of the peer when it connected (for a pair: when it was created). Not a
@@ -118,7 +118,7 @@ absl::Status SendMessage(int fd, absl::string_view bytes,
 // One received message. The receiver owns `fds` (close-on-exec).
 struct ReceivedMessage {
   std::string bytes;
-  std::vector<UniqueFd> fds;
+  std::vector<base::UniqueFd> fds;
 };
 
 // Receives one message from connected SOCK_SEQPACKET `fd` (borrowed),

@@ -25,8 +25,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "fdpass/status_macros.h"
-#include "fdpass/unique_fd.h"
+#include "base/status_macros.h"
+#include "base/unique_fd.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -54,7 +54,7 @@ constexpr size_t kMaxConfigFileBytes = 1 << 20;
 // Reads all of `path`. NOT_FOUND, PERMISSION_DENIED or another errno-derived
 // code naming the path; INVALID_ARGUMENT for a directory or a huge file.
 absl::StatusOr<std::string> ReadConfigFile(const std::string& path) {
-  fdpass::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     const int err = errno;
     switch (err) {

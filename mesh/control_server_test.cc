@@ -43,14 +43,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "mesh/test_util.h"
 #include "mesh/node.h"
+#include "mesh/test_util.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 
 namespace mesh {
@@ -71,8 +71,8 @@ class StderrCapture {
     path_ = absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp", "/stderr-", ::getpid(), "-",
                          counter_++);
     std::fflush(stderr);
-    saved_ = fdpass::UniqueFd(::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3));
-    fdpass::UniqueFd file(::open(path_.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_APPEND | O_CLOEXEC, 0600));
+    saved_ = base::UniqueFd(::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3));
+    base::UniqueFd file(::open(path_.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_APPEND | O_CLOEXEC, 0600));
     if (!saved_.valid() || !file.valid() || ::dup2(file.get(), STDERR_FILENO) < 0) std::abort();
   }
   ~StderrCapture() {
@@ -97,7 +97,7 @@ class StderrCapture {
  private:
   static inline int counter_ = 0;
   std::string path_;
-  fdpass::UniqueFd saved_;
+  base::UniqueFd saved_;
 };
 
 std::vector<std::string> LinesWith(const std::string& text, absl::string_view needle) {
@@ -138,7 +138,7 @@ class Helper {
     }
     ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     ::close(out[1]);
-    out_ = fdpass::UniqueFd(out[0]);
+    out_ = base::UniqueFd(out[0]);
   }
   pid_t pid() const { return pid_; }
   // Reads its output to the end and reaps it.
@@ -156,7 +156,7 @@ class Helper {
 
  private:
   pid_t pid_ = -1;
-  fdpass::UniqueFd out_;
+  base::UniqueFd out_;
 };
 
 struct HelperResult {
@@ -892,9 +892,9 @@ TEST_F(ControlServerTest, RefusedAndAcceptedConnectionsLeaveNoDescriptorsBehind)
   EXPECT_THAT(raw_ok.out, HasSubstr("answered=30")) << raw_ok.out;
   // Connections held open while we look do count: the check can fail.
   {
-    std::vector<fdpass::UniqueFd> held;
+    std::vector<base::UniqueFd> held;
     for (int i = 0; i < 3; ++i) {
-      fdpass::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
       sockaddr_un addr = {};
       addr.sun_family = AF_UNIX;
       std::strncpy(addr.sun_path, SocketPath(open).c_str(), sizeof(addr.sun_path) - 1);
@@ -934,7 +934,7 @@ TEST_F(ControlServerTest, OutOfDescriptorsBacksOffAndServesTheWaitingClientLater
   low.rlim_cur = fdpass::CountOpenFds() + 16;
   ASSERT_LT(low.rlim_cur, original.rlim_cur);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  std::vector<fdpass::UniqueFd> fillers;
+  std::vector<base::UniqueFd> fillers;
   auto fill = [&fillers] {
     for (;;) {
       int fd = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0);
@@ -1007,7 +1007,7 @@ TEST_F(ControlServerTest, ControlServerThatCannotListenCleansUp) {
   EXPECT_TRUE(std::filesystem::exists(held_path)) << "someone else's socket was removed";
 
   // A TCP port someone else holds.
-  fdpass::UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  base::UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr = {};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -37,8 +37,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "mesh/dataplane/envelope.h"
@@ -113,8 +113,8 @@ class HostilePeer {
     }
     ::close(to[0]);
     ::close(from[1]);
-    to_ = fdpass::UniqueFd(to[1]);
-    from_ = fdpass::UniqueFd(from[0]);
+    to_ = base::UniqueFd(to[1]);
+    from_ = base::UniqueFd(from[0]);
   }
   ~HostilePeer() { Exit(); }
 
@@ -141,8 +141,8 @@ class HostilePeer {
   // fork: no thread of the parent is needed).
   static int Run(const std::string& a_link, int in, int out) {
     std::optional<ringbuf::Ring> ring;           // ours: a consumes it
-    fdpass::UniqueFd sock;
-    std::vector<fdpass::UniqueFd> received;      // a's ring memfd, a's consumer end
+    base::UniqueFd sock;
+    std::vector<base::UniqueFd> received;      // a's ring memfd, a's consumer end
     std::optional<ringbuf::SharedRegion> a_ring;  // a's ring, mapped raw
     std::atomic<bool> jam{false}, beat{false}, stop{false};
     std::thread keeper;
@@ -184,7 +184,7 @@ class HostilePeer {
           continue;
         }
         received = std::move(reply->fds);
-        auto mapped = ringbuf::SharedRegion::Map(fdpass::UniqueFd(::dup(received[0].get())),
+        auto mapped = ringbuf::SharedRegion::Map(base::UniqueFd(::dup(received[0].get())),
                                                  ringbuf::RingRegionSize(rep.welcome().ring_capacity_bytes()));
         if (!mapped.ok()) {
           WriteLine(out, "ERROR map");
@@ -245,7 +245,7 @@ class HostilePeer {
   }
 
   pid_t pid_ = -1;
-  fdpass::UniqueFd to_, from_;
+  base::UniqueFd to_, from_;
 };
 
 class HostilePeerTest : public ::testing::Test {
@@ -429,7 +429,7 @@ TEST_F(HostilePeerTest, SilentConnectionsDoNotStallLinkSetup) {
       ::close(to[1]);
       ::close(from[0]);
       (void)ReadLine(to[0]);
-      std::vector<fdpass::UniqueFd> conns;
+      std::vector<base::UniqueFd> conns;
       for (int i = 0; i < 150; ++i) {
         auto c = fdpass::ConnectSeqpacket(a_link, absl::Now() + absl::Milliseconds(100));
         if (c.ok()) conns.push_back(std::move(*c));
@@ -447,7 +447,7 @@ TEST_F(HostilePeerTest, SilentConnectionsDoNotStallLinkSetup) {
   int stranger_to, stranger_from, member_to, member_from;
   const pid_t stranger = silent(&stranger_to, &stranger_from);
   const pid_t member = silent(&member_to, &member_from);
-  fdpass::UniqueFd st(stranger_to), sf(stranger_from), mt(member_to), mf(member_from);
+  base::UniqueFd st(stranger_to), sf(stranger_from), mt(member_to), mf(member_from);
 
   Node* a = Add(Config("a", {}));
   ASSERT_TRUE(a->Start().ok());

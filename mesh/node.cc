@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "fdpass/status_macros.h"
+#include "base/eventfd.h"
+#include "base/status_macros.h"
+#include "mesh/base/os.h"
 #include "mesh/config.h"
 #include "mesh/control/services.h"
 #include "mesh/dataplane/envelope.h"

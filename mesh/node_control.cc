@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "fdpass/status_macros.h"
+#include "base/status_macros.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/node_impl.h"
 #include "mesh/topology/topology.h"

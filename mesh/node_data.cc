@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "fdpass/status_macros.h"
+#include "base/status_macros.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/node_impl.h"
 

@@ -31,8 +31,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -486,7 +486,7 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
   }
   ::close(to_child[0]);
   ::close(from_child[1]);
-  fdpass::UniqueFd to(to_child[1]), from(from_child[0]);
+  base::UniqueFd to(to_child[1]), from(from_child[0]);
 
   mesh::v1::NodeConfig config = Config("a", {});
   config.set_unresponsive_after_ms(500);

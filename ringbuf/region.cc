@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "fdpass/status_macros.h"
+#include "base/status_macros.h"
 #include "ringbuf/internal/os.h"
 
 namespace ringbuf {
@@ -35,14 +35,14 @@ std::string SealNames(int seals) {
 absl::StatusOr<SharedRegion> SharedRegion::Create(std::string_view debug_name, size_t size) {
   if (size == 0) return absl::InvalidArgumentError("SharedRegion::Create: size is 0");
   std::string name(debug_name.substr(0, kMaxNameLength));
-  SHMESH_ASSIGN_OR_RETURN(fdpass::UniqueFd fd, os_internal::MemfdCreate(name));
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd fd, os_internal::MemfdCreate(name));
   SHMESH_RETURN_IF_ERROR(os_internal::Ftruncate(fd.get(), size));
   SHMESH_RETURN_IF_ERROR(os_internal::AddSeals(fd.get(), kRequiredSeals));
   SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapShared(fd.get(), size));
   return SharedRegion(std::move(fd), data, size);
 }
 
-absl::StatusOr<SharedRegion> SharedRegion::Map(fdpass::UniqueFd fd, size_t expected_size) {
+absl::StatusOr<SharedRegion> SharedRegion::Map(base::UniqueFd fd, size_t expected_size) {
   if (!fd.valid()) return absl::InvalidArgumentError("SharedRegion::Map: no fd given");
   if (expected_size == 0) {
     return absl::InvalidArgumentError("SharedRegion::Map: expected_size is 0");

@@ -9,7 +9,7 @@
 // used (both sides write) and is refused if present (it would make a shared
 // writable mapping impossible).
 //
-// Ownership: a SharedRegion owns its memfd (a fdpass::UniqueFd) and its
+// Ownership: a SharedRegion owns its memfd (a base::UniqueFd) and its
 // mapping; both are released by the destructor (munmap, then close). It is
 // move-only. fd() and data() are borrowed views valid while the object lives.
 //
@@ -24,7 +24,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace ringbuf {
 
@@ -45,7 +45,7 @@ class SharedRegion {
   // Errors: INVALID_ARGUMENT if the fd is not a memfd, not a regular file,
   // or has the wrong size (or expected_size is 0); FAILED_PRECONDITION if
   // the seals are wrong. The message names what was wrong.
-  static absl::StatusOr<SharedRegion> Map(fdpass::UniqueFd fd, size_t expected_size);
+  static absl::StatusOr<SharedRegion> Map(base::UniqueFd fd, size_t expected_size);
 
   SharedRegion(SharedRegion&& other) noexcept;
   SharedRegion& operator=(SharedRegion&& other) noexcept;
@@ -61,11 +61,11 @@ class SharedRegion {
   size_t size() const { return size_; }
 
  private:
-  SharedRegion(fdpass::UniqueFd fd, uint8_t* data, size_t size)
+  SharedRegion(base::UniqueFd fd, uint8_t* data, size_t size)
       : fd_(std::move(fd)), data_(data), size_(size) {}
   void Reset();
 
-  fdpass::UniqueFd fd_;
+  base::UniqueFd fd_;
   uint8_t* data_ = nullptr;  // owned mapping of size_ bytes, or nullptr
   size_t size_ = 0;
 };

@@ -28,14 +28,14 @@ using ::testing::HasSubstr;
 constexpr int kAllSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
 // A raw memfd of `size` bytes with `seals`, built without SharedRegion.
-fdpass::UniqueFd RawMemfd(size_t size, int seals) {
+base::UniqueFd RawMemfd(size_t size, int seals) {
   const int fd = ::memfd_create("region_test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   EXPECT_GE(fd, 0) << std::strerror(errno);
   EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0) << std::strerror(errno);
   if (seals != 0) {
     EXPECT_EQ(::fcntl(fd, F_ADD_SEALS, seals), 0) << std::strerror(errno);
   }
-  return fdpass::UniqueFd(fd);
+  return base::UniqueFd(fd);
 }
 
 class SharedRegionTest : public ::testing::Test {
@@ -115,8 +115,8 @@ TEST_F(SharedRegionTest, MoveTransfersOwnership) {
 TEST_F(SharedRegionTest, MapRefusesPipe) {
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
-  fdpass::UniqueFd write_end(p[1]);
-  absl::StatusOr<SharedRegion> r = SharedRegion::Map(fdpass::UniqueFd(p[0]), 4096);
+  base::UniqueFd write_end(p[1]);
+  absl::StatusOr<SharedRegion> r = SharedRegion::Map(base::UniqueFd(p[0]), 4096);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("not a memfd"));
 }
@@ -124,8 +124,8 @@ TEST_F(SharedRegionTest, MapRefusesPipe) {
 TEST_F(SharedRegionTest, MapRefusesSocket) {
   int s[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, s), 0);
-  fdpass::UniqueFd other(s[1]);
-  absl::StatusOr<SharedRegion> r = SharedRegion::Map(fdpass::UniqueFd(s[0]), 4096);
+  base::UniqueFd other(s[1]);
+  absl::StatusOr<SharedRegion> r = SharedRegion::Map(base::UniqueFd(s[0]), 4096);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("not a memfd"));
 }
@@ -133,7 +133,7 @@ TEST_F(SharedRegionTest, MapRefusesSocket) {
 TEST_F(SharedRegionTest, MapRefusesDevZero) {
   const int fd = ::open("/dev/zero", O_RDWR | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  absl::StatusOr<SharedRegion> r = SharedRegion::Map(fdpass::UniqueFd(fd), 4096);
+  absl::StatusOr<SharedRegion> r = SharedRegion::Map(base::UniqueFd(fd), 4096);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("not a memfd"));
 }
@@ -145,7 +145,7 @@ TEST_F(SharedRegionTest, MapRefusesRegularFile) {
   ASSERT_GE(fd, 0) << std::strerror(errno);
   ::unlink(path.c_str());
   ASSERT_EQ(::ftruncate(fd, 4096), 0);
-  absl::StatusOr<SharedRegion> r = SharedRegion::Map(fdpass::UniqueFd(fd), 4096);
+  absl::StatusOr<SharedRegion> r = SharedRegion::Map(base::UniqueFd(fd), 4096);
   EXPECT_FALSE(r.ok());
   // Disk files have no seals (EINVAL); a tmpfs file reports only F_SEAL_SEAL.
   EXPECT_TRUE(r.status().code() == absl::StatusCode::kInvalidArgument ||
@@ -188,7 +188,7 @@ TEST_F(SharedRegionTest, MapRefusesWriteSealedMemfd) {
 }
 
 TEST_F(SharedRegionTest, MapRefusesBadArguments) {
-  EXPECT_EQ(SharedRegion::Map(fdpass::UniqueFd(), 4096).status().code(),
+  EXPECT_EQ(SharedRegion::Map(base::UniqueFd(), 4096).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SharedRegion::Map(RawMemfd(4096, kAllSeals), 0).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "fdpass/status_macros.h"
+#include "base/status_macros.h"
 #include "ringbuf/internal/os.h"
 
 // Atomic pair labels used in the comments below:
@@ -791,8 +791,8 @@ void RingConsumer::Close() {
 
 // -------------------------------------------------------------------- ring
 
-Ring::Ring(SharedRegion region, fdpass::UniqueFd producer_doorbell,
-           fdpass::UniqueFd consumer_doorbell, size_t capacity, const WaitOptions& options)
+Ring::Ring(SharedRegion region, base::UniqueFd producer_doorbell,
+           base::UniqueFd consumer_doorbell, size_t capacity, const WaitOptions& options)
     : region_(std::move(region)),
       producer_doorbell_(std::move(producer_doorbell)),
       consumer_doorbell_(std::move(consumer_doorbell)),
@@ -857,7 +857,7 @@ absl::StatusOr<Ring> Ring::Create(size_t capacity, const WaitOptions& options) {
               capacity, options);
 }
 
-absl::StatusOr<Ring> Ring::Attach(SharedRegion region, fdpass::UniqueFd doorbell, RingEnd end,
+absl::StatusOr<Ring> Ring::Attach(SharedRegion region, base::UniqueFd doorbell, RingEnd end,
                                   const WaitOptions& options) {
   if (region.size() < kRingHeaderSize + kMinRingCapacity) {
     return absl::InvalidArgumentError(
@@ -893,9 +893,9 @@ absl::StatusOr<Ring> Ring::Attach(SharedRegion region, fdpass::UniqueFd doorbell
   if (!doorbell.valid()) return absl::InvalidArgumentError("ring doorbell fd missing");
   SHMESH_RETURN_IF_ERROR(os_internal::CheckDoorbell(doorbell.get()));
   if (end == RingEnd::kProducer) {
-    return Ring(std::move(region), std::move(doorbell), fdpass::UniqueFd(), capacity, options);
+    return Ring(std::move(region), std::move(doorbell), base::UniqueFd(), capacity, options);
   }
-  return Ring(std::move(region), fdpass::UniqueFd(), std::move(doorbell), capacity, options);
+  return Ring(std::move(region), base::UniqueFd(), std::move(doorbell), capacity, options);
 }
 
 }  // namespace ringbuf

@@ -76,7 +76,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring_layout.h"
 #include "ringbuf/wait.h"
@@ -392,7 +392,7 @@ class Ring {
   // header size, capacity a power of two in range and matching
   // region.size()) and that the doorbell is an AF_UNIX stream socket.
   // INVALID_ARGUMENT naming the problem otherwise.
-  static absl::StatusOr<Ring> Attach(SharedRegion region, fdpass::UniqueFd doorbell, RingEnd end,
+  static absl::StatusOr<Ring> Attach(SharedRegion region, base::UniqueFd doorbell, RingEnd end,
                                      const WaitOptions& options = WaitOptions());
 
   Ring(Ring&&) noexcept;
@@ -436,14 +436,14 @@ class Ring {
   RingConsumer& consumer() { return *consumer_; }
 
  private:
-  Ring(SharedRegion region, fdpass::UniqueFd producer_doorbell, fdpass::UniqueFd consumer_doorbell,
+  Ring(SharedRegion region, base::UniqueFd producer_doorbell, base::UniqueFd consumer_doorbell,
        size_t capacity, const WaitOptions& options);
 
   // Declaration order matters: the endpoints (which borrow the mapping and
   // the fds) are destroyed first.
   SharedRegion region_;
-  fdpass::UniqueFd producer_doorbell_;  // may be empty (Attach as consumer)
-  fdpass::UniqueFd consumer_doorbell_;  // may be empty (Attach as producer, Drop)
+  base::UniqueFd producer_doorbell_;  // may be empty (Attach as consumer)
+  base::UniqueFd consumer_doorbell_;  // may be empty (Attach as producer, Drop)
   size_t capacity_;
   std::unique_ptr<RingProducer> producer_;
   std::unique_ptr<RingConsumer> consumer_;

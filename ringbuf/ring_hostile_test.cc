@@ -410,8 +410,8 @@ class HostileDoorbellTest : public HostileTest {
     });
   }
 
-  fdpass::UniqueFd peer_consumer_end_;
-  fdpass::UniqueFd peer_producer_end_;
+  base::UniqueFd peer_consumer_end_;
+  base::UniqueFd peer_producer_end_;
 };
 
 TEST_F(HostileDoorbellTest, ProducerNeverBlocksRingingAFullBlockingDoorbell) {

@@ -830,22 +830,22 @@ TEST_F(RingTest, AttachRefusesDoorbellsThatAreNotStreamSocketPairEnds) {
   Ring a = MakeRing(4096);
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
-  fdpass::UniqueFd read_end(p[0]), write_end(p[1]);
+  base::UniqueFd read_end(p[0]), write_end(p[1]);
   char path[] = "/tmp/shmesh-ring-test-XXXXXX";
   const int file_fd = ::mkostemp(path, O_CLOEXEC);
   ASSERT_GE(file_fd, 0);
   ::unlink(path);
-  fdpass::UniqueFd file(file_fd);
-  fdpass::UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  base::UniqueFd file(file_fd);
+  base::UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   ASSERT_TRUE(event.valid());
-  fdpass::UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  base::UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(udp.valid());
   int d[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, d), 0);
-  fdpass::UniqueFd dgram(d[0]), dgram_peer(d[1]);
+  base::UniqueFd dgram(d[0]), dgram_peer(d[1]);
   int q[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, q), 0);
-  fdpass::UniqueFd seqpacket(q[0]), seqpacket_peer(q[1]);
+  base::UniqueFd seqpacket(q[0]), seqpacket_peer(q[1]);
   const struct {
     const char* what;
     int fd;
@@ -873,7 +873,7 @@ TEST_F(RingTest, AttachRefusesDoorbellsThatAreNotStreamSocketPairEnds) {
   absl::StatusOr<SharedRegion> region = SharedRegion::Map(DupOrDie(a.region_fd()), a.region_size());
   ASSERT_TRUE(region.ok());
   absl::StatusOr<Ring> none =
-      Ring::Attach(std::move(*region), fdpass::UniqueFd(), RingEnd::kConsumer);
+      Ring::Attach(std::move(*region), base::UniqueFd(), RingEnd::kConsumer);
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(none.status().message(), HasSubstr("doorbell fd missing"));
   // The real ends are accepted.

@@ -52,8 +52,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
@@ -823,7 +823,7 @@ TEST_F(MeshIntegrationTest, DescriptorExhaustionAndFdFloodAreSurvived) {
     fds_before = now;
   }
   const std::multiset<std::string> targets_before = FdTargets(pid);
-  fdpass::UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  base::UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(devnull);
   std::vector<int> sixteen(16, devnull.get());
   int refused = 0;

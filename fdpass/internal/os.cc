@@ -39,31 +39,31 @@ socklen_t MakeAddress(const std::string& path, sockaddr_un* addr) {
 
 }  // namespace
 
-absl::StatusOr<UniqueFd> SeqpacketSocket(bool non_blocking) {
+absl::StatusOr<base::UniqueFd> SeqpacketSocket(bool non_blocking) {
   int type = SOCK_SEQPACKET | SOCK_CLOEXEC | (non_blocking ? SOCK_NONBLOCK : 0);
   int fd = ::socket(AF_UNIX, type, 0);
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
   }
-  return UniqueFd(fd);
+  return base::UniqueFd(fd);
 }
 
-absl::StatusOr<UniqueFd> StreamSocket(bool non_blocking) {
+absl::StatusOr<base::UniqueFd> StreamSocket(bool non_blocking) {
   int type = SOCK_STREAM | SOCK_CLOEXEC | (non_blocking ? SOCK_NONBLOCK : 0);
   int fd = ::socket(AF_UNIX, type, 0);
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, "socket(AF_UNIX, SOCK_STREAM)");
   }
-  return UniqueFd(fd);
+  return base::UniqueFd(fd);
 }
 
-absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketSocketPair() {
+absl::StatusOr<std::pair<base::UniqueFd, base::UniqueFd>> SeqpacketSocketPair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
                    fds) != 0) {
     return absl::ErrnoToStatus(errno, "socketpair(AF_UNIX, SOCK_SEQPACKET)");
   }
-  return std::make_pair(UniqueFd(fds[0]), UniqueFd(fds[1]));
+  return std::make_pair(base::UniqueFd(fds[0]), base::UniqueFd(fds[1]));
 }
 
 absl::StatusOr<BindOutcome> Bind(int fd, const std::string& path) {
@@ -107,18 +107,18 @@ absl::StatusOr<ConnectOutcome> Connect(int fd, const std::string& path) {
   }
 }
 
-absl::StatusOr<UniqueFd> Accept(int listen_fd) {
+absl::StatusOr<base::UniqueFd> Accept(int listen_fd) {
   for (;;) {
     int fd =
         ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd >= 0) return UniqueFd(fd);
+    if (fd >= 0) return base::UniqueFd(fd);
     int err = errno;
     std::string what = absl::StrCat("accept4 on listening fd ", listen_fd);
     switch (err) {
       case EINTR:
         continue;
       case EAGAIN:
-        return UniqueFd();
+        return base::UniqueFd();
       case EMFILE:
       case ENFILE:
       case ENOBUFS:
@@ -254,12 +254,12 @@ absl::Status Unlink(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> LockDirectory(const std::string& dir) {
+absl::StatusOr<base::UniqueFd> LockDirectory(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("open directory ", dir));
   }
-  UniqueFd owned(fd);
+  base::UniqueFd owned(fd);
   // flock(LOCK_EX) may be retried on EINTR: it either took the lock or not.
   for (;;) {
     if (::flock(owned.get(), LOCK_EX) == 0) return owned;

@@ -6,7 +6,7 @@
 // absl::ErrnoToStatus and the object's name, or a small outcome enum for the
 // errno values its caller must branch on. Nothing above this layer reads
 // errno. New descriptors are always created close-on-exec and returned in a
-// UniqueFd. Raw `int fd` parameters are borrowed.
+// base::UniqueFd. Raw `int fd` parameters are borrowed.
 //
 // Private to //fdpass:fdpass; not part of its API.
 //
@@ -27,19 +27,19 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace fdpass {
 namespace os_internal {
 
 // socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC [| SOCK_NONBLOCK]).
-absl::StatusOr<UniqueFd> SeqpacketSocket(bool non_blocking);
+absl::StatusOr<base::UniqueFd> SeqpacketSocket(bool non_blocking);
 
 // socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC [| SOCK_NONBLOCK]).
-absl::StatusOr<UniqueFd> StreamSocket(bool non_blocking);
+absl::StatusOr<base::UniqueFd> StreamSocket(bool non_blocking);
 
 // socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK).
-absl::StatusOr<std::pair<UniqueFd, UniqueFd>> SeqpacketSocketPair();
+absl::StatusOr<std::pair<base::UniqueFd, base::UniqueFd>> SeqpacketSocketPair();
 
 // bind() to filesystem `path`. REQUIRES: `path` fits sun_path (checked by the
 // caller). EADDRINUSE (the name exists) is the outcome kAddressInUse.
@@ -63,10 +63,10 @@ enum class ConnectOutcome {
 };
 absl::StatusOr<ConnectOutcome> Connect(int fd, const std::string& path);
 
-// accept4(SOCK_CLOEXEC | SOCK_NONBLOCK), retrying EINTR. An empty UniqueFd
+// accept4(SOCK_CLOEXEC | SOCK_NONBLOCK), retrying EINTR. An empty base::UniqueFd
 // means EAGAIN (nothing pending). EMFILE/ENFILE/ENOBUFS/ENOMEM:
 // RESOURCE_EXHAUSTED. ECONNABORTED/EPROTO/EPERM: UNAVAILABLE.
-absl::StatusOr<UniqueFd> Accept(int listen_fd);
+absl::StatusOr<base::UniqueFd> Accept(int listen_fd);
 
 // sendmsg(fd, msg, MSG_NOSIGNAL | MSG_DONTWAIT), retrying EINTR. Returns the
 // bytes sent, or nullopt on EAGAIN. EPIPE/ECONNRESET: UNAVAILABLE ("peer
@@ -104,7 +104,7 @@ absl::Status Unlink(const std::string& path);
 
 // Opens directory `dir` and takes an exclusive flock() on it, waiting for
 // other holders; the lock lasts until the returned descriptor is closed.
-absl::StatusOr<UniqueFd> LockDirectory(const std::string& dir);
+absl::StatusOr<base::UniqueFd> LockDirectory(const std::string& dir);
 
 // Number of entries in /proc/self/fd, not counting the descriptor used to
 // read it; nullopt if /proc/self/fd cannot be read.

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,50 +11,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace mesh {
-
-absl::StatusOr<fdpass::UniqueFd> MakeEventFd() {
-  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, "eventfd() failed");
-  return fdpass::UniqueFd(fd);
-}
-
-void SignalEventFd(int fd) {
-  uint64_t one = 1;
-  // EAGAIN means the counter is saturated: it is readable already.
-  (void)!::write(fd, &one, sizeof(one));
-}
-
-void DrainEventFd(int fd) {
-  uint64_t value;
-  // Non-blocking: one read zeroes the counter, EAGAIN if it was zero.
-  (void)!::read(fd, &value, sizeof(value));
-}
-
-absl::StatusOr<Epoll> Epoll::Create() {
-  int fd = ::epoll_create1(EPOLL_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, "epoll_create1() failed");
-  return Epoll(fdpass::UniqueFd(fd));
-}
-
-absl::Status Epoll::Add(int fd, uint32_t events, uint64_t tag) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = tag;
-  if (::epoll_ctl(fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("epoll_ctl(ADD, fd ", fd, ") failed"));
-  }
-  return absl::OkStatus();
-}
-
-void Epoll::Remove(int fd) {
-  // ENOENT/EBADF: already gone, which is what the caller wants.
-  (void)::epoll_ctl(fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
-}
-
-int Epoll::Wait(epoll_event* events, int max_events, int timeout_ms) {
-  int n = ::epoll_wait(fd_.get(), events, max_events, timeout_ms);
-  return n < 0 ? 0 : n;  // EINTR: the caller loops anyway
-}
 
 absl::Status EnsurePrivateDir(const std::string& path) {
   if (path.empty() || path[0] != '/') {

@@ -43,7 +43,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "mesh/cmd/flags.h"
 #include "mesh/config.h"
 #include "mesh/node.h"
@@ -196,12 +196,12 @@ sigset_t HandledSignals() {
   return set;
 }
 
-absl::StatusOr<fdpass::UniqueFd> MakeSignalFd(const sigset_t& set) {
+absl::StatusOr<base::UniqueFd> MakeSignalFd(const sigset_t& set) {
   const int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, "signalfd(SIGINT, SIGTERM, SIGHUP)");
   }
-  return fdpass::UniqueFd(fd);
+  return base::UniqueFd(fd);
 }
 
 // Reads one pending signal from the signalfd (borrowed): its number, or 0 if
@@ -449,7 +449,7 @@ int Main(int argc, char** argv) {
   const sigset_t handled_signals = HandledSignals();
   ::pthread_sigmask(SIG_BLOCK, &handled_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
-  absl::StatusOr<fdpass::UniqueFd> signal_fd = MakeSignalFd(handled_signals);
+  absl::StatusOr<base::UniqueFd> signal_fd = MakeSignalFd(handled_signals);
   if (!signal_fd.ok()) {
     std::cerr << "meshd: " << OneLine(signal_fd.status().ToString()) << "\n";
     return kExitFailed;

@@ -9,7 +9,9 @@
 #include "absl/base/call_once.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "fdpass/status_macros.h"
+#include "base/epoll.h"
+#include "base/eventfd.h"
+#include "base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_posix.h"
@@ -64,7 +66,7 @@ absl::Status ControlServer::Start() {
   if (unix_path_.empty()) {
     tcp_listen_ = listen_;
   } else {
-    absl::StatusOr<fdpass::UniqueFd> listener = fdpass::ListenStream(unix_path_, 0600);
+    absl::StatusOr<base::UniqueFd> listener = fdpass::ListenStream(unix_path_, 0600);
     if (!listener.ok()) {
       return absl::Status(listener.status().code(),
                           absl::StrCat("gRPC server cannot listen on ", listen_, ": ", listener.status().message(),
@@ -72,7 +74,7 @@ absl::Status ControlServer::Start() {
                                            ? " (another process serves there; change grpc_listen)"
                                            : ""));
     }
-    absl::StatusOr<fdpass::UniqueFd> wake = MakeEventFd();
+    absl::StatusOr<base::UniqueFd> wake = base::MakeEventFd();
     if (!wake.ok()) {
       RemoveFile(unix_path_);
       return wake.status();
@@ -147,7 +149,7 @@ absl::Status ControlServer::BuildServerLocked() {
     // [AcceptStop] relaxed: no accept thread runs now; starting the thread
     // below orders this store before everything it does.
     accept_stop_.store(false, std::memory_order_relaxed);
-    DrainEventFd(accept_wake_.get());
+    (void)base::DrainEventFd(accept_wake_.get());
     accept_thread_ = std::thread(
         [this, raw = server.get(), listen_fd = listen_fd_.get(), wake_fd = accept_wake_.get()] {
           AcceptLoop(raw, listen_fd, wake_fd);
@@ -163,7 +165,7 @@ void ControlServer::ShutdownServerLocked() {
     // [AcceptStop] release: pairs with the acquire load in the accept
     // thread, which sees the flag once accept_wake_ wakes it.
     accept_stop_.store(true, std::memory_order_release);
-    SignalEventFd(accept_wake_.get());
+    (void)base::SignalEventFd(accept_wake_.get());
     accept_thread_.join();
   }
   if (server_ == nullptr) return;
@@ -183,7 +185,7 @@ bool ControlServer::AcceptStopRequested() const {
 }
 
 void ControlServer::AcceptLoop(grpc::Server* server, int listen_fd, int wake_fd) {
-  absl::StatusOr<Epoll> epoll = Epoll::Create();
+  absl::StatusOr<base::Epoll> epoll = base::Epoll::Create();
   if (!epoll.ok() || !epoll->Add(wake_fd, EPOLLIN, kTagWake).ok() ||
       !epoll->Add(listen_fd, EPOLLIN, kTagListen).ok()) {
     log_->Error("gRPC accept thread cannot start (epoll failed); clients of %s will time out", listen_);
@@ -200,7 +202,7 @@ void ControlServer::AcceptLoop(grpc::Server* server, int listen_fd, int wake_fd)
 
 void ControlServer::AcceptPending(grpc::Server* server, int listen_fd, int wake_fd) {
   while (!AcceptStopRequested()) {
-    absl::StatusOr<fdpass::UniqueFd> conn = fdpass::Accept(listen_fd, absl::InfinitePast());
+    absl::StatusOr<base::UniqueFd> conn = fdpass::Accept(listen_fd, absl::InfinitePast());
     if (absl::IsDeadlineExceeded(conn.status())) return;  // nothing pending
     // The client gave up before we got to it (ECONNABORTED): next one.
     if (absl::IsUnavailable(conn.status())) continue;
@@ -233,7 +235,7 @@ void ControlServer::AcceptPending(grpc::Server* server, int listen_fd, int wake_
   }
 }
 
-void ControlServer::Refuse(fdpass::UniqueFd conn, const fdpass::PeerCred& cred) {
+void ControlServer::Refuse(base::UniqueFd conn, const fdpass::PeerCred& cred) {
   conn.reset();  // at once: the client's call fails with UNAVAILABLE
   uint64_t left_out = 0;
   if (!refusal_log_.Allow(absl::Now(), &left_out)) return;

@@ -46,8 +46,8 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/service_type.h"
 #include "mesh/base/log.h"
@@ -124,7 +124,7 @@ class ControlServer {
   // Accepts the connections pending on `listen_fd`.
   void AcceptPending(grpc::Server* server, int listen_fd, int wake_fd);
   // Logs (rate-limited) and closes a connection from a disallowed uid.
-  void Refuse(fdpass::UniqueFd conn, const fdpass::PeerCred& cred);
+  void Refuse(base::UniqueFd conn, const fdpass::PeerCred& cred);
   bool AcceptStopRequested() const;
 
   const std::string listen_;
@@ -139,8 +139,8 @@ class ControlServer {
   // TCP: the host:port to listen on at the next build (the real port once
   // the first build picked one).
   std::string tcp_listen_ ABSL_GUARDED_BY(mu_);
-  fdpass::UniqueFd listen_fd_ ABSL_GUARDED_BY(mu_);    // Unix only
-  fdpass::UniqueFd accept_wake_ ABSL_GUARDED_BY(mu_);  // eventfd, Unix only
+  base::UniqueFd listen_fd_ ABSL_GUARDED_BY(mu_);    // Unix only
+  base::UniqueFd accept_wake_ ABSL_GUARDED_BY(mu_);  // eventfd, Unix only
   // Declared before server_: destroyed after it.
   std::vector<std::unique_ptr<grpc::Service>> services_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<grpc::Server> server_ ABSL_GUARDED_BY(mu_);

@@ -3,17 +3,17 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "mesh/base/os.h"
+#include "base/eventfd.h"
 
 namespace mesh {
 
 absl::StatusOr<std::unique_ptr<ReceiveQueue>> ReceiveQueue::Create(std::string owner, Limits limits) {
-  absl::StatusOr<fdpass::UniqueFd> ready = MakeEventFd();
+  absl::StatusOr<base::UniqueFd> ready = base::MakeEventFd();
   if (!ready.ok()) return ready.status();
   return std::unique_ptr<ReceiveQueue>(new ReceiveQueue(std::move(owner), limits, std::move(*ready)));
 }
 
-ReceiveQueue::ReceiveQueue(std::string owner, Limits limits, fdpass::UniqueFd ready)
+ReceiveQueue::ReceiveQueue(std::string owner, Limits limits, base::UniqueFd ready)
     : owner_(std::move(owner)), limits_(limits), ready_(std::move(ready)) {}
 
 void ReceiveQueue::UpdateFullLocked() {
@@ -33,7 +33,7 @@ void ReceiveQueue::PushBatch(std::vector<Message>* batch) {
     batch->clear();
     return;
   }
-  if (queue_.empty()) SignalEventFd(ready_.get());
+  if (queue_.empty()) (void)base::SignalEventFd(ready_.get());
   for (Message& m : *batch) {
     bytes_ += m.payload.size();
     queue_.push_back(std::move(m));
@@ -56,8 +56,8 @@ absl::StatusOr<Message> ReceiveQueue::Receive(absl::Time deadline) {
   queue_.pop_front();
   bytes_ -= m.payload.size();
   UpdateFullLocked();
-  if (queue_.empty()) DrainEventFd(ready_.get());
-  if (was_full && resume_fd_ >= 0) SignalEventFd(resume_fd_);  // the receiver paused; resume it
+  if (queue_.empty()) (void)base::DrainEventFd(ready_.get());
+  if (was_full && resume_fd_ >= 0) (void)base::SignalEventFd(resume_fd_);  // the receiver paused; resume it
   return m;
 }
 
@@ -66,7 +66,7 @@ void ReceiveQueue::Close() {
   closed_ = true;
   queue_.clear();
   bytes_ = 0;
-  DrainEventFd(ready_.get());
+  (void)base::DrainEventFd(ready_.get());
   UpdateFullLocked();
 }
 

@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "mesh/message.h"
 
 namespace mesh {
@@ -54,13 +54,13 @@ class ReceiveQueue {
   size_t size() const;
 
  private:
-  ReceiveQueue(std::string owner, Limits limits, fdpass::UniqueFd ready);
+  ReceiveQueue(std::string owner, Limits limits, base::UniqueFd ready);
   void UpdateFullLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string owner_;
   const Limits limits_;
   int resume_fd_ = -1;
-  const fdpass::UniqueFd ready_;
+  const base::UniqueFd ready_;
   mutable absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;

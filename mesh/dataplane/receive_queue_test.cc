@@ -4,8 +4,8 @@
 
 #include <thread>
 
+#include "base/eventfd.h"
 #include "gtest/gtest.h"
-#include "mesh/base/os.h"
 
 namespace mesh {
 namespace {
@@ -41,7 +41,7 @@ TEST(ReceiveQueueTest, FifoAndReadyFdFollowsContents) {
 }
 
 TEST(ReceiveQueueTest, FullByCountOrBytesAndResumeIsSignalled) {
-  auto resume = MakeEventFd();
+  auto resume = base::MakeEventFd();
   ASSERT_TRUE(resume.ok());
   auto q = ReceiveQueue::Create("n", {/*max_messages=*/3, /*max_bytes=*/1 << 20});
   ASSERT_TRUE(q.ok());

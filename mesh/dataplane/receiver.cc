@@ -10,6 +10,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "base/epoll.h"
+#include "base/eventfd.h"
+#include "mesh/base/os.h"
 #include "mesh/dataplane/envelope.h"
 #include "ringbuf/ring.h"
 
@@ -73,17 +76,17 @@ absl::StatusOr<std::unique_ptr<Receiver>> Receiver::Create(Options options, Hook
   if (!hooks.message_handler && hooks.queue == nullptr) {
     return absl::InvalidArgumentError("Receiver needs a message handler or a receive queue");
   }
-  absl::StatusOr<fdpass::UniqueFd> wake = MakeEventFd();
+  absl::StatusOr<base::UniqueFd> wake = base::MakeEventFd();
   if (!wake.ok()) return wake.status();
-  absl::StatusOr<Epoll> epoll = Epoll::Create();
+  absl::StatusOr<base::Epoll> epoll = base::Epoll::Create();
   if (!epoll.ok()) return epoll.status();
   if (absl::Status added = epoll->Add(wake->get(), EPOLLIN, kTagWake); !added.ok()) return added;
   return std::unique_ptr<Receiver>(
       new Receiver(std::move(options), std::move(hooks), table, log, std::move(*wake), std::move(*epoll)));
 }
 
-Receiver::Receiver(Options options, Hooks hooks, const LinkTable* table, const Logger* log, fdpass::UniqueFd wake,
-                   Epoll epoll)
+Receiver::Receiver(Options options, Hooks hooks, const LinkTable* table, const Logger* log, base::UniqueFd wake,
+                   base::Epoll epoll)
     : options_(std::move(options)),
       hooks_(std::move(hooks)),
       table_(table),
@@ -104,7 +107,7 @@ void Receiver::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Receiver::Wake() { SignalEventFd(wake_.get()); }
+void Receiver::Wake() { (void)base::SignalEventFd(wake_.get()); }
 
 void Receiver::Leave(std::shared_ptr<Transport> link) {
   {
@@ -130,7 +133,7 @@ Receiver::Counters Receiver::counters() const {
 
 void Receiver::Loop() {
   NameThisThread("mesh-recv");
-  Epoll* const epoll = &epoll_;
+  base::Epoll* const epoll = &epoll_;
   std::vector<std::shared_ptr<Transport>> active;
   // Per link: the doorbell spam guard, kept across refreshes of `active`.
   struct DoorbellGuard {
@@ -358,7 +361,7 @@ void Receiver::Loop() {
     for (int i = 0; i < n; ++i) {
       const uint64_t tag = events[i].data.u64;
       if (tag == kTagWake) {
-        DrainEventFd(wake_.get());
+        (void)base::DrainEventFd(wake_.get());
         continue;
       }
       const size_t index = (tag - 2) / 2;

@@ -37,9 +37,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "fdpass/unique_fd.h"
+#include "base/epoll.h"
+#include "base/unique_fd.h"
 #include "mesh/base/log.h"
-#include "mesh/base/os.h"
 #include "mesh/dataplane/receive_queue.h"
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
@@ -94,16 +94,16 @@ class Receiver {
   Counters counters() const;
 
  private:
-  Receiver(Options options, Hooks hooks, const LinkTable* table, const Logger* log, fdpass::UniqueFd wake,
-           Epoll epoll);
+  Receiver(Options options, Hooks hooks, const LinkTable* table, const Logger* log, base::UniqueFd wake,
+           base::Epoll epoll);
   void Loop();
 
   const Options options_;
   const Hooks hooks_;
   const LinkTable* const table_;
   const Logger* const log_;
-  const fdpass::UniqueFd wake_;
-  Epoll epoll_;  // used by the receive thread only (after Start)
+  const base::UniqueFd wake_;
+  base::Epoll epoll_;  // used by the receive thread only (after Start)
   std::thread thread_;
   // Release in Stop pairs with acquire in Loop: a loop that sees it also
   // sees everything Stop did before.

@@ -7,7 +7,7 @@
 #include "absl/base/optimization.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "fdpass/status_macros.h"
+#include "base/status_macros.h"
 #include "mesh/dataplane/envelope.h"
 
 namespace mesh {

@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "base/eventfd.h"
 #include "mesh/base/os.h"
 
 namespace mesh {
@@ -11,13 +12,13 @@ namespace health {
 
 absl::StatusOr<std::unique_ptr<HealthMonitor>> HealthMonitor::Create(Options options, const LinkTable* table,
                                                                      OnChange on_change) {
-  absl::StatusOr<fdpass::UniqueFd> wake = MakeEventFd();
+  absl::StatusOr<base::UniqueFd> wake = base::MakeEventFd();
   if (!wake.ok()) return wake.status();
   return std::unique_ptr<HealthMonitor>(
       new HealthMonitor(options, table, std::move(on_change), std::move(*wake)));
 }
 
-HealthMonitor::HealthMonitor(Options options, const LinkTable* table, OnChange on_change, fdpass::UniqueFd wake)
+HealthMonitor::HealthMonitor(Options options, const LinkTable* table, OnChange on_change, base::UniqueFd wake)
     : options_(options), table_(table), on_change_(std::move(on_change)), wake_(std::move(wake)) {}
 
 HealthMonitor::~HealthMonitor() { Stop(); }
@@ -29,7 +30,7 @@ void HealthMonitor::Start() {
 void HealthMonitor::Stop() {
   // release: pairs with the acquire load in Loop.
   stopping_.store(true, std::memory_order_release);
-  SignalEventFd(wake_.get());
+  (void)base::SignalEventFd(wake_.get());
   if (thread_.joinable()) thread_.join();
 }
 
@@ -55,7 +56,7 @@ void HealthMonitor::Loop() {
   // acquire: pairs with the release store in Stop.
   while (!stopping_.load(std::memory_order_acquire)) {
     Tick(absl::Now());
-    if (::poll(&wake, 1, interval_ms) > 0) DrainEventFd(wake_.get());
+    if (::poll(&wake, 1, interval_ms) > 0) (void)base::DrainEventFd(wake_.get());
   }
 }
 

@@ -24,7 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
 
@@ -52,13 +52,13 @@ class HealthMonitor {
   int Tick(absl::Time now);
 
  private:
-  HealthMonitor(Options options, const LinkTable* table, OnChange on_change, fdpass::UniqueFd wake);
+  HealthMonitor(Options options, const LinkTable* table, OnChange on_change, base::UniqueFd wake);
   void Loop();
 
   const Options options_;
   const LinkTable* const table_;
   const OnChange on_change_;
-  const fdpass::UniqueFd wake_;
+  const base::UniqueFd wake_;
   // The thread's copy of the link set, refreshed when the table changes.
   std::vector<std::shared_ptr<Transport>> links_;
   uint64_t seen_generation_ = 0;

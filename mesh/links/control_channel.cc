@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/status_macros.h"
 #include "fdpass/socket.h"
-#include "fdpass/status_macros.h"
 
 namespace mesh {
 namespace links {

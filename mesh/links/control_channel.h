@@ -30,7 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "proto/mesh/v1/mesh.pb.h"
 
 namespace mesh {
@@ -66,7 +66,7 @@ absl::Status ValidateLinkControl(const mesh::v1::LinkControl& msg,
 // (close-on-exec), which are exactly the descriptors the message came with.
 struct ReceivedControl {
   mesh::v1::LinkControl message;
-  std::vector<fdpass::UniqueFd> fds;
+  std::vector<base::UniqueFd> fds;
 };
 
 // Counters of one channel since it was made.

@@ -23,8 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.pb.h"
 
@@ -32,7 +32,7 @@ namespace mesh {
 namespace links {
 namespace {
 
-using fdpass::UniqueFd;
+using base::UniqueFd;
 using mesh::v1::LinkControl;
 
 // Serialized LinkControl with an unknown body case: field 99, wire type 2

@@ -8,8 +8,8 @@
 #include "absl/base/optimization.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "fdpass/socket.h"
-#include "fdpass/status_macros.h"
 
 namespace mesh {
 namespace {
@@ -47,7 +47,7 @@ absl::Status SendWithRing(int sock, const google::protobuf::MessageLite& msg, co
 
 // Maps the peer's ring from the descriptors of a handshake message, after
 // checking the capacity it claims against our bound.
-absl::StatusOr<ringbuf::Ring> MapPeerRing(std::vector<fdpass::UniqueFd> fds, uint64_t capacity,
+absl::StatusOr<ringbuf::Ring> MapPeerRing(std::vector<base::UniqueFd> fds, uint64_t capacity,
                                           const LinkParams& self, absl::string_view peer) {
   if (fds.size() != kFdsPerRing) {
     return absl::InvalidArgumentError(absl::StrCat("link handshake from '", peer, "' carried ", fds.size(),
@@ -66,7 +66,7 @@ absl::StatusOr<ringbuf::Ring> MapPeerRing(std::vector<fdpass::UniqueFd> fds, uin
 
 }  // namespace
 
-Link::Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx, ringbuf::Ring rx,
+Link::Link(mesh::v1::Member peer, base::UniqueFd socket, ringbuf::Ring tx, ringbuf::Ring rx,
            const LinkParams& self, absl::Time handshake_start, uint32_t peer_heartbeat_interval_ms)
     : peer_(std::move(peer)),
       since_(absl::Now()),
@@ -90,7 +90,7 @@ Transport::WaitHandles Link::wait_handles() const {
 absl::StatusOr<std::shared_ptr<Link>> Link::Dial(const LinkParams& self, const mesh::v1::Member& peer,
                                                  absl::Time deadline, std::optional<ringbuf::Ring> tx_ring) {
   const absl::Time start = absl::Now();
-  SHMESH_ASSIGN_OR_RETURN(fdpass::UniqueFd sock, fdpass::ConnectSeqpacket(peer.link_socket(), deadline));
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd sock, fdpass::ConnectSeqpacket(peer.link_socket(), deadline));
   // The listener's credentials were recorded when it called listen(): they
   // must be those discovery announced for this peer.
   SHMESH_ASSIGN_OR_RETURN(fdpass::PeerCred cred, fdpass::GetPeerCred(sock.get()));
@@ -184,7 +184,7 @@ void Link::DrainRefused(int conn) {
   }
 }
 
-absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const LinkParams& self,
+absl::StatusOr<std::shared_ptr<Link>> Link::Accept(base::UniqueFd conn, const LinkParams& self,
                                                    const MemberLookup& lookup, absl::Time deadline,
                                                    std::optional<ringbuf::Ring> tx_ring) {
   const absl::Time start = absl::Now();
@@ -204,7 +204,7 @@ absl::StatusOr<std::shared_ptr<Link>> Link::Accept(fdpass::UniqueFd conn, const 
   return AcceptHello(std::move(conn), cred, std::move(*msg), self, lookup, start, std::move(tx_ring));
 }
 
-absl::StatusOr<std::shared_ptr<Link>> Link::AcceptHello(fdpass::UniqueFd conn, const fdpass::PeerCred& cred,
+absl::StatusOr<std::shared_ptr<Link>> Link::AcceptHello(base::UniqueFd conn, const fdpass::PeerCred& cred,
                                                         fdpass::ReceivedMessage msg, const LinkParams& self,
                                                         const MemberLookup& lookup, absl::Time start,
                                                         std::optional<ringbuf::Ring> tx_ring) {

@@ -46,8 +46,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "mesh/health/liveness.h"
 #include "mesh/links/control_channel.h"
 #include "mesh/links/transport.h"
@@ -100,7 +100,7 @@ class Link final : public Transport {
   // INVALID_ARGUMENT / FAILED_PRECONDITION (bad hello or descriptors).
   // Screen + ReceiveMessage + AcceptHello in one blocking call; a node
   // uses the pieces (LinkAcceptor) so that no connection waits for another.
-  static absl::StatusOr<std::shared_ptr<Link>> Accept(fdpass::UniqueFd conn,
+  static absl::StatusOr<std::shared_ptr<Link>> Accept(base::UniqueFd conn,
                                                       const LinkParams& self,
                                                       const MemberLookup& lookup,
                                                       absl::Time deadline,
@@ -127,7 +127,7 @@ class Link final : public Transport {
   // against discovery (`lookup`), maps the peer's ring, answers with ours.
   // Never waits: the reply is one message on a fresh connection. Errors as
   // Accept; `start` dates the handshake (PeerInfo::handshake).
-  static absl::StatusOr<std::shared_ptr<Link>> AcceptHello(fdpass::UniqueFd conn,
+  static absl::StatusOr<std::shared_ptr<Link>> AcceptHello(base::UniqueFd conn,
                                                            const fdpass::PeerCred& cred,
                                                            fdpass::ReceivedMessage msg,
                                                            const LinkParams& self,
@@ -211,7 +211,7 @@ class Link final : public Transport {
   absl::Time unresponsive_since() const override;
 
  private:
-  Link(mesh::v1::Member peer, fdpass::UniqueFd socket, ringbuf::Ring tx,
+  Link(mesh::v1::Member peer, base::UniqueFd socket, ringbuf::Ring tx,
        ringbuf::Ring rx, const LinkParams& self, absl::Time handshake_start,
        uint32_t peer_heartbeat_interval_ms);
 
@@ -220,7 +220,7 @@ class Link final : public Transport {
   const absl::Duration handshake_;
   // The peer's beat interval as it told us (0: not told), capped at 10 s.
   const absl::Duration peer_heartbeat_interval_;
-  fdpass::UniqueFd socket_;
+  base::UniqueFd socket_;
   // Framed control messages on socket_ after the handshake.
   links::ControlChannel control_;
   ringbuf::Ring tx_ring_;

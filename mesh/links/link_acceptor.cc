@@ -7,10 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/epoll.h"
 
 namespace mesh {
 
-LinkAcceptor::LinkAcceptor(int listen_fd, Epoll* epoll, uint64_t listen_tag, uint64_t first_pending_tag,
+LinkAcceptor::LinkAcceptor(int listen_fd, base::Epoll* epoll, uint64_t listen_tag, uint64_t first_pending_tag,
                            const Logger* log, Hooks hooks, Limits limits)
     : listen_fd_(listen_fd),
       epoll_(epoll),
@@ -47,7 +48,7 @@ void LinkAcceptor::AcceptAll() {
   // socket stays readable (epoll is level-triggered) and the thread comes
   // back, after it has served the events of the handshakes in progress.
   for (int i = 0; i < kAcceptBatch && !listen_paused_until_.has_value(); ++i) {
-    absl::StatusOr<fdpass::UniqueFd> conn = fdpass::Accept(listen_fd_, absl::InfinitePast());
+    absl::StatusOr<base::UniqueFd> conn = fdpass::Accept(listen_fd_, absl::InfinitePast());
     if (absl::IsDeadlineExceeded(conn.status())) return;  // nothing queued
     if (absl::IsUnavailable(conn.status())) continue;     // the dialer gave up first
     if (!conn.ok()) {
@@ -69,7 +70,7 @@ void LinkAcceptor::AcceptAll() {
   }
 }
 
-void LinkAcceptor::Admit(fdpass::UniqueFd conn, absl::Time now) {
+void LinkAcceptor::Admit(base::UniqueFd conn, absl::Time now) {
   absl::StatusOr<fdpass::PeerCred> cred = fdpass::GetPeerCred(conn.get());
   if (!cred.ok()) {
     Refused(absl::StrCat("a connection without credentials: ", cred.status().message()));
@@ -107,7 +108,7 @@ void LinkAcceptor::Admit(fdpass::UniqueFd conn, absl::Time now) {
   pending_.emplace(tag, Pending{std::move(conn), *cred, now, now + limits_.handshake_timeout});
 }
 
-void LinkAcceptor::RefuseAndLinger(fdpass::UniqueFd conn, const absl::Status& why, absl::Time now) {
+void LinkAcceptor::RefuseAndLinger(base::UniqueFd conn, const absl::Status& why, absl::Time now) {
   // The reason goes to the dialer at once (best effort, never waits).
   Link::Refuse(conn.get(), why);
   Refused(std::string(why.message()), absl::IsNotFound(why));
@@ -124,7 +125,7 @@ void LinkAcceptor::OnPendingEvent(uint64_t tag) {
   if (absl::IsDeadlineExceeded(hello.status())) return;  // woken for nothing: keep waiting
   const fdpass::PeerCred cred = it->second.cred;
   const absl::Time accepted = it->second.accepted;
-  fdpass::UniqueFd conn = std::move(it->second.conn);
+  base::UniqueFd conn = std::move(it->second.conn);
   epoll_->Remove(conn.get());
   Drop(it);
   if (!hello.ok()) {

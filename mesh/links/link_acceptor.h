@@ -44,11 +44,11 @@
 #include <optional>
 
 #include "absl/time/time.h"
+#include "base/epoll.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
-#include "mesh/links/link.h"
 #include "mesh/base/log.h"
-#include "mesh/base/os.h"
+#include "mesh/links/link.h"
 #include "ringbuf/ring.h"
 
 namespace mesh {
@@ -87,14 +87,14 @@ class LinkAcceptor {
   // socket is watched under `listen_tag`, pending connections under tags
   // from `first_pending_tag` up (the caller routes events accordingly:
   // see OnEvent).
-  LinkAcceptor(int listen_fd, Epoll* epoll, uint64_t listen_tag, uint64_t first_pending_tag,
+  LinkAcceptor(int listen_fd, base::Epoll* epoll, uint64_t listen_tag, uint64_t first_pending_tag,
                const Logger* log, Hooks hooks, Limits limits);
   // Closes every pending connection.
   ~LinkAcceptor();
   LinkAcceptor(const LinkAcceptor&) = delete;
   LinkAcceptor& operator=(const LinkAcceptor&) = delete;
 
-  // Starts watching the listening socket. Errors are Epoll::Add's.
+  // Starts watching the listening socket. Errors are base::Epoll::Add's.
   absl::Status Start();
 
   // An epoll event with `tag`: the listening socket (accepts everything
@@ -113,7 +113,7 @@ class LinkAcceptor {
 
  private:
   struct Pending {
-    fdpass::UniqueFd conn;
+    base::UniqueFd conn;
     fdpass::PeerCred cred;
     absl::Time accepted;
     absl::Time deadline;
@@ -121,10 +121,10 @@ class LinkAcceptor {
 
   void AcceptAll();
   // Screens a fresh connection; on success it becomes pending.
-  void Admit(fdpass::UniqueFd conn, absl::Time now);
+  void Admit(base::UniqueFd conn, absl::Time now);
   // Refuses `conn` with `why` (logged, rate-limited), then lets it linger
   // (or closes it at once when too many linger already).
-  void RefuseAndLinger(fdpass::UniqueFd conn, const absl::Status& why, absl::Time now);
+  void RefuseAndLinger(base::UniqueFd conn, const absl::Status& why, absl::Time now);
   void OnPendingEvent(uint64_t tag);
   // Forgets `it` (closing its connection) and returns the next entry.
   std::map<uint64_t, Pending>::iterator Drop(std::map<uint64_t, Pending>::iterator it);
@@ -135,7 +135,7 @@ class LinkAcceptor {
   void Refused(const std::string& why, bool startup_race = false);
 
   const int listen_fd_;
-  Epoll* const epoll_;
+  base::Epoll* const epoll_;
   const uint64_t listen_tag_;
   const uint64_t first_pending_tag_;
   const Logger* const log_;
@@ -148,7 +148,7 @@ class LinkAcceptor {
   // Refused connections waiting for their hello to arrive (then drained
   // and closed) or for their deadline, by epoll tag.
   struct Lingering {
-    fdpass::UniqueFd conn;
+    base::UniqueFd conn;
     absl::Time deadline;
   };
   std::map<uint64_t, Lingering> lingering_;

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/epoll.h"
 #include "fdpass/socket.h"
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.pb.h"
@@ -38,7 +39,7 @@ class LinkAcceptorTest : public ::testing::Test {
     auto listen = fdpass::ListenSeqpacket(path_);
     ASSERT_TRUE(listen.ok()) << listen.status();
     listen_ = std::move(*listen);
-    auto epoll = Epoll::Create();
+    auto epoll = base::Epoll::Create();
     ASSERT_TRUE(epoll.ok()) << epoll.status();
     epoll_.emplace(std::move(*epoll));
   }
@@ -83,10 +84,10 @@ class LinkAcceptorTest : public ::testing::Test {
     acceptor_->OnTimer(now);
   }
 
-  fdpass::UniqueFd Connect() {
+  base::UniqueFd Connect() {
     auto c = fdpass::ConnectSeqpacket(path_, absl::Now() + absl::Seconds(1));
     EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? std::move(*c) : fdpass::UniqueFd();
+    return c.ok() ? std::move(*c) : base::UniqueFd();
   }
 
   // The LinkReply the acceptor sent on `conn`, if any: its reject reason.
@@ -100,8 +101,8 @@ class LinkAcceptorTest : public ::testing::Test {
 
   std::string dir_, path_;
   size_t fds_before_ = 0;
-  fdpass::UniqueFd listen_;
-  std::optional<Epoll> epoll_;
+  base::UniqueFd listen_;
+  std::optional<base::Epoll> epoll_;
   Logger log_{"n", mesh::v1::ERROR};  // refusals are WARNINGs: keep the test quiet
   std::unique_ptr<LinkAcceptor> acceptor_;
   int installed_ = 0;
@@ -109,7 +110,7 @@ class LinkAcceptorTest : public ::testing::Test {
 
 TEST_F(LinkAcceptorTest, StrangerIsRefusedAtOnceWithTheReason) {
   ASSERT_NO_FATAL_FAILURE(Make(/*members=*/false, {}));
-  fdpass::UniqueFd c = Connect();
+  base::UniqueFd c = Connect();
   Turn(absl::Now());
   EXPECT_EQ(acceptor_->pending(), 0u);
   const std::string why = Reason(c.get());
@@ -129,7 +130,7 @@ TEST_F(LinkAcceptorTest, SilentConnectionsAreCappedPerProcessAndExpireAtTheirDea
   limits.max_pending_per_pid = 4;
   limits.handshake_timeout = absl::Seconds(2);
   ASSERT_NO_FATAL_FAILURE(Make(/*members=*/true, limits));
-  std::vector<fdpass::UniqueFd> conns;
+  std::vector<base::UniqueFd> conns;
   for (int i = 0; i < 6; ++i) conns.push_back(Connect());
   const absl::Time start = absl::Now();
   Turn(start);
@@ -155,7 +156,7 @@ TEST_F(LinkAcceptorTest, SilentConnectionsAreCappedPerProcessAndExpireAtTheirDea
   EXPECT_EQ(acceptor_->pending(), 0u);
   EXPECT_EQ(installed_, 0);
   // The slots are free again: a fresh connection is admitted.
-  fdpass::UniqueFd again = Connect();
+  base::UniqueFd again = Connect();
   Turn(absl::Now());
   EXPECT_EQ(acceptor_->pending(), 1u);
 }
@@ -164,7 +165,7 @@ TEST_F(LinkAcceptorTest, AHelloCompletesTheHandshakeWithoutWaitingForOthers) {
   ASSERT_NO_FATAL_FAILURE(Make(/*members=*/true, {}));
   // Two silent connections first, then one that speaks: its answer comes
   // in the same turn, not after the silent ones' deadlines.
-  fdpass::UniqueFd s1 = Connect(), s2 = Connect(), speaker = Connect();
+  base::UniqueFd s1 = Connect(), s2 = Connect(), speaker = Connect();
   Turn(absl::Now());
   ASSERT_EQ(acceptor_->pending(), 3u);
   mesh::v1::LinkHello hello;

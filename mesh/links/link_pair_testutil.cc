@@ -41,12 +41,12 @@ LinkParams TestLinkParams(const std::string& name, uint64_t id, uint64_t ring_by
 
 absl::StatusOr<LinkPair> MakeLinkPair(const std::string& dir, const LinkParams& a, const LinkParams& b) {
   const std::string path = absl::StrCat(dir, "/", b.name, ".link");
-  absl::StatusOr<fdpass::UniqueFd> listen = fdpass::ListenSeqpacket(path);
+  absl::StatusOr<base::UniqueFd> listen = fdpass::ListenSeqpacket(path);
   if (!listen.ok()) return listen.status();
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   absl::StatusOr<std::shared_ptr<Link>> accepted = absl::UnknownError("not accepted");
   std::thread acceptor([&] {
-    absl::StatusOr<fdpass::UniqueFd> conn = fdpass::Accept(listen->get(), deadline);
+    absl::StatusOr<base::UniqueFd> conn = fdpass::Accept(listen->get(), deadline);
     if (!conn.ok()) {
       accepted = conn.status();
       return;

@@ -6,7 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/epoll.h"
+#include "base/eventfd.h"
 #include "fdpass/socket.h"
+#include "mesh/base/os.h"
 
 namespace mesh {
 namespace {
@@ -21,13 +24,13 @@ constexpr uint64_t kTagFirstPending = 16;
 
 absl::StatusOr<std::unique_ptr<LinkSetup>> LinkSetup::Listen(std::string path, Hooks hooks,
                                                             absl::Duration handshake_timeout, const Logger* log) {
-  absl::StatusOr<fdpass::UniqueFd> wake = MakeEventFd();
+  absl::StatusOr<base::UniqueFd> wake = base::MakeEventFd();
   if (!wake.ok()) return wake.status();
-  absl::StatusOr<Epoll> epoll = Epoll::Create();
+  absl::StatusOr<base::Epoll> epoll = base::Epoll::Create();
   if (!epoll.ok()) return epoll.status();
   if (absl::Status added = epoll->Add(wake->get(), EPOLLIN, kTagWake); !added.ok()) return added;
   // The link socket doubles as the name lock in this run directory.
-  absl::StatusOr<fdpass::UniqueFd> listen = fdpass::ListenSeqpacket(path);
+  absl::StatusOr<base::UniqueFd> listen = fdpass::ListenSeqpacket(path);
   if (!listen.ok()) {
     return absl::Status(listen.status().code(),
                         absl::StrCat("cannot listen on link socket ", path, ": ", listen.status().message(),
@@ -54,8 +57,8 @@ absl::StatusOr<std::unique_ptr<LinkSetup>> LinkSetup::Listen(std::string path, H
   return setup;
 }
 
-LinkSetup::LinkSetup(std::string path, Hooks hooks, const Logger* log, fdpass::UniqueFd listen, fdpass::UniqueFd wake,
-                     Epoll epoll)
+LinkSetup::LinkSetup(std::string path, Hooks hooks, const Logger* log, base::UniqueFd listen, base::UniqueFd wake,
+                     base::Epoll epoll)
     : path_(std::move(path)),
       hooks_(std::move(hooks)),
       log_(log),
@@ -83,7 +86,7 @@ void LinkSetup::Start() {
 void LinkSetup::Stop() {
   // release: pairs with the acquire loads in Loop and ReplenishSpareRing.
   stopping_.store(true, std::memory_order_release);
-  SignalEventFd(wake_.get());
+  (void)base::SignalEventFd(wake_.get());
   if (thread_.joinable()) thread_.join();
 }
 
@@ -102,7 +105,7 @@ void LinkSetup::Loop() {
     if (stopping_.load(std::memory_order_acquire)) break;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kTagWake) {
-        DrainEventFd(wake_.get());
+        (void)base::DrainEventFd(wake_.get());
       } else {
         acceptor_->OnEvent(events[i].data.u64);
       }

@@ -22,9 +22,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/epoll.h"
+#include "base/unique_fd.h"
 #include "mesh/base/log.h"
-#include "mesh/base/os.h"
 #include "mesh/links/link.h"
 #include "mesh/links/link_acceptor.h"
 #include "ringbuf/ring.h"
@@ -66,17 +66,17 @@ class LinkSetup {
   void ReplenishSpareRing();
 
  private:
-  LinkSetup(std::string path, Hooks hooks, const Logger* log, fdpass::UniqueFd listen, fdpass::UniqueFd wake,
-            Epoll epoll);
+  LinkSetup(std::string path, Hooks hooks, const Logger* log, base::UniqueFd listen, base::UniqueFd wake,
+            base::Epoll epoll);
   void Loop();
   std::optional<ringbuf::Ring> TakeSpareRing();
 
   const std::string path_;
   const Hooks hooks_;
   const Logger* const log_;
-  fdpass::UniqueFd listen_;
-  const fdpass::UniqueFd wake_;
-  Epoll epoll_;
+  base::UniqueFd listen_;
+  const base::UniqueFd wake_;
+  base::Epoll epoll_;
   // Used by the accept thread only once started; destroyed after it is
   // joined.
   std::unique_ptr<LinkAcceptor> acceptor_;

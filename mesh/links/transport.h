@@ -34,7 +34,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "proto/mesh/v1/mesh.pb.h"
 
 namespace mesh {
@@ -54,7 +54,7 @@ struct LinkStats {
 // came with it (owned).
 struct ControlMessage {
   mesh::v1::LinkControl message;
-  std::vector<fdpass::UniqueFd> fds;
+  std::vector<base::UniqueFd> fds;
 };
 
 class Transport {

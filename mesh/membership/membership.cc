@@ -8,8 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "fdpass/status_macros.h"
+#include "base/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "base/eventfd.h"
 #include "mesh/base/os.h"
 
 namespace mesh {
@@ -46,11 +47,11 @@ Reconciler::Options ReconcilerOptions(const Membership::Options& o) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Membership>> Membership::Create(Options options, Hooks hooks, const Logger* log) {
-  SHMESH_ASSIGN_OR_RETURN(fdpass::UniqueFd wake, MakeEventFd());
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd wake, base::MakeEventFd());
   return std::unique_ptr<Membership>(new Membership(std::move(options), std::move(hooks), log, std::move(wake)));
 }
 
-Membership::Membership(Options options, Hooks hooks, const Logger* log, fdpass::UniqueFd wake)
+Membership::Membership(Options options, Hooks hooks, const Logger* log, base::UniqueFd wake)
     : options_(std::move(options)),
       hooks_(std::move(hooks)),
       log_(log),
@@ -100,7 +101,7 @@ void Membership::RunExclusive(absl::FunctionRef<void()> fn) {
   fn();
 }
 
-void Membership::Wake() { SignalEventFd(wake_.get()); }
+void Membership::Wake() { (void)base::SignalEventFd(wake_.get()); }
 
 uint64_t Membership::generation() const {
   // acquire: pairs with the release increments in BumpLocked.
@@ -372,7 +373,7 @@ void Membership::Loop() {
     const absl::Time now = absl::Now();
     if (next > now) {
       const int timeout_ms = static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(next - now) + 1, 1 << 30));
-      if (::poll(&wake, 1, timeout_ms) > 0) DrainEventFd(wake_.get());
+      if (::poll(&wake, 1, timeout_ms) > 0) (void)base::DrainEventFd(wake_.get());
       if (stopping()) break;
     }
     next = Reconcile();

@@ -36,7 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "mesh/base/log.h"
 #include "mesh/membership/peer_client.h"
 #include "mesh/membership/reconciler.h"
@@ -114,7 +114,7 @@ class Membership {
   membership::PeerClient& peer_client() { return peer_client_; }
 
  private:
-  Membership(Options options, Hooks hooks, const Logger* log, fdpass::UniqueFd wake);
+  Membership(Options options, Hooks hooks, const Logger* log, base::UniqueFd wake);
   void Loop();
   absl::Time Reconcile();
   mesh::v1::JoinRequest MakeJoinRequest();
@@ -130,7 +130,7 @@ class Membership {
   const Options options_;
   const Hooks hooks_;
   const Logger* const log_;
-  const fdpass::UniqueFd wake_;
+  const base::UniqueFd wake_;
   membership::PeerClient peer_client_;
   std::thread thread_;
   // release in Stop pairs with acquire in stopping().

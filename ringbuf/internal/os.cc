@@ -21,7 +21,7 @@
 namespace ringbuf {
 namespace os_internal {
 
-absl::StatusOr<fdpass::UniqueFd> MemfdCreate(const std::string& name) {
+absl::StatusOr<base::UniqueFd> MemfdCreate(const std::string& name) {
   int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
   if (fd < 0 && errno == EINVAL) {
     // Kernels before 6.3 reject MFD_NOEXEC_SEAL; the flag is only hygiene
@@ -31,7 +31,7 @@ absl::StatusOr<fdpass::UniqueFd> MemfdCreate(const std::string& name) {
   if (fd < 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("memfd_create(\"", name, "\")"));
   }
-  return fdpass::UniqueFd(fd);
+  return base::UniqueFd(fd);
 }
 
 absl::Status Ftruncate(int fd, uint64_t size) {
@@ -94,7 +94,7 @@ absl::StatusOr<DoorbellPair> DoorbellPairCreate() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
     return absl::ErrnoToStatus(errno, "socketpair(AF_UNIX, SOCK_STREAM) for a ring doorbell");
   }
-  return DoorbellPair{fdpass::UniqueFd(sv[0]), fdpass::UniqueFd(sv[1])};
+  return DoorbellPair{base::UniqueFd(sv[0]), base::UniqueFd(sv[1])};
 }
 
 absl::Status CheckDoorbell(int fd) {
@@ -198,11 +198,11 @@ uint32_t CpuHint() {
   return cpu < 0 ? 0 : static_cast<uint32_t>(cpu) + 1;
 }
 
-absl::StatusOr<fdpass::UniqueFd> Dup(int fd) {
+absl::StatusOr<base::UniqueFd> Dup(int fd) {
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0)
     return absl::ErrnoToStatus(errno, absl::StrCat("fcntl(fd ", fd, ", F_DUPFD_CLOEXEC)"));
-  return fdpass::UniqueFd(copy);
+  return base::UniqueFd(copy);
 }
 
 }  // namespace os_internal

@@ -4,7 +4,7 @@
 // safe, reads errno immediately and turns it into an absl::Status with
 // absl::ErrnoToStatus and a message naming the operation and the object.
 // Nothing above this file reads errno. Descriptors come back as
-// fdpass::UniqueFd owners; `int fd` parameters are borrowed.
+// base::UniqueFd owners; `int fd` parameters are borrowed.
 //
 // Thread contract: every function is thread-safe (the kernel serializes).
 #ifndef SHMESH_RINGBUF_INTERNAL_OS_H_
@@ -17,14 +17,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace ringbuf {
 namespace os_internal {
 
 // memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), adding MFD_NOEXEC_SEAL
 // where the kernel knows it (6.3+). The caller owns the result.
-absl::StatusOr<fdpass::UniqueFd> MemfdCreate(const std::string& name);
+absl::StatusOr<base::UniqueFd> MemfdCreate(const std::string& name);
 
 // ftruncate(fd, size); retries EINTR.
 absl::Status Ftruncate(int fd, uint64_t size);
@@ -59,8 +59,8 @@ void Unmap(uint8_t* addr, size_t size);
 // off. Nothing here can block.
 
 struct DoorbellPair {
-  fdpass::UniqueFd producer_end;
-  fdpass::UniqueFd consumer_end;
+  base::UniqueFd producer_end;
+  base::UniqueFd consumer_end;
 };
 // socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK). The caller
 // owns both ends.
@@ -96,7 +96,7 @@ absl::StatusOr<bool> WaitReadable(int fd, absl::Duration timeout);
 uint32_t CpuHint();
 
 // dup(fd) with FD_CLOEXEC set (F_DUPFD_CLOEXEC). The caller owns the result.
-absl::StatusOr<fdpass::UniqueFd> Dup(int fd);
+absl::StatusOr<base::UniqueFd> Dup(int fd);
 
 }  // namespace os_internal
 }  // namespace ringbuf

@@ -27,13 +27,13 @@ int CountOpenFds() {
   return count - 1;  // the directory stream's own fd
 }
 
-fdpass::UniqueFd DupOrDie(int fd) {
+base::UniqueFd DupOrDie(int fd) {
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) {
     std::perror("fcntl(F_DUPFD_CLOEXEC)");
     std::abort();
   }
-  return fdpass::UniqueFd(copy);
+  return base::UniqueFd(copy);
 }
 
 absl::StatusOr<Ring> AttachSecondMapping(const Ring& ring, RingEnd end, const WaitOptions& options) {

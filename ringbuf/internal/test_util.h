@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
 
@@ -19,7 +19,7 @@ namespace testing_internal {
 int CountOpenFds();
 
 // dup(fd) with close-on-exec; aborts on failure (tests only).
-fdpass::UniqueFd DupOrDie(int fd);
+base::UniqueFd DupOrDie(int fd);
 
 // Maps `ring`'s memfd a second time and attaches a second Ring to it (own
 // mapping, a dup of `ring`'s doorbell end for `end`), as a peer process

@@ -55,8 +55,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "google/protobuf/stubs/logging.h"
 #include "mesh/links/control_channel.h"
 #include "proto/mesh/v1/mesh.pb.h"
@@ -65,7 +65,7 @@
 namespace shmesh_fuzz {
 namespace {
 
-using fdpass::UniqueFd;
+using base::UniqueFd;
 using mesh::links::ControlChannel;
 using mesh::links::ControlChannelOptions;
 using mesh::links::kMaxControlFds;

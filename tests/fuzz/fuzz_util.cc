@@ -57,10 +57,10 @@ size_t OpenFds() {
   return n;
 }
 
-fdpass::UniqueFd DupOrDie(int fd) {
+base::UniqueFd DupOrDie(int fd) {
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   FUZZ_CHECK(copy >= 0, absl::StrCat("fcntl(F_DUPFD_CLOEXEC, ", fd, "): ", std::strerror(errno)));
-  return fdpass::UniqueFd(copy);
+  return base::UniqueFd(copy);
 }
 
 absl::Status SendRaw(int sock, absl::string_view bytes, absl::Span<const int> fds) {

@@ -20,7 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace shmesh_fuzz {
 
@@ -70,7 +70,7 @@ bool Strict();
 size_t OpenFds();
 
 // dup(fd) with close-on-exec; aborts on failure (a test-environment bug).
-fdpass::UniqueFd DupOrDie(int fd);
+base::UniqueFd DupOrDie(int fd);
 
 // One raw sendmsg(MSG_NOSIGNAL | MSG_DONTWAIT) of `bytes` plus `fds`
 // (borrowed; the receiver gets duplicates). Unlike fdpass::SendMessage it

@@ -52,8 +52,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/unique_fd.h"
 #include "fdpass/socket.h"
-#include "fdpass/unique_fd.h"
 #include "google/protobuf/stubs/logging.h"
 #include "mesh/links/link.h"
 #include "proto/mesh/v1/mesh.pb.h"
@@ -66,7 +66,7 @@
 namespace shmesh_fuzz {
 namespace {
 
-using fdpass::UniqueFd;
+using base::UniqueFd;
 using ringbuf::Ring;
 
 constexpr absl::Duration kHandshakeDeadline = absl::Milliseconds(50);

@@ -1,15 +1,15 @@
-#include "fdpass/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 
-namespace fdpass {
+namespace base {
 
 void UniqueFd::reset(int fd) {
   if (fd >= 0 && fd == fd_) {
-    std::fprintf(stderr, "fdpass::UniqueFd::reset(%d): already owns this fd\n", fd);
+    std::fprintf(stderr, "base::UniqueFd::reset(%d): already owns this fd\n", fd);
     std::abort();
   }
   int old = fd_;
@@ -21,4 +21,4 @@ void UniqueFd::reset(int fd) {
   }
 }
 
-}  // namespace fdpass
+}  // namespace base

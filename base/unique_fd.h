@@ -6,10 +6,10 @@
 //
 // Thread contract: thread-compatible (like a std::unique_ptr). Distinct
 // objects may be used from distinct threads without synchronization.
-#ifndef SHMESH_FDPASS_UNIQUE_FD_H_
-#define SHMESH_FDPASS_UNIQUE_FD_H_
+#ifndef SHMESH_BASE_UNIQUE_FD_H_
+#define SHMESH_BASE_UNIQUE_FD_H_
 
-namespace fdpass {
+namespace base {
 
 class UniqueFd {
  public:
@@ -52,6 +52,6 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace fdpass
+}  // namespace base
 
-#endif  // SHMESH_FDPASS_UNIQUE_FD_H_
+#endif  // SHMESH_BASE_UNIQUE_FD_H_

@@ -1,8 +1,8 @@
 // The one shared pair of status macros for shmesh. Debian's Abseil
 // (20220623) ships none, and every layer (fdpass, ringbuf, mesh, tools)
 // propagates absl::Status the same way, so they live here, at the bottom.
-#ifndef SHMESH_FDPASS_STATUS_MACROS_H_
-#define SHMESH_FDPASS_STATUS_MACROS_H_
+#ifndef SHMESH_BASE_STATUS_MACROS_H_
+#define SHMESH_BASE_STATUS_MACROS_H_
 
 #include <utility>
 
@@ -32,4 +32,4 @@
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
-#endif  // SHMESH_FDPASS_STATUS_MACROS_H_
+#endif  // SHMESH_BASE_STATUS_MACROS_H_
