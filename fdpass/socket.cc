@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <cstring>
-#include <limits>
 #include <optional>
 
 #include "absl/strings/escaping.h"
@@ -396,11 +395,6 @@ absl::StatusOr<ReceivedMessage> ReceiveMessage(int fd, absl::Time deadline) {
 
 absl::Status WaitReadable(int fd, absl::Time deadline) {
   return WaitFor(fd, POLLIN, deadline);
-}
-
-size_t CountOpenFds() {
-  std::optional<size_t> count = os::CountOpenFds();
-  return count.has_value() ? *count : std::numeric_limits<size_t>::max();
 }
 
 }  // namespace fdpass

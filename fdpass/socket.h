@@ -139,11 +139,6 @@ absl::StatusOr<ReceivedMessage> ReceiveMessage(int fd, absl::Time deadline);
 // (poll POLLIN). Timeout: DEADLINE_EXCEEDED. `fd` not open: INVALID_ARGUMENT.
 absl::Status WaitReadable(int fd, absl::Time deadline);
 
-// The number of open descriptors of this process (entries in /proc/self/fd,
-// minus the one used to read it). For leak checks in tests. If /proc/self/fd
-// cannot be read, returns SIZE_MAX so that a leak check fails loudly.
-size_t CountOpenFds();
-
 }  // namespace fdpass
 
 #endif  // SHMESH_FDPASS_SOCKET_H_

@@ -52,6 +52,7 @@
 #include "mesh/node.h"
 #include "mesh/test_util.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "testing/fd_count.h"
 
 namespace mesh {
 namespace {
@@ -196,12 +197,12 @@ grpc::Status GetLocalTopology(const std::string& target, mesh::v1::TopologySnaps
 // Polls CountOpenFds until it has not changed for a while (gRPC closes
 // connections asynchronously), at most 10 s.
 size_t SettledFdCount() {
-  size_t last = fdpass::CountOpenFds();
+  size_t last = shmesh::testing::CountOpenFds();
   int same = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (same < 5 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(100));
-    size_t now = fdpass::CountOpenFds();
+    size_t now = shmesh::testing::CountOpenFds();
     same = now == last ? same + 1 : 0;
     last = now;
   }
@@ -211,10 +212,10 @@ size_t SettledFdCount() {
 // Waits up to 10 s for CountOpenFds to come down to `want`.
 size_t FdCountReturnsTo(size_t want) {
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  size_t now = fdpass::CountOpenFds();
+  size_t now = shmesh::testing::CountOpenFds();
   while (now != want && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));
-    now = fdpass::CountOpenFds();
+    now = shmesh::testing::CountOpenFds();
   }
   return now;
 }
@@ -931,7 +932,7 @@ TEST_F(ControlServerTest, OutOfDescriptorsBacksOffAndServesTheWaitingClientLater
   rlimit original;
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &original), 0);
   rlimit low = original;
-  low.rlim_cur = fdpass::CountOpenFds() + 16;
+  low.rlim_cur = shmesh::testing::CountOpenFds() + 16;
   ASSERT_LT(low.rlim_cur, original.rlim_cur);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
   std::vector<base::UniqueFd> fillers;

@@ -48,6 +48,7 @@
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
 #include "ringbuf/ring_layout.h"
+#include "testing/fd_count.h"
 
 namespace mesh {
 namespace {
@@ -377,7 +378,7 @@ TEST_F(HostilePeerTest, LinkThatFailsOnTheSendSideIsRetired) {
   }).ok());
   ASSERT_TRUE(a->Start().ok());
   absl::SleepFor(absl::Milliseconds(200));  // let the node settle (spare ring, threads)
-  const size_t fds_before = fdpass::CountOpenFds();
+  const size_t fds_before = shmesh::testing::CountOpenFds();
   const int maps_before = RingMappings();
   for (int round = 0; round < 3; ++round) {
     SCOPED_TRACE(absl::StrCat("round ", round));
@@ -401,7 +402,7 @@ TEST_F(HostilePeerTest, LinkThatFailsOnTheSendSideIsRetired) {
     size_t fds = 0;
     int maps = 0;
     for (absl::Time end = absl::Now() + absl::Seconds(5); absl::Now() < end; absl::SleepFor(absl::Milliseconds(10))) {
-      fds = fdpass::CountOpenFds();
+      fds = shmesh::testing::CountOpenFds();
       maps = RingMappings();
       if (fds <= fds_before && maps == maps_before) break;
     }

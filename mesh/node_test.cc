@@ -39,6 +39,7 @@
 #include "mesh/test_util.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 #include "ringbuf/ring.h"
+#include "testing/fd_count.h"
 
 namespace mesh {
 namespace {
@@ -52,7 +53,7 @@ class NodeTest : public ::testing::Test {
     char tmpl[] = "/tmp/mnt-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    fds_before_ = fdpass::CountOpenFds();
+    fds_before_ = shmesh::testing::CountOpenFds();
   }
   void TearDown() override {
     nodes_.clear();

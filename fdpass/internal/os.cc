@@ -1,6 +1,5 @@
 #include "fdpass/internal/os.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -267,22 +266,6 @@ absl::StatusOr<base::UniqueFd> LockDirectory(const std::string& dir) {
     if (err == EINTR) continue;
     return absl::ErrnoToStatus(err, absl::StrCat("flock(LOCK_EX) on ", dir));
   }
-}
-
-std::optional<size_t> CountOpenFds() {
-  DIR* dir = ::opendir("/proc/self/fd");  // glibc opens it O_CLOEXEC.
-  if (dir == nullptr) return std::nullopt;
-  size_t count = 0;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (std::strcmp(entry->d_name, ".") == 0 ||
-        std::strcmp(entry->d_name, "..") == 0) {
-      continue;
-    }
-    ++count;
-  }
-  ::closedir(dir);
-  // The directory stream's own descriptor was listed too.
-  return count > 0 ? count - 1 : 0;
 }
 
 }  // namespace os_internal

@@ -106,10 +106,6 @@ absl::Status Unlink(const std::string& path);
 // other holders; the lock lasts until the returned descriptor is closed.
 absl::StatusOr<base::UniqueFd> LockDirectory(const std::string& dir);
 
-// Number of entries in /proc/self/fd, not counting the descriptor used to
-// read it; nullopt if /proc/self/fd cannot be read.
-std::optional<size_t> CountOpenFds();
-
 }  // namespace os_internal
 }  // namespace fdpass
 

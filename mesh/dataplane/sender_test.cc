@@ -15,6 +15,7 @@
 #include "mesh/dataplane/envelope.h"
 #include "mesh/links/link_pair_testutil.h"
 #include "mesh/links/link_table.h"
+#include "testing/fd_count.h"
 
 namespace mesh {
 namespace {
@@ -27,7 +28,7 @@ constexpr size_t kMax = 200;  // max_message_bytes of the sender
 class SenderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    fds_before_ = fdpass::CountOpenFds();
+    fds_before_ = shmesh::testing::CountOpenFds();
     char tmpl[] = "/tmp/msd-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -61,7 +62,7 @@ class SenderTest : public ::testing::Test {
     at_c_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
-    EXPECT_EQ(fdpass::CountOpenFds(), fds_before_) << "descriptors leaked";
+    EXPECT_EQ(shmesh::testing::CountOpenFds(), fds_before_) << "descriptors leaked";
   }
 
   // The payloads waiting on `end`'s ring; every frame must carry the plain

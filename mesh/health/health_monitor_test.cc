@@ -34,6 +34,7 @@
 #include "mesh/links/link_table.h"
 #include "proto/mesh/v1/mesh.pb.h"
 #include "ringbuf/ring.h"
+#include "testing/fd_count.h"
 
 namespace mesh {
 namespace health {
@@ -93,7 +94,7 @@ class Recorder {
 class HealthMonitorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    fds_before_ = fdpass::CountOpenFds();
+    fds_before_ = shmesh::testing::CountOpenFds();
     char tmpl[] = "/tmp/mhm-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -108,7 +109,7 @@ class HealthMonitorTest : public ::testing::Test {
     b_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
-    EXPECT_EQ(fdpass::CountOpenFds(), fds_before_) << "descriptors leaked";
+    EXPECT_EQ(shmesh::testing::CountOpenFds(), fds_before_) << "descriptors leaked";
   }
 
   // Brings up the link: "a" dials (this thread), "b" accepts (a second
@@ -293,7 +294,7 @@ TEST_F(HealthMonitorTest, CreateUnderAnExhaustedDescriptorLimitFailsCleanly) {
 
 TEST_F(HealthMonitorTest, RealThreadBeatsReportsAndStopsWithoutLeaks) {
   ASSERT_NO_FATAL_FAILURE(Connect(kBeat, kBeat));
-  const size_t fds_with_links = fdpass::CountOpenFds();
+  const size_t fds_with_links = shmesh::testing::CountOpenFds();
   HealthMonitor::Options options;
   options.interval = absl::Milliseconds(10);
   options.unresponsive_after = kUnresponsiveAfter;  // roomy: a slow machine must not flap
@@ -322,7 +323,7 @@ TEST_F(HealthMonitorTest, RealThreadBeatsReportsAndStopsWithoutLeaks) {
   ma_->Stop();
   ma_.reset();
   mb_.reset();
-  EXPECT_EQ(fdpass::CountOpenFds(), fds_with_links) << "the monitors leaked descriptors";
+  EXPECT_EQ(shmesh::testing::CountOpenFds(), fds_with_links) << "the monitors leaked descriptors";
   EXPECT_TRUE(rb_.changes().empty());
 }
 

@@ -27,6 +27,7 @@
 #include "fdpass/socket.h"
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.pb.h"
+#include "testing/fd_count.h"
 
 namespace mesh {
 namespace links {
@@ -112,7 +113,7 @@ int RunInChild(const std::function<int()>& body) {
 class ControlChannelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    fds_before_ = fdpass::CountOpenFds();
+    fds_before_ = shmesh::testing::CountOpenFds();
     Connect({});
   }
 
@@ -121,7 +122,7 @@ class ControlChannelTest : public ::testing::Test {
     b_.reset();
     a_sock_.reset();
     b_sock_.reset();
-    EXPECT_EQ(fdpass::CountOpenFds(), fds_before_) << "descriptor leak";
+    EXPECT_EQ(shmesh::testing::CountOpenFds(), fds_before_) << "descriptor leak";
   }
 
   void Connect(ControlChannelOptions options) {
@@ -338,12 +339,12 @@ TEST_F(ControlChannelTest, HostileMessagesFailAndLeakNothing) {
   for (const Hostile& c : cases) {
     SCOPED_TRACE(c.what);
     Connect({});
-    const size_t connected = fdpass::CountOpenFds();
+    const size_t connected = shmesh::testing::CountOpenFds();
     ASSERT_EQ(SendRaw(a_sock_.get(), c.bytes, std::vector<int>(c.num_fds, memfd.get())), 0)
         << std::strerror(errno);
     absl::Status error = ReadError();
     EXPECT_EQ(error.code(), c.code) << error;
-    EXPECT_EQ(fdpass::CountOpenFds(), connected) << "received descriptors leaked";
+    EXPECT_EQ(shmesh::testing::CountOpenFds(), connected) << "received descriptors leaked";
     EXPECT_EQ(b_->Stats().received_messages, 0u);
   }
 }
@@ -358,7 +359,7 @@ TEST_F(ControlChannelTest, DescriptorsDroppedUnderLowRlimitAreDataLoss) {
   // In a child, so the test process keeps its RLIMIT_NOFILE.
   ControlChannel* reader = b_.get();
   const int rc = RunInChild([reader]() -> int {
-    const size_t baseline = fdpass::CountOpenFds();
+    const size_t baseline = shmesh::testing::CountOpenFds();
     // The soft limit that leaves one free descriptor number: the kernel
     // installs one of the three and drops the rest (MSG_CTRUNC).
     std::set<int> open;
@@ -378,7 +379,7 @@ TEST_F(ControlChannelTest, DescriptorsDroppedUnderLowRlimitAreDataLoss) {
     rl.rlim_cur = saved;
     if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return 12;
     if (got.status().code() != absl::StatusCode::kDataLoss) return 13;
-    if (fdpass::CountOpenFds() != baseline) return 14;
+    if (shmesh::testing::CountOpenFds() != baseline) return 14;
     return 0;
   });
   EXPECT_EQ(rc, 0);
@@ -386,7 +387,7 @@ TEST_F(ControlChannelTest, DescriptorsDroppedUnderLowRlimitAreDataLoss) {
 
 TEST_F(ControlChannelTest, UnknownKindsAreCountedAndIgnored) {
   UniqueFd memfd = MakeMemfd("future segment");
-  const size_t before = fdpass::CountOpenFds();
+  const size_t before = shmesh::testing::CountOpenFds();
   // A newer peer's kinds: length-delimited and varint field 99, one with
   // descriptors (as a PoolSegment will carry), then a known one.
   ASSERT_EQ(SendRaw(a_sock_.get(), kUnknownKind, {}), 0);
@@ -399,7 +400,7 @@ TEST_F(ControlChannelTest, UnknownKindsAreCountedAndIgnored) {
   EXPECT_EQ(b_->Stats().ignored_messages, 3u);
   EXPECT_EQ(b_->Stats().received_messages, 1u);
   EXPECT_EQ(b_->Stats().received_fds, 0u);
-  EXPECT_EQ(fdpass::CountOpenFds(), before) << "an ignored message's fds leaked";
+  EXPECT_EQ(shmesh::testing::CountOpenFds(), before) << "an ignored message's fds leaked";
   ExpectNothing(*b_);
 
   // A known kind with a field we don't know (a newer peer's Ping) is fine.

@@ -21,6 +21,7 @@
 #include "fdpass/socket.h"
 #include "gtest/gtest.h"
 #include "proto/mesh/v1/mesh.pb.h"
+#include "testing/fd_count.h"
 
 namespace mesh {
 namespace {
@@ -35,7 +36,7 @@ class LinkAcceptorTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     path_ = dir_ + "/n.link";
-    fds_before_ = fdpass::CountOpenFds();
+    fds_before_ = shmesh::testing::CountOpenFds();
     auto listen = fdpass::ListenSeqpacket(path_);
     ASSERT_TRUE(listen.ok()) << listen.status();
     listen_ = std::move(*listen);
@@ -49,7 +50,7 @@ class LinkAcceptorTest : public ::testing::Test {
     listen_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
-    EXPECT_EQ(fdpass::CountOpenFds(), fds_before_) << "descriptors leaked";
+    EXPECT_EQ(shmesh::testing::CountOpenFds(), fds_before_) << "descriptors leaked";
   }
 
   void Make(bool members, LinkAcceptor::Limits limits) {

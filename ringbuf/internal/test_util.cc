@@ -1,6 +1,5 @@
 #include "ringbuf/internal/test_util.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,23 +7,21 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <utility>
+
+#include "testing/fd_count.h"
 
 namespace ringbuf {
 namespace testing_internal {
 
 int CountOpenFds() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) {
-    std::perror("opendir(/proc/self/fd)");
+  const size_t count = shmesh::testing::CountOpenFds();
+  if (count == std::numeric_limits<size_t>::max()) {
+    std::fprintf(stderr, "cannot read /proc/self/fd\n");
     std::abort();
   }
-  int count = 0;
-  while (struct dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') ++count;
-  }
-  ::closedir(dir);
-  return count - 1;  // the directory stream's own fd
+  return static_cast<int>(count);
 }
 
 base::UniqueFd DupOrDie(int fd) {

@@ -15,7 +15,8 @@
 namespace ringbuf {
 namespace testing_internal {
 
-// Number of entries in /proc/self/fd (not counting the one used to list it).
+// shmesh::testing::CountOpenFds as an int; aborts if /proc/self/fd cannot be
+// read.
 int CountOpenFds();
 
 // dup(fd) with close-on-exec; aborts on failure (tests only).

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fdpass/socket.h"
+#include "testing/fd_count.h"
 
 namespace shmesh_fuzz {
 
@@ -52,7 +53,7 @@ bool Strict() {
 }
 
 size_t OpenFds() {
-  const size_t n = fdpass::CountOpenFds();
+  const size_t n = shmesh::testing::CountOpenFds();
   FUZZ_CHECK(n != std::numeric_limits<size_t>::max(), "cannot read /proc/self/fd");
   return n;
 }
