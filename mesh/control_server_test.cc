@@ -1,6 +1,6 @@
 // The control plane under stress, through real nodes in this process, real
 // gRPC servers on real Unix sockets, and clients in child processes
-// (control_client_testutil) that may run as another uid:
+// (testing/control_client) that may run as another uid:
 //   - SO_PEERCRED: a client of a disallowed uid is refused and logged
 //     (rate-limited); allowed clients keep being served;
 //   - malformed, oversized and semantically bad requests get gRPC errors
@@ -109,13 +109,13 @@ std::vector<std::string> LinesWith(const std::string& text, absl::string_view ne
   return out;
 }
 
-// A running control_client_testutil (see its header), started with `args`,
+// A running testing/control_client (see its header), started with `args`,
 // with SIGUSR1 blocked (for its topology-on-sigusr1 mode).
 class Helper {
  public:
   explicit Helper(const std::vector<std::string>& args) {
     const std::string binary =
-        absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"), "/mesh/control_client_testutil");
+        absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"), "/testing/control_client");
     std::vector<std::string> argv_storage = {binary};
     argv_storage.insert(argv_storage.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -166,7 +166,7 @@ struct HelperResult {
   std::string out;
 };
 
-// Runs control_client_testutil with `args` to completion.
+// Runs testing/control_client with `args` to completion.
 HelperResult RunHelper(const std::vector<std::string>& args) {
   Helper helper(args);
   HelperResult r;

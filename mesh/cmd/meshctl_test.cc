@@ -17,14 +17,19 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "mesh/cmd/subprocess_testutil.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "testing/subprocess.h"
+#include "testing/temp_dir.h"
 
 namespace mesh {
 namespace cmd {
 namespace {
 
 using ::mesh::v1::TopologySnapshot;
+using ::shmesh::testing::ProcessResult;
+using ::shmesh::testing::RunfilePath;
+using ::shmesh::testing::RunProcess;
+using ::shmesh::testing::ShortTempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -218,7 +223,7 @@ class MeshctlTest : public ::testing::Test {
     return Meshctl(std::move(args));
   }
 
-  ShortTempDir dir_;
+  ShortTempDir dir_{"shmesh-cmd."};
   std::string target_;
   FakeTopology service_;
   FakeMessaging messaging_;

@@ -13,12 +13,20 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "mesh/cmd/subprocess_testutil.h"
+#include "testing/subprocess.h"
+#include "testing/temp_dir.h"
 
 namespace mesh {
 namespace cmd {
 namespace {
 
+using ::shmesh::testing::Child;
+using ::shmesh::testing::ProcessResult;
+using ::shmesh::testing::ReadFile;
+using ::shmesh::testing::RunfilePath;
+using ::shmesh::testing::RunProcess;
+using ::shmesh::testing::ShortTempDir;
+using ::shmesh::testing::WaitForFileToContain;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -69,7 +77,7 @@ TEST(MeshdTest, BadUsageExitsTwo) {
 }
 
 TEST(MeshdTest, BadConfigIsOneLineAndExitsTwo) {
-  ShortTempDir dir;
+  ShortTempDir dir("shmesh-cmd.");
   const std::string path =
       WriteConfig(dir.path(), "node.textproto", "name: \"a\"\nnmae: \"b\"\n");
   ProcessResult r = RunProcess({Meshd(), "--config", path});
@@ -102,7 +110,7 @@ TEST(MeshdTest, BadConfigIsOneLineAndExitsTwo) {
 }
 
 TEST(MeshdTest, TwoDaemonsExchangeLines) {
-  ShortTempDir dir;
+  ShortTempDir dir("shmesh-cmd.");
   const std::string run = absl::StrCat(dir.path(), "/run");
   const std::string a_config =
       WriteConfig(dir.path(), "a.textproto",
@@ -154,7 +162,7 @@ TEST(MeshdTest, TwoDaemonsExchangeLines) {
 }
 
 TEST(MeshdTest, ExitOnEofStopsCleanly) {
-  ShortTempDir dir;
+  ShortTempDir dir("shmesh-cmd.");
   const std::string config = WriteConfig(
       dir.path(), "solo.textproto",
       absl::StrCat("name: \"solo\"\nrun_dir: \"", dir.path(), "/run\"\n"));
@@ -172,7 +180,7 @@ TEST(MeshdTest, ExitOnEofStopsCleanly) {
 }
 
 TEST(MeshdTest, SigintStopsCleanlyAndStdinEofKeepsRunning) {
-  ShortTempDir dir;
+  ShortTempDir dir("shmesh-cmd.");
   const std::string config = WriteConfig(
       dir.path(), "solo.textproto",
       absl::StrCat("name: \"solo\"\nrun_dir: \"", dir.path(), "/run\"\n"));
@@ -194,7 +202,7 @@ TEST(MeshdTest, SigintStopsCleanlyAndStdinEofKeepsRunning) {
 }
 
 TEST(MeshdTest, SighupRestartsTheGrpcServerAndLinksStayUp) {
-  ShortTempDir dir;
+  ShortTempDir dir("shmesh-cmd.");
   const std::string run = absl::StrCat(dir.path(), "/run");
   auto config = [&](const std::string& name, const std::string& seed) {
     return WriteConfig(
@@ -256,7 +264,7 @@ TEST(MeshdTest, SighupRestartsTheGrpcServerAndLinksStayUp) {
 }
 
 TEST(MeshdTest, TakenNameExitsOne) {
-  ShortTempDir dir;
+  ShortTempDir dir("shmesh-cmd.");
   const std::string run1 = absl::StrCat(dir.path(), "/run1");
   const std::string run2 = absl::StrCat(dir.path(), "/run2");
   const std::string first = WriteConfig(

@@ -1,4 +1,4 @@
-#include "mesh/cmd/subprocess_testutil.h"
+#include "testing/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -8,7 +8,6 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -16,8 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
-namespace mesh {
-namespace cmd {
+namespace shmesh {
+namespace testing {
 namespace {
 
 // In the child, after fork: exec `argv` or die.
@@ -49,16 +48,6 @@ std::string RunfilePath(absl::string_view workspace_path) {
   return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/",
                       workspace != nullptr ? workspace : "shmesh", "/",
                       workspace_path);
-}
-
-ShortTempDir::ShortTempDir() {
-  char templ[] = "/tmp/shmesh-cmd.XXXXXX";
-  if (::mkdtemp(templ) != nullptr) path_ = templ;
-}
-
-ShortTempDir::~ShortTempDir() {
-  std::error_code ec;
-  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
 }
 
 ProcessResult RunProcess(const std::vector<std::string>& argv,
@@ -191,5 +180,5 @@ bool WaitForFileToContain(const std::string& path, absl::string_view needle,
   return absl::StrContains(ReadFile(path), needle);
 }
 
-}  // namespace cmd
-}  // namespace mesh
+}  // namespace testing
+}  // namespace shmesh

@@ -1,9 +1,10 @@
-// Test helpers: run the tool binaries as real child processes (fork + exec),
-// feeding stdin and capturing stdout and stderr. Test-only.
+// Test helpers: run binaries (the tools, test helpers) as real child
+// processes (fork + exec), feeding stdin and capturing stdout and stderr.
+// Test-only. For a short directory for their sockets see temp_dir.h.
 //
 // Thread contract: thread-compatible; a Child belongs to one test thread.
-#ifndef SHMESH_MESH_CMD_SUBPROCESS_TESTUTIL_H_
-#define SHMESH_MESH_CMD_SUBPROCESS_TESTUTIL_H_
+#ifndef SHMESH_TESTING_SUBPROCESS_H_
+#define SHMESH_TESTING_SUBPROCESS_H_
 
 #include <sys/types.h>
 
@@ -13,26 +14,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
-namespace mesh {
-namespace cmd {
+namespace shmesh {
+namespace testing {
 
 // Path of a binary of this workspace in the test's runfiles, e.g.
 // RunfilePath("mesh/cmd/meshctl").
 std::string RunfilePath(absl::string_view workspace_path);
-
-// A directory under /tmp short enough for Unix socket paths (TEST_TMPDIR is
-// not), removed with its contents when the object dies.
-class ShortTempDir {
- public:
-  ShortTempDir();
-  ~ShortTempDir();
-  ShortTempDir(const ShortTempDir&) = delete;
-  ShortTempDir& operator=(const ShortTempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct ProcessResult {
   // Exit status, or -1 if the process was killed by a signal.
@@ -82,7 +69,7 @@ std::string ReadFile(const std::string& path);
 bool WaitForFileToContain(const std::string& path, absl::string_view needle,
                           absl::Duration timeout = absl::Seconds(20));
 
-}  // namespace cmd
-}  // namespace mesh
+}  // namespace testing
+}  // namespace shmesh
 
-#endif  // SHMESH_MESH_CMD_SUBPROCESS_TESTUTIL_H_
+#endif  // SHMESH_TESTING_SUBPROCESS_H_

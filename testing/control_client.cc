@@ -1,16 +1,16 @@
-// control_client_testutil: a client of a node's gRPC control plane in a
+// testing/control_client: a client of a node's gRPC control plane in a
 // process of its own, which may run as another uid, for
 // control_server_test.cc (a test process cannot switch its own uid and
 // still be root, and must not use gRPC in a fork()ed child).
 //
-//   control_client_testutil UID topology TARGET
+//   control_client UID topology TARGET
 //       Calls Topology.GetTopology(local_only) on TARGET with a 10 s
 //       deadline; prints "uid=<uid> code=<CODE> message=<text>" and exits 0
 //       whatever the call's status.
-//   control_client_testutil UID topology-on-sigusr1 TARGET
+//   control_client UID topology-on-sigusr1 TARGET
 //       The same, once a SIGUSR1 arrives (the caller blocks SIGUSR1 before
 //       exec, so one sent early stays pending).
-//   control_client_testutil UID raw PATH N
+//   control_client UID raw PATH N
 //       N times, one after the other: connects a SOCK_STREAM socket to
 //       PATH, sends the HTTP/2 client preface, and waits up to 10 s for the
 //       server: "answered" if bytes come back (gRPC's SETTINGS), "closed" if
