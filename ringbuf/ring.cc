@@ -44,7 +44,9 @@ bool IsPowerOfTwo(size_t n) { return n != 0 && (n & (n - 1)) == 0; }
 // copy at this size: the prefixes written in front of each frame (the mesh's
 // 8- or 16-byte envelope header) are this small.
 inline void CopyUpTo16(uint8_t* dst, const char* src, size_t n) {
-  if (n == 16) {
+  if (n == 8) {
+    std::memcpy(dst, src, 8);  // one 8-byte move: a plain message's envelope
+  } else if (n == 16) {
     std::memcpy(dst, src, 16);  // one 16-byte move
   } else if (n >= 8) {
     uint64_t head, tail;
