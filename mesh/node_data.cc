@@ -78,10 +78,6 @@ absl::StatusOr<Message> NodeImpl::Receive(absl::Time deadline) {
 
 int NodeImpl::receive_fd() const { return queue_ == nullptr ? -1 : queue_->ready_fd(); }
 
-Receiver::Counters NodeImpl::ReceiveCounters() const {
-  return receiver_ == nullptr ? Receiver::Counters{} : receiver_->counters();
-}
-
 std::vector<std::string> NodeImpl::Peers() const { return links_.LiveNames(); }
 
 std::vector<std::string> NodeImpl::UnresponsivePeers() const {

@@ -100,7 +100,6 @@ class NodeImpl final : public control::DiscoveryBackend,
   std::vector<std::string> UnresponsivePeers() const;
   absl::Status WaitForPeers(size_t n, absl::Time deadline);
   absl::StatusOr<mesh::v1::TopologySnapshot> Topology(bool local_only);
-  Receiver::Counters ReceiveCounters() const;
 
   // --- control::DiscoveryBackend ---
   absl::StatusOr<std::vector<mesh::v1::Member>> HandleJoin(const mesh::v1::Member& member,

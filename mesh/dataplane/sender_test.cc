@@ -3,6 +3,7 @@
 // on the other ends' rings.
 #include "mesh/dataplane/sender.h"
 
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -172,6 +173,29 @@ TEST_F(SenderTest, ALinkThatWentDownIsReportedOnce) {
   const std::vector<std::string> f = failed();
   ASSERT_EQ(f.size(), 1u);
   EXPECT_TRUE(absl::StartsWith(f[0], "b: send failed")) << f[0];
+}
+
+// The transport's reserve/commit form (the basis of loans): the frame is
+// written in place, committed at the length `fill` returns (0 abandons it),
+// and a full ring is backpressure as for SendFrame.
+TEST_F(SenderTest, SendInPlaceCommitsWhatFillWrote) {
+  auto fill_with = [](absl::string_view payload) {
+    return [payload](absl::Span<uint8_t> room) {
+      std::memcpy(room.data(), kMessagePrefix.data(), kMessagePrefix.size());
+      std::memcpy(room.data() + kMessagePrefix.size(), payload.data(), payload.size());
+      return kMessagePrefix.size() + payload.size();
+    };
+  };
+  ASSERT_TRUE(to_b_->SendInPlace(64, absl::InfinitePast(), fill_with("in place")).ok());
+  ASSERT_TRUE(to_b_->SendInPlace(64, absl::InfinitePast(), [](absl::Span<uint8_t>) { return size_t{0}; }).ok());
+  ASSERT_TRUE(to_b_->SendInPlace(64, absl::InfinitePast(), fill_with("second")).ok());
+  EXPECT_EQ(Drain(*at_b_), (std::vector<std::string>{"in place", "second"}));
+  absl::Status s;
+  int sent = 0;
+  while ((s = to_b_->SendInPlace(200, absl::InfinitePast(), fill_with(std::string(100, 'f')))).ok()) ++sent;
+  EXPECT_GT(sent, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(Drain(*at_b_).size(), static_cast<size_t>(sent));
 }
 
 }  // namespace

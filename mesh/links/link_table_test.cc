@@ -18,16 +18,16 @@ class NamedTransport : public Transport {
   absl::Duration handshake() const override { return absl::ZeroDuration(); }
   size_t MaxPayload(size_t) const override { return 0; }
   absl::Status SendFrame(absl::string_view, absl::string_view, absl::Time) override {
-    return absl::UnimplementedError("");
+    return absl::FailedPreconditionError("the link table never sends");
   }
   absl::Status SendFrames(absl::string_view, absl::Span<const absl::string_view>, absl::Time, size_t*) override {
-    return absl::UnimplementedError("");
+    return absl::FailedPreconditionError("the link table never sends");
   }
   absl::Status SendInPlace(size_t, absl::Time, absl::FunctionRef<size_t(absl::Span<uint8_t>)>) override {
-    return absl::UnimplementedError("");
+    return absl::FailedPreconditionError("the link table never sends");
   }
   absl::Status SendControl(const mesh::v1::LinkControl&, absl::Span<const int>) override {
-    return absl::UnimplementedError("");
+    return absl::FailedPreconditionError("the link table never sends");
   }
   absl::StatusOr<std::optional<ControlMessage>> ReadControl() override { return std::nullopt; }
   WaitHandles wait_handles() const override { return {}; }
