@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -265,6 +266,13 @@ grpc::Status RawCall(grpc::GenericStub* stub, const std::string& method, const s
 
 class ControlServerTest : public ::testing::Test {
  protected:
+  // Stops every node, newest first. After it no handler runs, so a test
+  // whose handlers capture its own locals holds
+  //   absl::Cleanup stop_nodes = [this] { StopNodes(); };
+  // declared after those locals: the nodes stop before the locals go.
+  void StopNodes() {
+    for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) (*it)->Stop();
+  }
   void SetUp() override {
     char tmpl[] = "/tmp/mcs-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -705,6 +713,8 @@ TEST_F(ControlServerTest, DataPlaneFlowsWhileControlServersRestartAndAreFlooded)
   };
   EXPECT_TRUE(a->SetPeerDownHandler(count_down).ok());
   EXPECT_TRUE(b->SetPeerDownHandler(count_down).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());

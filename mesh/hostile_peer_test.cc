@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -251,6 +252,13 @@ class HostilePeer {
 
 class HostilePeerTest : public ::testing::Test {
  protected:
+  // Stops every node, newest first. After it no handler runs, so a test
+  // whose handlers capture its own locals holds
+  //   absl::Cleanup stop_nodes = [this] { StopNodes(); };
+  // declared after those locals: the nodes stop before the locals go.
+  void StopNodes() {
+    for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) (*it)->Stop();
+  }
   void SetUp() override {
     char tmpl[] = "/tmp/mhp-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -317,6 +325,8 @@ TEST_F(HostilePeerTest, JammedDoorbellsHangNeitherTheReceiverNorASender) {
     absl::MutexLock lock(&mu);
     got.push_back(absl::StrCat(m.from, ":", m.payload));
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -376,6 +386,8 @@ TEST_F(HostilePeerTest, LinkThatFailsOnTheSendSideIsRetired) {
   EXPECT_TRUE(a->SetPeerDownHandler([&](const PeerInfo& p) {
     if (p.name == kEvil) downs.fetch_add(1);
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   absl::SleepFor(absl::Milliseconds(200));  // let the node settle (spare ring, threads)
   const size_t fds_before = shmesh::testing::CountOpenFds();
@@ -539,6 +551,8 @@ TEST_F(HostilePeerTest, FullOrStoppedPeerDoesNotDelayBroadcastToOthers) {
     b_got = absl::Now();
     b_last = std::string(m.payload);
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -143,6 +144,13 @@ std::vector<mesh::v1::Member> MembersNamed(const mesh::v1::TopologySnapshot& sna
 
 class NodeBehaviourTest : public ::testing::Test {
  protected:
+  // Stops every node, newest first. After it no handler runs, so a test
+  // whose handlers capture its own locals holds
+  //   absl::Cleanup stop_nodes = [this] { StopNodes(); };
+  // declared after those locals: the nodes stop before the locals go.
+  void StopNodes() {
+    for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) (*it)->Stop();
+  }
   void SetUp() override { ASSERT_FALSE(dir_.path().empty()); }
   void TearDown() override {
     nodes_.clear();
@@ -527,6 +535,8 @@ TEST_F(NodeBehaviourTest, PeerUpHandlerMayCallTheNode) {
     }
     done.Notify();
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   if (!done.WaitForNotificationWithTimeout(absl::Seconds(20))) {

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -49,6 +50,13 @@ using testing_util::ThreadCpu;
 
 class NodeTest : public ::testing::Test {
  protected:
+  // Stops every node, newest first. After it no handler runs, so a test
+  // whose handlers capture its own locals holds
+  //   absl::Cleanup stop_nodes = [this] { StopNodes(); };
+  // declared after those locals: the nodes stop before the locals go.
+  void StopNodes() {
+    for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) (*it)->Stop();
+  }
   void SetUp() override {
     char tmpl[] = "/tmp/mnt-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -88,6 +96,8 @@ TEST_F(NodeTest, TwoNodesExchangeMessagesInOrder) {
     absl::MutexLock lock(&mu);
     got_b.push_back(absl::StrCat(m.from, ":", m.payload));
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -132,6 +142,8 @@ TEST_F(NodeTest, StoppedPeerIsReportedDown) {
   EXPECT_TRUE(a->SetPeerDownHandler([&](const PeerInfo& p) {
     if (p.name == "b") downs++;
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -254,6 +266,8 @@ TEST_F(NodeTest, ManyThreadsSendingToOnePeerKeepEachThreadsOrder) {
     next[thread] = seq + 1;
     ++total;
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(b->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
@@ -506,6 +520,8 @@ TEST_F(NodeTest, DoorbellSpamDoesNotPinTheReceiver) {
     absl::MutexLock lock(&mu);
     unresponsive_events.push_back(absl::StrCat(p.name, unresponsive ? " unresponsive" : " responsive"));
   }).ok());
+  // The handlers above capture this test's locals: stop first.
+  absl::Cleanup stop_nodes = [this] { StopNodes(); };
   ASSERT_TRUE(a->Start().ok());
   // Announce the child as member "0evil" (it sorts first, so it dials).
   {
