@@ -1,5 +1,5 @@
 // The plain value types of the public API (mesh/node.h): messages, peers,
-// broadcast results. Separate so that the data plane (mesh/dataplane) can
+// broadcast results (also what a topic Publish returns). Separate so that the data plane (mesh/dataplane) can
 // use them without depending on the node.
 #ifndef SHMESH_MESH_MESSAGE_H_
 #define SHMESH_MESH_MESSAGE_H_
@@ -21,12 +21,14 @@ namespace mesh {
 struct MessageView {
   absl::string_view from;     // the sending peer's name
   absl::string_view payload;  // the message bytes
+  absl::string_view topic;    // the topic (mesh/topic.h); empty for Node::Send
 };
 
 // A received message, owned (from Node::Receive).
 struct Message {
   std::string from;
   std::string payload;
+  std::string topic;  // the topic (mesh/topic.h); empty for Node::Send
 };
 
 // A peer as passed to the peer-up and peer-down handlers.

@@ -37,6 +37,8 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mesh/message.h"
+#include "mesh/rpc.h"
+#include "mesh/topic.h"
 #include "proto/mesh/v1/config.pb.h"
 #include "proto/mesh/v1/mesh.pb.h"
 
@@ -153,6 +155,28 @@ class Node {
   std::vector<std::string> Peers() const;
   // Waits until at least `n` peers are linked: DEADLINE_EXCEEDED otherwise.
   absl::Status WaitForPeers(size_t n, absl::Time deadline);
+
+  // Topics (mesh/topic.h). These may be called before or after Start().
+  // A publisher of `topic` (validated: INVALID_ARGUMENT names what is wrong
+  // with it; also for history over 4096).
+  absl::StatusOr<std::unique_ptr<Publisher>> Advertise(absl::string_view topic, PublisherOptions options = {});
+  // A subscription to `pattern` whose messages go to `handler` (on the
+  // receive thread; MessageView::topic says which topic).
+  absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(absl::string_view pattern,
+                                                          std::function<void(const MessageView&)> handler,
+                                                          SubscribeOptions options = {});
+  // The pull form: messages queue for Subscription::Receive.
+  absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(absl::string_view pattern, SubscribeOptions options = {});
+
+  // Services (mesh/rpc.h). Serve may be called before or after Start();
+  // ALREADY_EXISTS if this node already serves `service`.
+  absl::StatusOr<std::unique_ptr<ServiceRegistration>> Serve(absl::string_view service, ServiceHandler handler);
+  // Calls `service` on a linked node that serves it and waits for the
+  // response until `deadline` (errors: see mesh/rpc.h).
+  absl::StatusOr<std::string> Call(absl::string_view service, absl::string_view request, absl::Time deadline,
+                                   CallOptions options = {});
+  // The linked nodes that serve `service`, sorted.
+  std::vector<std::string> Servers(absl::string_view service) const;
 
   // The topology as this node sees it; with `local_only` false, gathers every
   // member's links over gRPC (members that do not answer in time leave their

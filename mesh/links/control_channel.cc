@@ -28,6 +28,7 @@ size_t MaxFdsOf(LinkControl::BodyCase body,
       return options.testing_fds_on_ping ? kMaxControlFds : 0;
     case LinkControl::kGoodbye:
     case LinkControl::kPong:
+    case LinkControl::kInterest:
     case LinkControl::BODY_NOT_SET:
       return 0;
   }
@@ -42,6 +43,8 @@ const char* KindName(LinkControl::BodyCase body) {
       return "Ping";
     case LinkControl::kPong:
       return "Pong";
+    case LinkControl::kInterest:
+      return "Interest";
     case LinkControl::BODY_NOT_SET:
       return "unknown";
   }
