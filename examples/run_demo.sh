@@ -109,7 +109,7 @@ done
 echo "b and c got them (see below)"
 
 say "A late joiner gets the history: meshctl echo 'chat/*' --count=3 (joins the mesh as a member now)"
-"$MESHCTL" --target "unix:$DEMO_DIR/a.grpc" echo 'chat/*' --count=3 --wait_ms=10000 2>/dev/null | sed 's/^/  /'
+"$MESHCTL" --target "unix:$DEMO_DIR/a.grpc" echo 'chat/*' --count=3 --wait_ms=10000 | sed 's/^/  /'
 
 say "meshctl pub: a one-shot publish that first waits for the subscribers (b, c)"
 "$MESHCTL" --target "unix:$DEMO_DIR/d.grpc" pub chat/general "hi all, from meshctl pub" --wait_ms=10000

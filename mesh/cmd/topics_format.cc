@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "mesh/cmd/text_table.h"
 #include "mesh/cmd/topology_format.h"
+#include "mesh/pubsub/topic_name.h"
 
 namespace mesh {
 namespace cmd {
@@ -72,7 +73,7 @@ std::string TopicTable(const std::vector<const NodeTopics*>& nodes) {
     for (const NodeTopics* n : nodes) {
       std::vector<std::string> patterns;
       for (const TopicTraffic& sub : n->subscribed()) {
-        if (TopicMatches(sub.topic(), topic)) {
+        if (pubsub::PatternMatches(sub.topic(), topic)) {
           patterns.push_back(Printable(sub.topic()));
         }
       }
@@ -126,30 +127,6 @@ std::string ServiceTable(const std::vector<const NodeTopics*>& nodes) {
 
 }  // namespace
 
-bool TopicMatches(absl::string_view pattern, absl::string_view topic) {
-  const std::vector<absl::string_view> p = absl::StrSplit(pattern, '/');
-  const std::vector<absl::string_view> t = absl::StrSplit(topic, '/');
-  // Dynamic programming over segments, O(|p| * |t|) whatever the pattern
-  // (backtracking on "**" would be exponential for a pattern like
-  // "**/**/**/x", and these strings come from peers). `row[j]`: the
-  // pattern's first i segments match the topic's first j.
-  std::vector<bool> row(t.size() + 1, false);
-  row[0] = true;
-  for (const absl::string_view seg : p) {
-    std::vector<bool> next(t.size() + 1, false);
-    for (size_t j = 0; j <= t.size(); ++j) {
-      if (seg == "**") {
-        // Zero segments (row[j]) or one more than a match up to j - 1.
-        next[j] = row[j] || (j > 0 && next[j - 1]);
-      } else if (j > 0) {
-        next[j] = row[j - 1] && (seg == "*" || seg == t[j - 1]);
-      }
-    }
-    row = std::move(next);
-  }
-  return row[t.size()];
-}
-
 bool HasTopics(const TopologySnapshot& s) {
   for (const NodeTopics& n : s.topics()) {
     if (n.published_size() > 0 || n.subscribed_size() > 0 ||
@@ -191,7 +168,7 @@ std::vector<std::string> SubscribersOf(const TopologySnapshot& s,
   for (const NodeTopics& n : s.topics()) {
     if (n.node() == self) continue;
     for (const TopicTraffic& sub : n.subscribed()) {
-      if (TopicMatches(sub.topic(), topic)) out.insert(n.node());
+      if (pubsub::PatternMatches(sub.topic(), topic)) out.insert(n.node());
     }
   }
   return {out.begin(), out.end()};

@@ -17,12 +17,6 @@
 namespace mesh {
 namespace cmd {
 
-// Whether `topic` matches the subscription `pattern` as mesh/topic.h
-// defines it: segments separated by '/', "*" matches exactly one segment,
-// "**" any number of segments (zero included). Names are not validated
-// here: the tools only ever match names that a node already accepted.
-bool TopicMatches(absl::string_view pattern, absl::string_view topic);
-
 // Whether any node of the snapshot publishes, subscribes, received or
 // serves anything.
 bool HasTopics(const mesh::v1::TopologySnapshot& snapshot);
@@ -31,7 +25,8 @@ bool HasTopics(const mesh::v1::TopologySnapshot& snapshot);
 //   TOPIC  NODE  ROLE  PATTERNS  MSGS  BYTES  PEERS
 //     one "pub" row per (topic, publishing node): what it published and
 //     how many linked subscribers it has; one "sub" row per (topic, node
-//     that received it or has a matching subscription): what it received
+//     that received it or has a matching subscription, as
+//     mesh/pubsub/topic_name.h matches them): what it received
 //     and from how many publishers, with its patterns that match.
 //   PATTERN  NODE  MSGS  BYTES  PUBLISHERS
 //     every subscription, with the messages delivered to it.
