@@ -45,12 +45,14 @@ ABSL_FLAG(std::string, target, "",
           "gRPC address of any node: \"unix:/path/to/node.grpc\" or "
           "\"host:port\" (a bare \"/path\" means unix:/path). Required.");
 ABSL_FLAG(std::string, format, "table",
-          "Output of topology, members, links and watch: table, json "
-          "(protobuf JSON of the TopologySnapshot; one line per snapshot for "
-          "watch) or dot (Graphviz: pipe into `dot -Tsvg`).");
+          "Output of topology, members, links, watch and topics: table, "
+          "json (protobuf JSON of the TopologySnapshot; one line per snapshot "
+          "for watch) or dot (Graphviz: pipe into `dot -Tsvg`; not for "
+          "topics).");
 ABSL_FLAG(int32_t, timeout_ms, 3000,
           "Deadline of every RPC in milliseconds. For watch it bounds the "
-          "wait for the first snapshot; for send, --send_wait_ms is added.");
+          "wait for the first snapshot; for send, --send_wait_ms is added. "
+          "call: the deadline of the service call.");
 ABSL_FLAG(bool, local_only, false,
           "topology, links, watch: only the answering node's own links "
           "instead of gathering every member's.");
@@ -101,7 +103,8 @@ constexpr char kUsage[] =
     "          echo PATTERN | hz PATTERN | pub TOPIC DATA | call SERVICE DATA\n";
 
 constexpr char kHelp[] =
-    R"(meshctl: inspect a running shmesh mesh through a node's gRPC control plane.
+    R"(meshctl: inspect a running shmesh mesh through a node's gRPC control plane,
+or take part in it for a moment to watch topics, publish and call services.
 
 usage: meshctl --target ADDR COMMAND [flags]
 
@@ -129,12 +132,13 @@ commands:
              subscription; every service with its server and the requests
              it handled. --format=json: the TopologySnapshot's topics.
 
-These four JOIN THE MESH AS A MEMBER for as long as they run: meshctl asks
-the target for the mesh (GetTopology), starts a node of its own named
-meshctl-<pid> (run directory /tmp/meshctl-<pid>.XXXXXX, seed: the target),
-links with every member through shared memory (up to --wait_ms), does its
-job, then leaves and removes the directory, also on Ctrl-C or SIGTERM. The
-other nodes see it come and go like any peer.
+The next four (echo, hz, pub, call) JOIN THE MESH AS A MEMBER while they
+run: meshctl asks the target for the mesh (GetTopology), starts a node of
+its own named meshctl-<pid> (run directory /tmp/meshctl-<pid>.XXXXXX, seed:
+the target), links with every member through shared memory (up to
+--wait_ms), does its job, then leaves and removes the directory, also on
+Ctrl-C or SIGTERM. The other nodes see it come and go like any peer (it
+stays listed as DOWN in their topology).
   echo PATTERN
              print every message of the topics matching PATTERN as
              "<topic> <from> <payload>" lines (C escapes for non-printable
