@@ -109,13 +109,13 @@ done
 echo "b and c got them (see below)"
 
 say "A late joiner gets the history: meshctl echo 'chat/*' --count=3 (joins the mesh as a member now)"
-"$MESHCTL" --target "unix:$DEMO_DIR/a.grpc" echo 'chat/*' --count=3 --wait_ms=10000 | sed 's/^/  /'
+"$MESHCTL" --target "unix:$DEMO_DIR/a.grpc" echo 'chat/*' --count=3 --timeout_ms=10000 | sed 's/^/  /'
 
 say "meshctl pub: a one-shot publish that first waits for the subscribers (b, c)"
-"$MESHCTL" --target "unix:$DEMO_DIR/d.grpc" pub chat/general "hi all, from meshctl pub" --wait_ms=10000
+"$MESHCTL" --target "unix:$DEMO_DIR/d.grpc" pub chat/general "hi all, from meshctl pub" --timeout_ms=10000 --wait_ms=10000
 
 say "A service call: meshctl call upper (a serves it; the request goes through the rings)"
-"$MESHCTL" --target "unix:$DEMO_DIR/c.grpc" call upper "make me loud" --wait_ms=10000
+"$MESHCTL" --target "unix:$DEMO_DIR/c.grpc" call upper "make me loud" --timeout_ms=10000 --wait_ms=10000
 
 # Each node prints what it receives; wait until all of it is there.
 # 1 from a neighbour + 2 from the publisher (+1 meshctl send at d; +3 from

@@ -71,17 +71,19 @@ std::unique_ptr<Member> MakeMember(const MemberFlags& flags) {
   return std::move(*member);
 }
 
-// Joins through the target and waits for the links (Member::Join). On
-// failure prints why and returns false; a partial join is a warning.
+// Joins through the target and waits up to --timeout_ms for the links
+// (Member::Join). On failure prints why and returns false; a partial join
+// is a warning.
 bool JoinMesh(Member& member, const MemberFlags& flags,
-              const mesh::v1::TopologySnapshot& mesh, absl::Time deadline) {
+              const mesh::v1::TopologySnapshot& mesh) {
   std::vector<std::string> missing;
-  const absl::Status joined = member.Join(mesh, deadline, &missing);
+  const absl::Status joined =
+      member.Join(mesh, absl::Now() + flags.timeout, &missing);
   if (absl::IsCancelled(joined)) return false;
   if (absl::IsDeadlineExceeded(joined)) {
     Fail(absl::StrCat("joined the mesh at ", flags.target,
-                      " but linked with no member within --wait_ms=",
-                      absl::ToInt64Milliseconds(flags.wait),
+                      " but linked with no member within --timeout_ms=",
+                      absl::ToInt64Milliseconds(flags.timeout),
                       " ms; are the nodes overloaded or stopped? (meshctl "
                       "topology shows their state)"));
     return false;
@@ -93,8 +95,8 @@ bool JoinMesh(Member& member, const MemberFlags& flags,
   }
   if (!missing.empty()) {
     std::cerr << "meshctl: warning: not linked with "
-              << absl::StrJoin(missing, ", ") << " after --wait_ms="
-              << absl::ToInt64Milliseconds(flags.wait)
+              << absl::StrJoin(missing, ", ") << " after --timeout_ms="
+              << absl::ToInt64Milliseconds(flags.timeout)
               << " ms; going on without them\n";
   }
   return true;
@@ -114,7 +116,7 @@ int RunEcho(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
     return Usage(absl::StrCat("bad pattern \"", absl::CHexEscape(pattern),
                               "\": ", sub.status().message()));
   }
-  if (!JoinMesh(*member, flags, mesh, absl::Now() + flags.wait)) {
+  if (!JoinMesh(*member, flags, mesh)) {
     return StopRequested() ? kExitOk : kExitFailed;
   }
   std::cerr << "meshctl: echo " << pattern << " as "
@@ -192,7 +194,7 @@ int RunHz(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
     return Usage(absl::StrCat("bad pattern \"", absl::CHexEscape(pattern),
                               "\": ", sub.status().message()));
   }
-  if (!JoinMesh(*member, flags, mesh, absl::Now() + flags.wait)) {
+  if (!JoinMesh(*member, flags, mesh)) {
     return StopRequested() ? kExitOk : kExitFailed;
   }
   std::cerr << "meshctl: hz " << pattern << " as " << member->node().name()
@@ -222,10 +224,10 @@ int RunPub(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
     return Usage(absl::StrCat("bad topic \"", absl::CHexEscape(topic),
                               "\": ", pub.status().message()));
   }
-  const absl::Time deadline = absl::Now() + flags.wait;
-  if (!JoinMesh(*member, flags, mesh, deadline)) {
+  if (!JoinMesh(*member, flags, mesh)) {
     return StopRequested() ? kExitOk : kExitFailed;
   }
+  const absl::Time deadline = absl::Now() + flags.wait;
   const int64_t wait_ms = absl::ToInt64Milliseconds(flags.wait);
   // Whom to wait for: every node whose subscription matched when the
   // target answered (at least one), so a one-shot publish is not lost on
@@ -300,10 +302,10 @@ int RunCall(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
             const std::string& service, const std::string& data) {
   std::unique_ptr<Member> member = MakeMember(flags);
   if (member == nullptr) return kExitFailed;
-  const absl::Time deadline = absl::Now() + flags.wait;
-  if (!JoinMesh(*member, flags, mesh, deadline)) {
+  if (!JoinMesh(*member, flags, mesh)) {
     return StopRequested() ? kExitOk : kExitFailed;
   }
+  const absl::Time deadline = absl::Now() + flags.wait;
   // The servers' announcements come over each link right after it is up:
   // poll for them briefly rather than fail on the first look.
   auto served = [&] {
@@ -331,7 +333,7 @@ int RunCall(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
   mesh::CallOptions options;
   options.server = flags.server;
   absl::StatusOr<std::string> reply = member->node().Call(
-      service, data, absl::Now() + flags.call_timeout, options);
+      service, data, absl::Now() + flags.timeout, options);
   if (!reply.ok()) {
     return Fail(absl::StrCat("call ", service,
                              flags.server.empty() ? "" : " on ", flags.server,

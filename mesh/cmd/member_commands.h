@@ -25,10 +25,11 @@ constexpr int kExitUsage = 2;
 // The flags these commands use (validated by meshctl).
 struct MemberFlags {
   std::string target;  // the seed: a normalized gRPC address
-  // --wait_ms: for the links to the mesh's members, and then for pub's
-  // subscribers or call's server.
+  // --timeout_ms: how long to wait for the links to the mesh's members;
+  // for call, also the call's deadline.
+  absl::Duration timeout;
+  // --wait_ms: then, for pub's subscribers (0: none) or call's server.
   absl::Duration wait;
-  absl::Duration call_timeout;     // --timeout_ms: call's deadline
   absl::Duration publish_timeout;  // --send_wait_ms: each Publish's deadline
   int64_t count = 0;               // --count; pub: -1 when not given
   double rate_hz = 0;              // --rate (pub)

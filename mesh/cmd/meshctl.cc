@@ -52,7 +52,9 @@ ABSL_FLAG(std::string, format, "table",
 ABSL_FLAG(int32_t, timeout_ms, 3000,
           "Deadline of every RPC in milliseconds. For watch it bounds the "
           "wait for the first snapshot; for send, --send_wait_ms is added. "
-          "call: the deadline of the service call.");
+          "echo, hz, pub, call: also how long to wait for this meshctl's "
+          "node to link with the mesh's members; call: also the deadline of "
+          "the service call.");
 ABSL_FLAG(bool, local_only, false,
           "topology, links, watch: only the answering node's own links "
           "instead of gathering every member's.");
@@ -74,10 +76,10 @@ ABSL_FLAG(int32_t, send_wait_ms, 1000,
           "peer is full (0: fail at once with RESOURCE_EXHAUSTED). pub: the "
           "same for each message and each subscriber.");
 ABSL_FLAG(int32_t, wait_ms, 5000,
-          "echo, hz, pub, call: how long to wait for this meshctl's node to "
-          "link with the mesh's members; then, for pub, for the subscribers "
-          "that the target reported (at least one; 0: publish without "
-          "waiting), and for call, for a server of the service.");
+          "pub: how long to wait, once linked, until the subscribers that "
+          "the target reported match (at least one; none by then: nothing "
+          "is published, exit 1); 0: publish at once. call: how long to "
+          "wait for a server of the service.");
 ABSL_FLAG(double, rate, 10,
           "pub: messages per second when --count is over 1 (0: as fast as "
           "the rings take them).");
@@ -136,7 +138,7 @@ The next four (echo, hz, pub, call) JOIN THE MESH AS A MEMBER while they
 run: meshctl asks the target for the mesh (GetTopology), starts a node of
 its own named meshctl-<pid> (run directory /tmp/meshctl-<pid>.XXXXXX, seed:
 the target), links with every member through shared memory (up to
---wait_ms), does its job, then leaves and removes the directory, also on
+--timeout_ms), does its job, then leaves and removes the directory, also on
 Ctrl-C or SIGTERM. The other nodes see it come and go like any peer (it
 stays listed as DOWN in their topology).
   echo PATTERN
@@ -549,7 +551,7 @@ int Main(int argc, char** argv) {
   mesh::cmd::MemberFlags flags;
   flags.target = *target;
   flags.wait = absl::Milliseconds(absl::GetFlag(FLAGS_wait_ms));
-  flags.call_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  flags.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
   flags.publish_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_send_wait_ms));
   flags.count = args->given.count("count") > 0 ? absl::GetFlag(FLAGS_count)

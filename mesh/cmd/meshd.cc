@@ -75,8 +75,9 @@ ABSL_FLAG(bool, exit_on_eof, false,
           "With --stdin: stop cleanly (exit 0) at the end of stdin, once "
           "the peers have read what was sent (waiting at most 2 s).");
 ABSL_FLAG(int32_t, send_timeout_ms, 1000,
-          "With --stdin: how long a send may wait for ring space when the "
-          "ring to a peer is full (0: fail at once).");
+          "With --stdin: how long a send (or, with --publish, a publish) "
+          "may wait for ring space when the ring to a peer is full (0: fail "
+          "at once).");
 ABSL_FLAG(std::string, log_level, "",
           "Override the config's log_level: debug, info, warning or error.");
 ABSL_FLAG(int32_t, wait_peers, 0,
