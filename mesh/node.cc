@@ -94,6 +94,29 @@ std::vector<std::string> Node::Peers() const { return impl_->Peers(); }
 std::vector<std::string> Node::UnresponsivePeers() const { return impl_->UnresponsivePeers(); }
 absl::Status Node::WaitForPeers(size_t n, absl::Time deadline) { return impl_->WaitForPeers(n, deadline); }
 absl::StatusOr<mesh::v1::TopologySnapshot> Node::Topology(bool local_only) { return impl_->Topology(local_only); }
+absl::StatusOr<std::unique_ptr<Publisher>> Node::Advertise(absl::string_view topic, PublisherOptions options) {
+  return impl_->Advertise(topic, std::move(options));
+}
+absl::StatusOr<std::unique_ptr<Subscription>> Node::Subscribe(absl::string_view pattern,
+                                                              std::function<void(const MessageView&)> handler,
+                                                              SubscribeOptions options) {
+  if (!handler) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Subscribe(", pattern, "): the handler is empty; use the pull form without one"));
+  }
+  return impl_->Subscribe(pattern, std::move(handler), options);
+}
+absl::StatusOr<std::unique_ptr<Subscription>> Node::Subscribe(absl::string_view pattern, SubscribeOptions options) {
+  return impl_->Subscribe(pattern, nullptr, options);
+}
+absl::StatusOr<std::unique_ptr<ServiceRegistration>> Node::Serve(absl::string_view service, ServiceHandler handler) {
+  return impl_->Serve(service, std::move(handler));
+}
+absl::StatusOr<std::string> Node::Call(absl::string_view service, absl::string_view request, absl::Time deadline,
+                                       CallOptions options) {
+  return impl_->Call(service, request, deadline, options);
+}
+std::vector<std::string> Node::Servers(absl::string_view service) const { return impl_->Servers(service); }
 
 // ---------------------------------------------------------------------------
 // NodeImpl: lifecycle.
@@ -109,9 +132,12 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
                             [this](const std::shared_ptr<Transport>& link, absl::string_view why) {
                               LinkFailed(link, why);
                             }}),
+      interest_(&links_, &log_),
       control_server_(config_.grpc_listen(),
                       std::vector<uint32_t>(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end()),
-                      [this] { return control::MakeServices(control::Backends{this, this, this, this}); }, &log_) {}
+                      [this] { return control::MakeServices(control::Backends{this, this, this, this}); }, &log_) {
+  MakeTopicsAndServices();
+}
 
 NodeImpl::~NodeImpl() { Stop(); }
 
@@ -160,12 +186,14 @@ absl::Status NodeImpl::Start() {
     Receiver::Hooks hooks;
     hooks.message_handler = message_handler_;
     hooks.queue = queue_.get();
+    hooks.router = this;
     hooks.link_failed = [this](const std::shared_ptr<Transport>& link, absl::string_view why) {
       LinkFailed(link, why);
     };
     absl::StatusOr<std::unique_ptr<Receiver>> receiver = Receiver::Create(options, std::move(hooks), &links_, &log_);
     if (!receiver.ok()) return fail(receiver.status());
     receiver_ = std::move(*receiver);
+    topics_->SetResumeFd(receiver_->wake_fd());
     queue_->set_resume_fd(receiver_->wake_fd());
   }
   {
@@ -249,6 +277,10 @@ void NodeImpl::Stop() {
   // The receive thread first: our last messages were written before this,
   // and the peers drain them when the Goodbye arrives.
   if (receiver_ != nullptr) receiver_->Stop();
+  // No handler runs any more: calls in flight end (CANCELLED), publishers
+  // and subscriptions are cut loose (they fail from now on).
+  rpc_->Detach();
+  topics_->Detach();
   mesh::v1::LinkControl goodbye;
   goodbye.mutable_goodbye()->set_reason("shutdown");
   for (const auto& link : links_.Live()) (void)link->SendControl(goodbye);

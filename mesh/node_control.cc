@@ -102,10 +102,10 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::LocalTopology() {
     topology::LinkReport r;
     r.peer = link->peer_name();
     r.tx_messages = s.tx_messages;
-    // Payload bytes: every frame this node sends or accepts is a plain
-    // message and carries one message envelope (kMessagePrefix.size()
-    // bytes), which the link counts with it. (A received frame of another
-    // kind, dropped, is counted alike: its header may be longer.)
+    // Payload bytes: the link counts whole frames; every frame carries at
+    // least a base envelope (kMessagePrefix.size() bytes), which is taken
+    // off. (Requests and responses carry 8 to 12 bytes more, counted as
+    // payload; topic declarations count as messages.)
     r.tx_bytes = s.tx_bytes - std::min(s.tx_bytes, s.tx_messages * kMessagePrefix.size());
     r.tx_full_events = s.tx_full_events;
     r.rx_messages = s.rx_messages;
@@ -118,7 +118,9 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::LocalTopology() {
     r.since = link->since();
     reports.push_back(std::move(r));
   }
-  return topology::LocalSnapshot(name(), absl::Now(), Members(), reports);
+  mesh::v1::TopologySnapshot snapshot = topology::LocalSnapshot(name(), absl::Now(), Members(), reports);
+  *snapshot.add_topics() = TopicsReport();
+  return snapshot;
 }
 
 absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::GatherTopology(absl::Time deadline) {

@@ -115,6 +115,7 @@ void NodeImpl::InstallLink(std::shared_ptr<Transport> link) {
     return;
   }
   receiver_->Wake();
+  TopicsLinkUp(link);
   log_.Info("peer up: %s (pid %d)", info.name, info.pid);
 }
 
@@ -127,6 +128,7 @@ void NodeImpl::LinkFailed(const std::shared_ptr<Transport>& link, absl::string_v
     if (was_installed && peer_down_handler_) events_.Post([this, info] { peer_down_handler_(info); });
   });
   if (was_installed) log_.Info("peer down: %s (pid %d): %s", info.name, info.pid, why);
+  TopicsLinkDown(link.get(), why);
   receiver_->Wake();
 }
 

@@ -53,15 +53,19 @@
 #include "mesh/base/log.h"
 #include "mesh/control/backend.h"
 #include "mesh/control/control_server.h"
+#include "mesh/dataplane/frame_router.h"
 #include "mesh/dataplane/receive_queue.h"
 #include "mesh/dataplane/receiver.h"
 #include "mesh/dataplane/sender.h"
 #include "mesh/events/event_queue.h"
 #include "mesh/health/health_monitor.h"
+#include "mesh/interest/interest.h"
 #include "mesh/links/link_setup.h"
 #include "mesh/links/link_table.h"
 #include "mesh/membership/membership.h"
 #include "mesh/node.h"
+#include "mesh/pubsub/topics.h"
+#include "mesh/rpc/rpc.h"
 #include "proto/mesh/v1/config.pb.h"
 #include "proto/mesh/v1/mesh.pb.h"
 
@@ -70,7 +74,8 @@ namespace mesh {
 class NodeImpl final : public control::DiscoveryBackend,
                        public control::TopologyBackend,
                        public control::MessagingBackend,
-                       public control::ChangeSource {
+                       public control::ChangeSource,
+                       public FrameRouter {
  public:
   explicit NodeImpl(mesh::v1::NodeConfig resolved_config);
   ~NodeImpl() override;
@@ -100,6 +105,21 @@ class NodeImpl final : public control::DiscoveryBackend,
   std::vector<std::string> UnresponsivePeers() const;
   absl::Status WaitForPeers(size_t n, absl::Time deadline);
   absl::StatusOr<mesh::v1::TopologySnapshot> Topology(bool local_only);
+  // Topics and services (node_topics.cc).
+  absl::StatusOr<std::unique_ptr<Publisher>> Advertise(absl::string_view topic, PublisherOptions options);
+  absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(absl::string_view pattern,
+                                                          std::function<void(const MessageView&)> handler,
+                                                          SubscribeOptions options);
+  absl::StatusOr<std::unique_ptr<ServiceRegistration>> Serve(absl::string_view service, ServiceHandler handler);
+  absl::StatusOr<std::string> Call(absl::string_view service, absl::string_view request, absl::Time deadline,
+                                   const CallOptions& options);
+  std::vector<std::string> Servers(absl::string_view service) const;
+
+  // --- FrameRouter (receive thread; node_topics.cc) ---
+  bool RouteFrame(const std::shared_ptr<Transport>& link, const FrameHeader& header,
+                  absl::string_view payload) override;
+  absl::Status RouteControl(const std::shared_ptr<Transport>& link, const mesh::v1::LinkControl& msg) override;
+  void LinksChanged(absl::Span<const std::shared_ptr<Transport>> active) override;
 
   // --- control::DiscoveryBackend ---
   absl::StatusOr<std::vector<mesh::v1::Member>> HandleJoin(const mesh::v1::Member& member,
@@ -138,6 +158,14 @@ class NodeImpl final : public control::DiscoveryBackend,
   // callers do nothing. Never blocks on a peer or on gRPC.
   void LinkFailed(const std::shared_ptr<Transport>& link, absl::string_view why);
   void OnLivenessChange(const std::shared_ptr<Transport>& link, bool unresponsive);
+  // Topics and services: the wiring (node_topics.cc).
+  void MakeTopicsAndServices();
+  void TopicsLinkUp(const std::shared_ptr<Transport>& link);
+  void TopicsLinkDown(const Transport* link, absl::string_view why);
+  // Re-matches every publisher on the events thread (links or interests
+  // changed).
+  void PostRematch();
+  mesh::v1::NodeTopics TopicsReport() const;
 
   const mesh::v1::NodeConfig config_;
   const uint64_t id_;
@@ -165,6 +193,15 @@ class NodeImpl final : public control::DiscoveryBackend,
   std::unique_ptr<Membership> membership_;
   std::unique_ptr<LinkSetup> link_setup_;
   std::unique_ptr<health::HealthMonitor> health_;
+  // Topics and services: what peers subscribe to and serve (exchanged on
+  // the links' control channels), publishers and subscriptions, services
+  // and calls. Made in the constructor: usable before Start().
+  interest::Exchange interest_;
+  std::unique_ptr<pubsub::Topics> topics_;
+  std::unique_ptr<rpc::Rpc> rpc_;
+  // "A rematch is queued on the events thread": at most one at a time
+  // (acq_rel exchange in PostRematch, release store when it starts).
+  std::atomic<bool> rematch_queued_{false};
   control::ControlServer control_server_;
 
   mutable absl::Mutex address_mu_;

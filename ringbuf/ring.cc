@@ -696,6 +696,14 @@ absl::StatusOr<std::string> RingConsumer::Read(absl::Time deadline) {
 
 absl::StatusOr<size_t> RingConsumer::Drain(size_t max_frames,
                                            absl::FunctionRef<void(absl::Span<const uint8_t>)> fn) {
+  return DrainWhile(max_frames, [&](absl::Span<const uint8_t> frame) {
+    fn(frame);
+    return true;
+  });
+}
+
+absl::StatusOr<size_t> RingConsumer::DrainWhile(size_t max_frames,
+                                                absl::FunctionRef<bool(absl::Span<const uint8_t>)> fn) {
   // Sticky failure first: Drain(0, ...) must not report OK on a failed ring.
   if (!status_.ok()) return status_;
   size_t n = 0;
@@ -710,7 +718,8 @@ absl::StatusOr<size_t> RingConsumer::Drain(size_t max_frames,
         break;  // the sticky error comes with the next call
       }
     }
-    fn(absl::Span<const uint8_t>(data_ + peek_offset_, peek_len_));
+    // Refused: the frame stays peeked (consumed by a later call).
+    if (!fn(absl::Span<const uint8_t>(data_ + peek_offset_, peek_len_))) break;
     head_ += peek_total_;
     peeked_ = false;
     bytes += peek_len_;

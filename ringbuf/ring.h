@@ -286,6 +286,12 @@ class alignas(kRingLineSize) RingConsumer {
   // error comes from the next call. Does not wait.
   absl::StatusOr<size_t> Drain(size_t max_frames,
                                absl::FunctionRef<void(absl::Span<const uint8_t>)> fn);
+  // As Drain, but `fn` may refuse a frame by returning false: that frame is
+  // not consumed (it stays peeked: the next Peek/Drain/DrainWhile starts
+  // with it) and the drain stops there. Returns how many frames `fn`
+  // accepted. For a consumer whose destination can be full.
+  absl::StatusOr<size_t> DrainWhile(size_t max_frames,
+                                    absl::FunctionRef<bool(absl::Span<const uint8_t>)> fn);
 
   // Blocks until a frame is available (OK), `deadline` passes
   // (DEADLINE_EXCEEDED; checks once if it already has), or the endpoint

@@ -35,8 +35,10 @@
 //   kind         a FrameKind; 0 and 6..255 are invalid. Decides the header
 //                length, so it is checked before anything after byte 7 is
 //                read.
-//   flags        none defined yet: any set bit is invalid.
-//   channel      topic or service id; must be 0 for kMessage.
+//   flags        kFrameFlagDeclare on kTopic (see below); any other set
+//                bit, or a bit the kind does not define, is invalid.
+//   channel      topic id (kTopic), service id (kRequest); must be 0 for
+//                kMessage; unused by kResponse.
 //   correlation  request/response pairing id; on the wire only for kRequest
 //                and kResponse (any value). Other kinds have none: their
 //                payload starts at byte 8, and FrameHeader::correlation
@@ -87,15 +89,14 @@ inline constexpr size_t kCorrelationBytes = 8;
 // The longest header: room enough for any EncodeFrameHeader output.
 inline constexpr size_t kMaxFrameHeaderBytes = kFrameBaseBytes + kCorrelationBytes;
 
-// What a frame carries. Only kMessage is produced today; the others are
-// reserved for the features named and parse as valid (so a receiver can
-// count them as "unsupported kind" rather than "corrupt"), but nothing
-// sends them yet and a receiver must not deliver them as messages.
+// What a frame carries. kPoolRef is reserved (zero-copy pools): it parses
+// as valid (so a receiver can count it as "unsupported kind" rather than
+// "corrupt"), but nothing sends it yet and a receiver must not deliver it.
 enum class FrameKind : uint8_t {
   kMessage = 1,   // a plain Node::Send payload; channel 0; no correlation
-  kTopic = 2,     // reserved: a publication on topic `channel`; no correlation
-  kRequest = 3,   // reserved: a request to service `channel`, id `correlation`
-  kResponse = 4,  // reserved: the response to request `correlation`
+  kTopic = 2,     // a publication on topic id `channel` (or its declaration); no correlation
+  kRequest = 3,   // a request to service id `channel`, call id `correlation`
+  kResponse = 4,  // the response to call `correlation`: status code, then body or error
   kPoolRef = 5,   // reserved: a reference to a buffer in a shared pool; no correlation
 };
 inline constexpr uint8_t kMinFrameKind = 1;
@@ -132,9 +133,23 @@ static_assert(WireHeaderBytes(FrameKind::kPoolRef) == 8, "a pool reference has n
 static_assert(WireHeaderBytes(uint8_t{0}) == 8 && WireHeaderBytes(uint8_t{255}) == 8,
               "unknown kinds: the base only");
 
-// Flag bits defined by kEnvelopeVersion: none. A frame with any other bit
-// set is invalid (a newer sender relying on a flag we would ignore).
-inline constexpr uint16_t kKnownFrameFlags = 0;
+// Flag bits defined by kEnvelopeVersion, and the kinds that may carry them.
+// A frame with any other bit set, or a bit its kind does not define, is
+// invalid (a newer sender relying on a flag we would ignore).
+//
+// kFrameFlagDeclare, kTopic only: this frame declares (or, with an empty
+// payload, retires) topic id `channel` on this link, in this direction; its
+// payload is the topic name. Sent in the ring before the id's first use,
+// so a publication can never arrive before its declaration.
+inline constexpr uint16_t kFrameFlagDeclare = 1;
+inline constexpr uint16_t kKnownFrameFlags = kFrameFlagDeclare;
+
+// The flag bits frames of `kind` may carry.
+constexpr uint16_t AllowedFrameFlags(uint8_t kind) {
+  return kind == 2 /* FrameKind::kTopic */ ? kFrameFlagDeclare : uint16_t{0};
+}
+static_assert(AllowedFrameFlags(static_cast<uint8_t>(FrameKind::kTopic)) == kFrameFlagDeclare,
+              "kTopic carries the declare flag");
 
 // The decoded header, in host byte order: the in-memory form of every kind's
 // header (correlation is 0 for the kinds without one on the wire).
@@ -281,7 +296,7 @@ inline ParsedFrame ParseFrame(absl::string_view frame) {
       out.error = FrameError::kBadVersion;
     } else if (!IsKnownFrameKind(h.kind)) {
       out.error = FrameError::kUnknownKind;
-    } else if ((h.flags & ~kKnownFrameFlags) != 0) {
+    } else if ((h.flags & ~AllowedFrameFlags(h.kind)) != 0) {
       out.error = FrameError::kUnknownFlags;
     } else if (frame.size() < header_bytes) {
       out.error = FrameError::kTooShort;  // a request or response without its correlation

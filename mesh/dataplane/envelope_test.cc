@@ -75,7 +75,8 @@ Reference ReferenceParse(absl::string_view b) {
   h.correlation = 0;
   if (h.version != 1) return {FrameError::kBadVersion, h, 0};
   if (h.kind < 1 || h.kind > 5) return {FrameError::kUnknownKind, h, 0};
-  if (h.flags != 0) return {FrameError::kUnknownFlags, h, 0};
+  // Only kTopic (2) defines a flag: bit 0, declare.
+  if ((h.flags & ~(h.kind == 2 ? 1 : 0)) != 0) return {FrameError::kUnknownFlags, h, 0};
   const bool correlated = h.kind == 3 || h.kind == 4;  // request, response
   if (correlated && b.size() < 16) return {FrameError::kTooShort, h, 0};
   if (h.kind == 1 && h.channel != 0) return {FrameError::kBadMessageFields, h, 0};
@@ -285,11 +286,17 @@ TEST(EnvelopeTest, UnknownKindIsNeverAMessage) {
   }
 }
 
-TEST(EnvelopeTest, EveryFlagBitIsUnknown) {
+TEST(EnvelopeTest, EveryFlagBitButTopicDeclareIsUnknown) {
   for (FrameKind kind : kAllKinds) {
     for (int bit = 0; bit < 16; ++bit) {
       const std::string frame = Encode(Header(kind, 0, 0, static_cast<uint16_t>(1u << bit)));
-      EXPECT_EQ(ParseFrame(frame).error, FrameError::kUnknownFlags) << "bit " << bit;
+      if (kind == FrameKind::kTopic && bit == 0) {
+        const ParsedFrame p = ParseFrame(frame);
+        ASSERT_TRUE(p.ok()) << FrameErrorName(p.error);
+        EXPECT_EQ(p.header.flags, kFrameFlagDeclare);
+      } else {
+        EXPECT_EQ(ParseFrame(frame).error, FrameError::kUnknownFlags) << "kind " << int(kind) << " bit " << bit;
+      }
       ExpectConsistent(frame);
     }
   }

@@ -145,6 +145,10 @@ void Receiver::Loop() {
   std::map<const Transport*, DoorbellGuard> guards;
   // Whether link i's doorbell rang since its last drain (indexes `active`).
   std::vector<char> rang;
+  // Whether link i's next frame was refused by the router (a full pull
+  // subscription): not drained, and not asked before sleeping, until a
+  // wake-up (the subscription made room, or anything else).
+  std::vector<char> held;
   uint64_t seen_generation = 0;
   const bool spin_forever = options_.wait.mode() == mesh::v1::WaitPolicy::SPIN;
   const int64_t spin_ns =
@@ -176,49 +180,62 @@ void Receiver::Loop() {
     }
   };
 
+  auto flush = [&] {
+    if (!queued.empty()) hooks_.queue->PushBatch(&queued);
+  };
+
+  auto oversize = [&](const Transport& link, size_t payload_bytes, size_t frame_bytes) {
+    if (ABSL_PREDICT_TRUE(payload_bytes <= options_.max_message_bytes)) return false;
+    Bump(counters_.dropped_oversize);
+    note_drop(link,
+              absl::StrCat("the payload exceeds this node's max_message_bytes (", options_.max_message_bytes, ")"),
+              frame_bytes);
+    return true;
+  };
+
   // A frame that failed the fast check below: the full parse says why, or
-  // that it is valid but of a kind this node does not handle.
-  auto route_slow = [&](const Transport& link, absl::string_view frame) {
+  // it is a topic frame, request or response for the router. False: the
+  // router's destination is full (leave the frame in the ring).
+  auto route_slow = [&](const std::shared_ptr<Transport>& link, absl::string_view frame) {
     const ParsedFrame parsed = ParseFrame(frame);
     if (!parsed.ok()) {
       Bump(counters_.dropped_invalid);
-      note_drop(link, FrameErrorName(parsed.error), frame.size());
-      return;
+      note_drop(*link, FrameErrorName(parsed.error), frame.size());
+      return true;
     }
-    // Topics, requests, responses and pool references are not handled by
-    // this build yet. (A valid kMessage header always passes the fast check.)
-    Bump(counters_.dropped_unhandled);
-    note_drop(link, absl::StrCat("frame kind ", parsed.header.kind, " is not handled by this node"), frame.size());
+    const FrameKind kind = parsed.header.frame_kind();
+    if (hooks_.router == nullptr || (kind != FrameKind::kTopic && kind != FrameKind::kRequest &&
+                                     kind != FrameKind::kResponse)) {
+      // Pool references are not handled by this build yet. (A valid
+      // kMessage header always passes the fast check.)
+      Bump(counters_.dropped_unhandled);
+      note_drop(*link, absl::StrCat("frame kind ", parsed.header.kind, " is not handled by this node"),
+                frame.size());
+      return true;
+    }
+    if (oversize(*link, parsed.payload.size(), frame.size())) return true;
+    if (!queued.empty()) flush();  // keep a link's frames in order across kinds
+    return hooks_.router->RouteFrame(link, parsed.header, parsed.payload);
   };
 
   // One frame from `link`: check its envelope, route it. A plain message's
   // header has exactly one valid encoding (kMessagePrefix, 8 bytes: version,
   // kind kMessage, no flags, channel 0; no correlation), so comparing those
   // 8 bytes is the whole check on the hot path (ParseFrame agrees: see
-  // envelope_test and tests/fuzz/envelope_fuzz.cc).
-  auto route = [&](const Transport& link, absl::string_view frame) {
+  // envelope_test and tests/fuzz/envelope_fuzz.cc). False: leave the frame.
+  auto route = [&](const std::shared_ptr<Transport>& link, absl::string_view frame) {
     if (ABSL_PREDICT_FALSE(frame.size() < kMessagePrefix.size() ||
                            std::memcmp(frame.data(), kMessagePrefix.data(), kMessagePrefix.size()) != 0)) {
-      route_slow(link, frame);
-      return;
+      return route_slow(link, frame);
     }
     const absl::string_view payload = frame.substr(kMessagePrefix.size());
-    if (ABSL_PREDICT_FALSE(payload.size() > options_.max_message_bytes)) {
-      Bump(counters_.dropped_oversize);
-      note_drop(link,
-                absl::StrCat("the payload exceeds this node's max_message_bytes (", options_.max_message_bytes, ")"),
-                frame.size());
-      return;
-    }
+    if (oversize(*link, payload.size(), frame.size())) return true;
     if (hooks_.message_handler) {
-      hooks_.message_handler(MessageView{link.peer_name(), payload});
+      hooks_.message_handler(MessageView{link->peer_name(), payload, {}});
     } else {
-      queued.push_back(Message{link.peer_name(), std::string(payload)});
+      queued.push_back(Message{link->peer_name(), std::string(payload), {}});
     }
-  };
-
-  auto flush = [&] {
-    if (!queued.empty()) hooks_.queue->PushBatch(&queued);
+    return true;
   };
 
   auto refresh = [&] {
@@ -231,6 +248,8 @@ void Receiver::Loop() {
     }
     active.swap(fresh);
     rang.assign(active.size(), 0);
+    held.assign(active.size(), 0);
+    if (hooks_.router != nullptr) hooks_.router->LinksChanged(active);
     std::map<const Transport*, DoorbellGuard> kept;
     for (size_t i = 0; i < active.size(); ++i) {
       // A link that is down is being retired; watching it would only wake
@@ -296,7 +315,11 @@ void Receiver::Loop() {
 
   // Everything the peer wrote, for a link that is going away.
   auto drain_rest = [&](const std::shared_ptr<Transport>& link) {
-    (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view frame) { route(*link, frame); });
+    // A frame a full subscription refuses is left: the link is going.
+    (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view frame) {
+      (void)route(link, frame);
+      return true;
+    });
     flush();
   };
 
@@ -306,15 +329,22 @@ void Receiver::Loop() {
       const auto& link = active[i];
       if (link->down()) continue;
       if (queue_full()) break;
-      auto n = link->Drain(kDrainBatch, [&](absl::string_view frame) { route(*link, frame); });
+      if (held[i]) continue;  // a subscription of its next frame is full
+      bool refused = false;
+      auto n = link->Drain(kDrainBatch, [&](absl::string_view frame) {
+        if (route(link, frame)) return true;
+        refused = true;
+        return false;
+      });
       flush();
+      if (refused) held[i] = 1;
       if (!n.ok()) {
         fail_link(link, absl::StrCat("ring corrupted: ", n.status().message()));
       } else if (*n > 0) {
         any = true;
       }
       if (rang[i]) {  // rare: only after a wake-up by this doorbell
-        if (n.ok() && *n == 0) note_idle_wake(i);
+        if (n.ok() && *n == 0 && !refused) note_idle_wake(i);
         rang[i] = 0;
       }
     }
@@ -350,9 +380,19 @@ void Receiver::Loop() {
         case mesh::v1::LinkControl::kPong:
           Bump(counters_.pongs);
           break;
-        default:
-          Bump(counters_.control_ignored);
+        default: {
+          const absl::Status routed = hooks_.router != nullptr
+                                          ? hooks_.router->RouteControl(link, msg)
+                                          : absl::UnimplementedError("no router");
+          if (absl::IsUnimplemented(routed)) {
+            Bump(counters_.control_ignored);
+          } else if (!routed.ok()) {
+            drain_rest(link);
+            fail_link(link, absl::StrCat("peer broke the control protocol: ", routed.message()));
+            return;
+          }
           break;
+        }
       }
     }
   };
@@ -362,6 +402,7 @@ void Receiver::Loop() {
       const uint64_t tag = events[i].data.u64;
       if (tag == kTagWake) {
         (void)base::DrainEventFd(wake_.get());
+        held.assign(held.size(), 0);  // offer the refused frames again
         continue;
       }
       const size_t index = (tag - 2) / 2;
@@ -442,15 +483,24 @@ void Receiver::Loop() {
     // Going to sleep: announce it on every ring, then re-check; a producer
     // that wrote after our check sees the flag and rings the doorbell.
     bool data_arrived = false;
-    for (const auto& link : active) {
-      if (!link->down() && !link->PrepareToSleep()) data_arrived = true;
+    bool any_held = false;
+    for (size_t i = 0; i < active.size(); ++i) {
+      if (held[i]) {  // its frame is there: it would never let us sleep
+        any_held = true;
+        continue;
+      }
+      if (!active[i]->down() && !active[i]->PrepareToSleep()) data_arrived = true;
     }
     if (data_arrived) continue;
     // With a muted doorbell, poll: its ring is drained at least every
-    // kMutedPollMs.
-    const bool polling = any_muted();
+    // kMutedPollMs (and a held link is offered again that often, should a
+    // wake-up be lost).
+    const bool polling = any_muted() || any_held;
     handle_events(epoll->Wait(events, 64, polling ? kMutedPollMs : -1));
-    if (polling) unmute_expired();
+    if (polling) {
+      unmute_expired();
+      held.assign(held.size(), 0);
+    }
     // Look at the clock first thing after the wake-up: `idle_since_ns`
     // still dates from before the sleep, so a wake-up that brings nothing
     // (a spurious or hostile doorbell) goes straight back to sleep instead

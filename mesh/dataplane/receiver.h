@@ -3,9 +3,12 @@
 //   - drains every link's ring in turn (kDrainBatch frames per link per
 //     pass, for fairness), checks each frame's envelope (envelope.h) and
 //     routes it: a plain message to the message handler or the receive
-//     queue; a frame that is malformed, of an unknown version or of a kind
-//     this node does not handle yet, or larger than max_message_bytes, is
-//     counted and dropped (never delivered to the wrong place);
+//     queue, a topic frame, request or response to the FrameRouter; a
+//     frame that is malformed, of an unknown version or of a kind this node
+//     does not handle (pool references), or larger than max_message_bytes,
+//     is counted and dropped (never delivered to the wrong place). A frame
+//     the router refuses (a full pull subscription) stays in its ring and
+//     that link waits until Wake();
 //   - reads the links' control channels (link socket): a Ping is answered,
 //     a Goodbye means the peer leaves (its last frames are delivered, then
 //     the link is retired), EOF means the peer is gone;
@@ -40,6 +43,7 @@
 #include "base/epoll.h"
 #include "base/unique_fd.h"
 #include "mesh/base/log.h"
+#include "mesh/dataplane/frame_router.h"
 #include "mesh/dataplane/receive_queue.h"
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
@@ -59,6 +63,9 @@ class Receiver {
     // Runs for every message, if set; otherwise messages go to `queue`.
     std::function<void(const MessageView&)> message_handler;
     ReceiveQueue* queue = nullptr;  // borrowed; required without a handler
+    // Topics, requests, responses and Interest control messages go here
+    // (borrowed; null: they are counted as unhandled and dropped).
+    FrameRouter* router = nullptr;
     // A link found dead; the node retires it. Runs on the receive thread
     // (or a sender's); must not block.
     std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;

@@ -74,6 +74,7 @@ class SenderTest : public ::testing::Test {
       const ParsedFrame p = ParseFrame(frame);
       EXPECT_TRUE(p.ok() && p.header == kMessageHeader) << FrameErrorName(p.error);
       out.emplace_back(p.payload);
+      return true;
     });
     EXPECT_TRUE(n.ok()) << n.status();
     return out;

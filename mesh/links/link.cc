@@ -403,13 +403,14 @@ absl::StatusOr<std::optional<ControlMessage>> Link::ReadControl() {
   return ControlMessage{std::move((*read)->message), std::move((*read)->fds)};
 }
 
-absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<void(absl::string_view)> fn) {
+absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
   uint64_t bytes = 0;
   // One head store (and at most one doorbell) for the whole batch.
   absl::StatusOr<size_t> drained =
-      rx_ring_.consumer().Drain(max_frames, [&](absl::Span<const uint8_t> frame) {
+      rx_ring_.consumer().DrainWhile(max_frames, [&](absl::Span<const uint8_t> frame) {
+        if (!fn(absl::string_view(reinterpret_cast<const char*>(frame.data()), frame.size()))) return false;
         bytes += frame.size();
-        fn(absl::string_view(reinterpret_cast<const char*>(frame.data()), frame.size()));
+        return true;
       });
   if (!drained.ok()) return drained.status();
   size_t n = *drained;

@@ -173,11 +173,12 @@ class Link final : public Transport {
   absl::Status SendBatch(absl::Span<const absl::string_view> payloads, absl::Time deadline,
                          size_t* written);
 
-  // Receive thread only. Passes up to `max_frames` waiting messages to `fn`
-  // (the view is valid during the call) and returns how many. DATA_LOSS if
-  // the peer corrupted the ring: the link is then unusable.
+  // Receive thread only. Passes up to `max_frames` waiting frames to `fn`
+  // (the view is valid during the call; false refuses the frame, which
+  // stays first, and stops) and returns how many it took. DATA_LOSS if the
+  // peer corrupted the ring: the link is then unusable.
   absl::StatusOr<size_t> Drain(size_t max_frames,
-                               absl::FunctionRef<void(absl::string_view)> fn) override;
+                               absl::FunctionRef<bool(absl::string_view)> fn) override;
   // Receive thread only: announce we are about to sleep on the doorbell;
   // false if a message arrived meanwhile (then do not sleep).
   bool PrepareToSleep() override;

@@ -31,7 +31,7 @@ class NamedTransport : public Transport {
   }
   absl::StatusOr<std::optional<ControlMessage>> ReadControl() override { return std::nullopt; }
   WaitHandles wait_handles() const override { return {}; }
-  absl::StatusOr<size_t> Drain(size_t, absl::FunctionRef<void(absl::string_view)>) override { return 0; }
+  absl::StatusOr<size_t> Drain(size_t, absl::FunctionRef<bool(absl::string_view)>) override { return 0; }
   bool PrepareToSleep() override { return true; }
   absl::Status ClearDoorbell() override { return absl::OkStatus(); }
   bool MarkDown() override { return !down_.exchange(true); }

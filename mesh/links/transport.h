@@ -111,10 +111,12 @@ class Transport {
   };
   virtual WaitHandles wait_handles() const = 0;
   // Passes up to `max_frames` waiting frames to `fn` (the view is valid
-  // during the call) and returns how many. DATA_LOSS if the peer corrupted
-  // shared memory: the link is unusable.
+  // during the call) and returns how many it took. `fn` returns false to
+  // refuse a frame (its destination is full): that frame stays first in
+  // line and the drain stops. DATA_LOSS if the peer corrupted shared
+  // memory: the link is unusable.
   virtual absl::StatusOr<size_t> Drain(size_t max_frames,
-                                       absl::FunctionRef<void(absl::string_view)> fn) = 0;
+                                       absl::FunctionRef<bool(absl::string_view)> fn) = 0;
   // Announces that the receiver is about to sleep; false if a frame arrived
   // meanwhile (then it must not sleep).
   virtual bool PrepareToSleep() = 0;

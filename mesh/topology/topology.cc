@@ -5,6 +5,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace mesh {
@@ -115,6 +116,16 @@ mesh::v1::TopologySnapshot MergeSnapshots(mesh::v1::TopologySnapshot local,
     auto it = seen_alive.find(MemberKey(m.name(), m.id()));
     if (it != seen_alive.end()) m.set_state(it->second);
   }
+
+  // Topics: each node reports its own; one entry per node (the first
+  // report of a name wins), sorted by node.
+  std::map<std::string, mesh::v1::NodeTopics> topics;
+  for (const auto& t : local.topics()) topics.emplace(t.node(), t);
+  for (const auto& s : remote) {
+    for (const auto& t : s.topics()) topics.emplace(t.node(), t);
+  }
+  local.clear_topics();
+  for (auto& [node, t] : topics) *local.add_topics() = std::move(t);
   return local;
 }
 
@@ -135,8 +146,19 @@ bool SameShape(const mesh::v1::TopologySnapshot& a, const mesh::v1::TopologySnap
     std::sort(out.begin(), out.end());
     return out;
   };
+  // Who publishes, subscribes to and serves what (not the counters).
+  auto topics = [](const mesh::v1::TopologySnapshot& s) {
+    std::vector<std::string> out;
+    for (const auto& t : s.topics()) {
+      for (const auto& p : t.published()) out.push_back(absl::StrCat(t.node(), " pub ", p.topic(), " ", p.peers()));
+      for (const auto& p : t.subscribed()) out.push_back(absl::StrCat(t.node(), " sub ", p.topic()));
+      for (const auto& p : t.served()) out.push_back(absl::StrCat(t.node(), " srv ", p.service()));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
   return a.members_size() == b.members_size() && a.links_size() == b.links_size() && members(a) == members(b) &&
-         links(a) == links(b);
+         links(a) == links(b) && topics(a) == topics(b);
 }
 
 }  // namespace topology

@@ -52,7 +52,8 @@ FrameError ReferenceParse(absl::string_view b, FrameHeader* h, size_t* header_by
   h->correlation = 0;
   if (h->version != 1) return FrameError::kBadVersion;
   if (h->kind < 1 || h->kind > 5) return FrameError::kUnknownKind;
-  if (h->flags != 0) return FrameError::kUnknownFlags;
+  // Only kTopic (2) defines a flag: bit 0, declare.
+  if ((h->flags & ~(h->kind == 2 ? 1 : 0)) != 0) return FrameError::kUnknownFlags;
   const bool correlated = h->kind == 3 || h->kind == 4;  // request, response
   if (correlated && b.size() < 16) return FrameError::kTooShort;
   if (h->kind == 1 && h->channel != 0) return FrameError::kBadMessageFields;

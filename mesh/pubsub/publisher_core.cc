@@ -1,0 +1,231 @@
+#include "mesh/pubsub/publisher_core.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace mesh {
+namespace pubsub {
+namespace {
+
+void EncodeBase(FrameHeader h, char out[kFrameBaseBytes]) {
+  char buf[kMaxFrameHeaderBytes];
+  EncodeFrameHeader(h, buf);
+  std::copy(buf, buf + kFrameBaseBytes, out);
+}
+
+std::string DeclarePrefix(uint32_t channel) {
+  FrameHeader h;
+  h.kind = static_cast<uint8_t>(FrameKind::kTopic);
+  h.flags = kFrameFlagDeclare;
+  h.channel = channel;
+  char out[kFrameBaseBytes];
+  EncodeBase(h, out);
+  return std::string(out, kFrameBaseBytes);
+}
+
+}  // namespace
+
+PublisherCore::PublisherCore(PublisherContext context, std::string topic, uint32_t channel, PublisherOptions options)
+    : topic_(std::move(topic)), channel_(channel), options_(std::move(options)), context_(std::move(context)) {
+  FrameHeader h;
+  h.kind = static_cast<uint8_t>(FrameKind::kTopic);
+  h.channel = channel_;
+  EncodeBase(h, prefix_);
+}
+
+PublisherCore::~PublisherCore() { Detach(); }
+
+void PublisherCore::RematchLocked(bool force) {
+  const bool links_changed = context_.links->CopyIfChanged(&seen_links_, &live_);
+  const uint64_t interest = context_.interest->generation();
+  if (!force && !links_changed && interest == seen_interest_) return;
+  seen_interest_ = interest;
+  std::vector<Peer> next;
+  // A newly matched peer starts at the oldest message kept (its history
+  // first), or at the next one without history.
+  const uint64_t start = next_seq_ - history_.size();
+  for (const auto& link : live_) {
+    if (link->down() || !context_.interest->PeerMatches(link.get(), topic_)) continue;
+    auto old = std::find_if(peers_.begin(), peers_.end(), [&](const Peer& p) { return p.link == link; });
+    next.push_back(old != peers_.end() ? std::move(*old) : Peer{link, false, start});
+  }
+  peers_.swap(next);
+  NotifyMatchedLocked();
+}
+
+void PublisherCore::NotifyMatchedLocked() {
+  if (peers_.size() == notified_matched_) return;
+  notified_matched_ = peers_.size();
+  if (options_.on_matched && context_.post_event) {
+    context_.post_event([cb = options_.on_matched, n = notified_matched_] { cb(n); });
+  }
+}
+
+absl::Status PublisherCore::CatchUpLocked(Peer* peer, uint64_t upto, absl::Time deadline) {
+  Transport& link = *peer->link;
+  if (!peer->declared) {
+    static_assert(kFrameBaseBytes == sizeof(prefix_), "one base header");
+    absl::Status s = link.SendFrame(DeclarePrefix(channel_), topic_, deadline);
+    if (!s.ok()) return s;
+    peer->declared = true;
+  }
+  if (history_.empty()) {
+    peer->next_seq = std::max(peer->next_seq, upto);
+    return absl::OkStatus();
+  }
+  const uint64_t oldest = next_seq_ - history_.size();
+  // What fell out of the history cannot be sent any more.
+  if (peer->next_seq < oldest) peer->next_seq = oldest;
+  while (peer->next_seq < upto) {
+    absl::Status s = link.SendFrame(absl::string_view(prefix_, kFrameBaseBytes),
+                                    history_[peer->next_seq - oldest], deadline);
+    if (!s.ok()) return s;
+    ++peer->next_seq;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PublisherCore::SendOneLocked(Peer* peer, uint64_t seq, absl::string_view payload, absl::Time deadline) {
+  if (absl::Status s = CatchUpLocked(peer, seq, deadline); !s.ok()) return s;
+  absl::Status s = peer->link->SendFrame(absl::string_view(prefix_, kFrameBaseBytes), payload, deadline);
+  if (s.ok()) peer->next_seq = seq + 1;
+  return s;
+}
+
+void PublisherCore::NoteFailure(const std::shared_ptr<Transport>& link, const absl::Status& s) {
+  if ((absl::IsDataLoss(s) || absl::IsUnavailable(s)) && context_.link_failed) {
+    context_.link_failed(link, absl::StrCat("publishing to it failed: ", s.message()));
+  }
+}
+
+absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  if (detached_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
+  }
+  if (absl::Status running = context_.check_running("Publish()"); !running.ok()) return running;
+  if (payload.size() > context_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("message of ", payload.size(), " bytes to topic ", topic_,
+                                                   " exceeds max_message_bytes (", context_.max_message_bytes,
+                                                   "); split it or raise max_message_bytes in the config"));
+  }
+  RematchLocked(false);
+  const uint64_t seq = next_seq_++;
+  if (options_.history > 0) {
+    history_.emplace_back(payload);
+    if (history_.size() > options_.history) history_.pop_front();
+  }
+  PublishResult result;
+  std::vector<Peer*> full;
+  const bool reliable = options_.reliability == PublisherOptions::Reliability::kReliable;
+  for (Peer& peer : peers_) {
+    // A past deadline: never waits; a full ring says RESOURCE_EXHAUSTED.
+    absl::Status s = SendOneLocked(&peer, seq, payload, absl::InfinitePast());
+    if (s.ok()) {
+      result.delivered.push_back(peer.link->peer_name());
+    } else if (absl::IsResourceExhausted(s) && reliable && peer.link->unresponsive()) {
+      result.not_reached.emplace_back(
+          peer.link->peer_name(),
+          absl::UnavailableError(absl::StrCat("subscriber ", peer.link->peer_name(),
+                                              " is unresponsive (its process does not run) and its ring is full")));
+    } else if (absl::IsResourceExhausted(s) && reliable) {
+      full.push_back(&peer);
+    } else {
+      NoteFailure(peer.link, s);
+      result.not_reached.emplace_back(peer.link->peer_name(), s);
+    }
+  }
+  // The full ones in turn, each until the deadline: the others got it first.
+  for (Peer* peer : full) {
+    absl::Status s = SendOneLocked(peer, seq, payload, deadline);
+    if (s.ok()) {
+      result.delivered.push_back(peer->link->peer_name());
+    } else {
+      NoteFailure(peer->link, s);
+      result.not_reached.emplace_back(peer->link->peer_name(), s);
+    }
+  }
+  if (!result.delivered.empty()) {
+    // relaxed: statistics.
+    messages_.fetch_add(1, std::memory_order_relaxed);
+    bytes_.fetch_add(payload.size(), std::memory_order_relaxed);
+  } else if (!result.not_reached.empty()) {
+    std::vector<std::string> why;
+    for (const auto& [name, s] : result.not_reached) why.push_back(absl::StrCat(name, ": ", s.message()));
+    return absl::Status(result.not_reached.front().second.code(),
+                        absl::StrCat("no subscriber of ", topic_, " could be reached (", absl::StrJoin(why, "; "),
+                                     ")"));
+  }
+  return result;
+}
+
+void PublisherCore::Rematch(absl::Duration patience) {
+  absl::MutexLock lock(&mu_);
+  if (detached_) return;
+  RematchLocked(true);
+  const absl::Time deadline = absl::Now() + patience;
+  for (Peer& peer : peers_) {
+    if (peer.declared && peer.next_seq >= next_seq_) continue;
+    absl::Status s = CatchUpLocked(&peer, next_seq_, deadline);
+    // A full ring: the rest goes with the next Publish (or Rematch).
+    if (!s.ok() && !absl::IsResourceExhausted(s) && !absl::IsDeadlineExceeded(s)) NoteFailure(peer.link, s);
+  }
+}
+
+size_t PublisherCore::matched() {
+  absl::MutexLock lock(&mu_);
+  if (detached_) return 0;
+  RematchLocked(false);
+  return peers_.size();
+}
+
+std::vector<std::string> PublisherCore::subscribers() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  if (detached_) return out;
+  RematchLocked(false);
+  for (const Peer& p : peers_) out.push_back(p.link->peer_name());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::Status PublisherCore::WaitForSubscribers(size_t n, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  // Rematch() (the events thread, after every link or interest change)
+  // updates peers_ under mu_, which re-evaluates the condition; the slices
+  // also catch a change that has no rematch queued yet.
+  for (;;) {
+    if (detached_) return absl::FailedPreconditionError(absl::StrCat("the node of publisher ", topic_, " is gone"));
+    RematchLocked(false);
+    if (peers_.size() >= n) return absl::OkStatus();
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("topic ", topic_, " has ", peers_.size(),
+                                                      " subscriber(s), wanted ", n,
+                                                      "; are the subscribers running and linked with this node?"));
+    }
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return detached_ || peers_.size() >= n; };
+    mu_.AwaitWithDeadline(absl::Condition(&enough), std::min(deadline, now + absl::Milliseconds(20)));
+  }
+}
+
+void PublisherCore::Detach() {
+  absl::MutexLock lock(&mu_);
+  if (detached_) return;
+  detached_ = true;
+  // Frees the id on the subscribers' side (best effort: a full ring keeps
+  // it until the link goes, which is bounded per link).
+  for (Peer& peer : peers_) {
+    if (peer.declared && !peer.link->down()) (void)peer.link->SendFrame(DeclarePrefix(channel_), "", absl::InfinitePast());
+  }
+  peers_.clear();
+  live_.clear();
+  context_ = PublisherContext{};
+}
+
+}  // namespace pubsub
+}  // namespace mesh

@@ -1,0 +1,129 @@
+// PublisherCore: one Publisher (mesh/topic.h): its topic id, the linked
+// peers whose subscriptions match its topic, the history it keeps, and the
+// publish path.
+//
+// Per matched peer it remembers whether the topic id is declared on that
+// link yet (a kTopic frame with kFrameFlagDeclare, written in the ring
+// before the first publication) and the sequence number of the next
+// message that peer must get. A peer that matches later starts at the
+// oldest message in the history, so it gets the history first, in order,
+// then the live stream; a publication that could not reach a peer (ring
+// full past the deadline) is retried from the history at the next Publish
+// while it is still there, so with history nothing is skipped unless it
+// fell out of the history.
+//
+// Matching is lazy on the publish path (two generation loads per Publish:
+// the link table's and the interest exchange's) and eager on Rematch(),
+// which the node runs on its events thread whenever links or interests
+// change, so a late subscriber gets the history even from an idle
+// publisher.
+//
+// Thread contract: thread-safe; every method takes the core's mutex, so
+// publications of one publisher are written in order. Detach() (the node
+// is going away) makes every later call fail with FAILED_PRECONDITION
+// without touching the node.
+#ifndef SHMESH_MESH_PUBSUB_PUBLISHER_CORE_H_
+#define SHMESH_MESH_PUBSUB_PUBLISHER_CORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "mesh/dataplane/envelope.h"
+#include "mesh/interest/interest.h"
+#include "mesh/links/link_table.h"
+#include "mesh/links/transport.h"
+#include "mesh/message.h"
+#include "mesh/topic.h"
+
+namespace mesh {
+namespace pubsub {
+
+inline constexpr size_t kMaxHistory = 4096;
+
+// What a publisher needs of its node (borrowed; valid until Detach).
+struct PublisherContext {
+  const LinkTable* links = nullptr;
+  const interest::Exchange* interest = nullptr;
+  size_t max_message_bytes = 0;
+  // OK while the node runs, else the error naming `what`.
+  std::function<absl::Status(absl::string_view what)> check_running;
+  // A link a send found broken: the node retires it.
+  std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;
+  // Runs `fn` on the node's events thread (for on_matched).
+  std::function<void(std::function<void()> fn)> post_event;
+};
+
+class PublisherCore {
+ public:
+  PublisherCore(PublisherContext context, std::string topic, uint32_t channel, PublisherOptions options);
+  ~PublisherCore();
+
+  const std::string& topic() const { return topic_; }
+  uint32_t channel() const { return channel_; }
+
+  absl::StatusOr<PublishResult> Publish(absl::string_view payload, absl::Time deadline);
+  // Re-matches now and sends pending declarations and history to the new
+  // peers, waiting at most `patience` for ring room per peer.
+  void Rematch(absl::Duration patience);
+  // Both re-match first (lazily: only if something changed).
+  size_t matched();
+  std::vector<std::string> subscribers();
+  absl::Status WaitForSubscribers(size_t n, absl::Time deadline);
+  uint64_t published_messages() const { return messages_.load(std::memory_order_relaxed); }
+  uint64_t published_bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  // The node is going: retires the topic id on every matched link (an
+  // empty declaration, best effort) and cuts the core loose.
+  void Detach();
+
+ private:
+  struct Peer {
+    std::shared_ptr<Transport> link;
+    bool declared = false;
+    uint64_t next_seq = 0;  // the next message this peer must get
+  };
+  // Re-matches if the links or the interests changed since the last time.
+  void RematchLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings `peer` up to message `upto` (exclusive): its declaration, then
+  // what it missed from the history. Errors as Transport::SendFrame.
+  absl::Status CatchUpLocked(Peer* peer, uint64_t upto, absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SendOneLocked(Peer* peer, uint64_t seq, absl::string_view payload, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteFailure(const std::shared_ptr<Transport>& link, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotifyMatchedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string topic_;
+  const uint32_t channel_;
+  const PublisherOptions options_;
+  // The kTopic envelope of this publisher's frames, pre-encoded.
+  char prefix_[kFrameBaseBytes];
+
+  mutable absl::Mutex mu_;
+  PublisherContext context_ ABSL_GUARDED_BY(mu_);
+  bool detached_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Peer> peers_ ABSL_GUARDED_BY(mu_);  // matched, by link
+  std::vector<std::shared_ptr<Transport>> live_ ABSL_GUARDED_BY(mu_);
+  uint64_t seen_links_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t seen_interest_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t notified_matched_ ABSL_GUARDED_BY(mu_) = 0;
+  // History: messages next_seq_ - history_.size() .. next_seq_ - 1.
+  std::deque<std::string> history_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // Statistics (relaxed: plain counters, read for the topology).
+  std::atomic<uint64_t> messages_{0}, bytes_{0};
+};
+
+}  // namespace pubsub
+}  // namespace mesh
+
+#endif  // SHMESH_MESH_PUBSUB_PUBLISHER_CORE_H_

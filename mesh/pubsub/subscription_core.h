@@ -1,0 +1,85 @@
+// SubscriptionCore: one Subscription (mesh/topic.h): its pattern and where
+// its messages go (the handler, or a bounded queue for Receive).
+//
+// Thread contract: thread-safe. HasRoom and Deliver are for the receive
+// thread. Close() (unsubscribe) returns only when the handler is not
+// running and will not run again, except when called from inside the
+// handler itself (then it returns at once; the handler is not called
+// again).
+#ifndef SHMESH_MESH_PUBSUB_SUBSCRIPTION_CORE_H_
+#define SHMESH_MESH_PUBSUB_SUBSCRIPTION_CORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "mesh/dataplane/receive_queue.h"
+#include "mesh/message.h"
+
+namespace mesh {
+namespace pubsub {
+
+class SubscriptionCore {
+ public:
+  // The handler form (`handler` set) or the pull form (`queue` set).
+  // `on_close` runs once, on the first Close(), outside any lock of ours.
+  SubscriptionCore(std::string pattern, std::function<void(const MessageView&)> handler,
+                   std::unique_ptr<ReceiveQueue> queue, std::function<void()> on_close);
+  ~SubscriptionCore();
+
+  const std::string& pattern() const { return pattern_; }
+  // Receive thread: false while the pull queue is full (the frame waits in
+  // its ring: backpressure). The handler form always has room.
+  bool HasRoom() const { return queue_ == nullptr || !queue_->full(); }
+  // Receive thread: delivers `m` (nothing once closed).
+  void Deliver(const MessageView& m);
+
+  absl::StatusOr<Message> Receive(absl::Time deadline);
+  int ready_fd() const { return queue_ == nullptr ? -1 : queue_->ready_fd(); }
+  // The receiver's wake-up, rung when a full queue makes room. REQUIRES:
+  // before the node starts (before any delivery).
+  void set_resume_fd(int fd) {
+    if (queue_ != nullptr) queue_->set_resume_fd(fd);
+  }
+  uint64_t received() const { return received_.load(std::memory_order_relaxed); }
+  uint64_t received_bytes() const { return received_bytes_.load(std::memory_order_relaxed); }
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
+
+  void Close();
+  // The node is going: no on_close call any more; Receive ends (CANCELLED).
+  void Detach();
+
+ private:
+  const std::string pattern_;
+  const std::function<void(const MessageView&)> handler_;
+  const std::unique_ptr<ReceiveQueue> queue_;
+
+  // Held by the receive thread around each delivery, so that Close() can
+  // wait for one in progress.
+  absl::Mutex call_mu_;
+  // The thread delivering now (std::thread::id() when none): Close() from
+  // inside the handler must not wait for itself. Written under call_mu_;
+  // read by Close() before it takes call_mu_ (relaxed: only its own
+  // thread's value matters there, which that thread wrote itself).
+  std::atomic<std::thread::id> delivering_{};
+  // [SubClosed] release store in Close/Detach; acquire load in Deliver
+  // (under call_mu_) and closed().
+  std::atomic<bool> closed_{false};
+
+  absl::Mutex close_mu_;
+  std::function<void()> on_close_ ABSL_GUARDED_BY(close_mu_);
+
+  // Statistics (relaxed).
+  std::atomic<uint64_t> received_{0}, received_bytes_{0};
+};
+
+}  // namespace pubsub
+}  // namespace mesh
+
+#endif  // SHMESH_MESH_PUBSUB_SUBSCRIPTION_CORE_H_

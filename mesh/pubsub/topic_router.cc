@@ -1,0 +1,145 @@
+#include "mesh/pubsub/topic_router.h"
+
+#include <set>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "mesh/pubsub/topic_name.h"
+
+namespace mesh {
+namespace pubsub {
+
+TopicRouter::TopicRouter(const SubscriptionSource* subscriptions, const Logger* log)
+    : subscriptions_(subscriptions), log_(log) {}
+
+void TopicRouter::Drop(const Transport& link, std::atomic<uint64_t>* counter, absl::string_view why) {
+  // relaxed: statistics.
+  counter->fetch_add(1, std::memory_order_relaxed);
+  uint64_t left_out = 0;
+  if (drop_log_.Allow(absl::Now(), &left_out)) {
+    log_->Warning("dropped a topic frame from %s: %s%s", link.peer_name(), why,
+                  LogLimiter::LeftOut(left_out, "dropped topic frames"));
+  }
+}
+
+bool TopicRouter::OnFrame(const Transport& link, const FrameHeader& header, absl::string_view payload) {
+  auto found = links_.find(&link);  // receive thread: the maps' only writer
+  if (header.flags & kFrameFlagDeclare) {
+    if (payload.empty()) {  // the publisher is gone: retire its id
+      if (found == links_.end()) return true;
+      auto c = found->second.channels.find(header.channel);
+      if (c == found->second.channels.end()) return true;
+      absl::MutexLock lock(&mu_);
+      Retire(found->second.peer, *c->second);
+      found->second.channels.erase(c);
+      return true;
+    }
+    if (absl::Status valid = ValidateTopicName(payload); !valid.ok()) {
+      Drop(link, &bad_declaration_, absl::StrCat("a bad topic declaration: ", valid.message()));
+      return true;
+    }
+    bool too_many = false;
+    {
+      absl::MutexLock lock(&mu_);
+      LinkTopics& topics = links_[&link];
+      topics.peer = link.peer_name();
+      auto slot = topics.channels.find(header.channel);
+      if (slot == topics.channels.end() && topics.channels.size() >= kMaxTopicIdsPerLink) {
+        too_many = true;
+      } else {
+        if (slot != topics.channels.end()) Retire(topics.peer, *slot->second);
+        auto fresh = std::make_unique<Channel>();
+        fresh->topic = std::string(payload);  // matched at its first publication (generation 0)
+        topics.channels[header.channel] = std::move(fresh);
+      }
+    }
+    if (too_many) Drop(link, &too_many_ids_, absl::StrCat("more than ", kMaxTopicIdsPerLink, " topic ids declared"));
+    return true;
+  }
+  Channel* channel = nullptr;
+  if (found != links_.end()) {
+    auto c = found->second.channels.find(header.channel);
+    if (c != found->second.channels.end()) channel = c->second.get();
+  }
+  if (channel == nullptr) {
+    Drop(link, &unknown_id_, absl::StrCat("topic id ", header.channel, " was never declared on this link"));
+    return true;
+  }
+  const uint64_t generation = subscriptions_->generation();
+  if (channel->generation != generation) {
+    channel->subs = subscriptions_->Matching(channel->topic);
+    channel->generation = generation;
+  }
+  bool any = false;
+  for (const auto& sub : channel->subs) {
+    if (sub->closed()) continue;
+    if (!sub->HasRoom()) return false;  // before delivering to any: no duplicates on the retry
+    any = true;
+  }
+  if (!any) {
+    // relaxed: statistics. Not a warning: an unsubscribe races the
+    // publisher learning of it.
+    no_subscriber_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  const MessageView view{link.peer_name(), payload, channel->topic};
+  for (const auto& sub : channel->subs) sub->Deliver(view);
+  // relaxed: statistics.
+  channel->messages.fetch_add(1, std::memory_order_relaxed);
+  channel->bytes.fetch_add(payload.size(), std::memory_order_relaxed);
+  return true;
+}
+
+void TopicRouter::Retire(const std::string& peer, const Channel& c) {
+  const uint64_t messages = c.messages.load(std::memory_order_relaxed);
+  if (messages == 0) return;
+  TopicCount& total = retired_[c.topic];
+  total.messages += messages;
+  total.bytes += c.bytes.load(std::memory_order_relaxed);
+  total.peers.insert(peer);
+}
+
+void TopicRouter::LinksChanged(absl::Span<const std::shared_ptr<Transport>> active) {
+  std::set<const Transport*> live;
+  for (const auto& link : active) live.insert(link.get());
+  absl::MutexLock lock(&mu_);
+  for (auto it = links_.begin(); it != links_.end();) {
+    if (live.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    for (const auto& [id, c] : it->second.channels) Retire(it->second.peer, *c);
+    it = links_.erase(it);
+  }
+}
+
+TopicRouter::Counters TopicRouter::counters() const {
+  // relaxed: statistics.
+  Counters c;
+  c.unknown_id = unknown_id_.load(std::memory_order_relaxed);
+  c.bad_declaration = bad_declaration_.load(std::memory_order_relaxed);
+  c.too_many_ids = too_many_ids_.load(std::memory_order_relaxed);
+  c.no_subscriber = no_subscriber_.load(std::memory_order_relaxed);
+  return c;
+}
+
+std::map<std::string, TopicRouter::TopicCount> TopicRouter::Received() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, TopicCount> out = retired_;
+  for (const auto& [link, topics] : links_) {
+    for (const auto& [id, c] : topics.channels) {
+      const uint64_t messages = c->messages.load(std::memory_order_relaxed);
+      if (messages == 0) continue;
+      TopicCount& total = out[c->topic];
+      total.messages += messages;
+      total.bytes += c->bytes.load(std::memory_order_relaxed);
+      total.peers.insert(topics.peer);
+    }
+  }
+  return out;
+}
+
+}  // namespace pubsub
+}  // namespace mesh

@@ -1,0 +1,165 @@
+// Rpc: the node's request/response component (mesh/rpc.h is the API).
+//
+// Serving: a ServiceCore per served name, with a node-unique id that the
+// interest exchange tells every linked peer; a kRequest frame names the
+// service by that id (envelope channel) and the call by its correlation id.
+// The handler runs on the receive thread; its result goes back in a
+// kResponse frame with the same correlation id, whose payload is a 4-byte
+// little-endian status code, then the response bytes (OK) or the error
+// message.
+//
+// Calling: a table of the calls in flight (correlation id -> the waiting
+// caller and the link it went out on). The receive thread completes them;
+// a response whose id is not in the table (late: its caller gave up at the
+// deadline; or made up), or that comes on another link than its request
+// went out on (forged), is counted and dropped. When a link goes down, the
+// calls in flight on it fail at once with UNAVAILABLE.
+//
+// Thread contract: thread-safe. OnRequest/OnResponse on the receive
+// thread; LinkDown from whichever thread retires a link. Detach() once,
+// before the borrowed pieces go.
+#ifndef SHMESH_MESH_RPC_RPC_H_
+#define SHMESH_MESH_RPC_RPC_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "mesh/base/log.h"
+#include "mesh/dataplane/envelope.h"
+#include "mesh/interest/interest.h"
+#include "mesh/links/transport.h"
+#include "mesh/rpc.h"
+#include "proto/mesh/v1/mesh.pb.h"
+
+namespace mesh {
+namespace rpc {
+
+// Bytes of the status code at the start of a response payload.
+inline constexpr size_t kStatusBytes = 4;
+// How long the receive thread waits for ring room to write a response
+// before dropping it (counted; the caller then times out).
+inline constexpr absl::Duration kResponseWait = absl::Milliseconds(100);
+// How long a caller spins for its response before it sleeps: a round trip
+// on spinning receivers is a few microseconds, a sleep and wake-up ~10 us.
+inline constexpr absl::Duration kCallSpin = absl::Microseconds(30);
+
+// The response payload's status prefix, and its decoding. A code outside
+// the canonical set decodes as an INTERNAL error saying so.
+std::string EncodeStatusPrefix(absl::StatusCode code);
+absl::StatusOr<std::string> DecodeResponse(absl::string_view payload);
+
+class ServiceCore {
+ public:
+  ServiceCore(std::string name, uint32_t id, ServiceHandler handler, std::function<void()> on_close);
+  ~ServiceCore();
+  const std::string& name() const { return name_; }
+  uint32_t id() const { return id_; }
+  uint64_t handled() const { return handled_.load(std::memory_order_relaxed); }
+  // Runs the handler (receive thread); NOT_FOUND once closed.
+  absl::StatusOr<std::string> Handle(const RequestView& request);
+  // Stops serving: returns once the handler is not running (unless called
+  // from inside it) and will not run again.
+  void Close();
+  void Detach();
+
+ private:
+  const std::string name_;
+  const uint32_t id_;
+  const ServiceHandler handler_;
+  absl::Mutex call_mu_;
+  // As in SubscriptionCore: the thread inside the handler (relaxed), and
+  // the closed flag (release in Close, acquire under call_mu_).
+  std::atomic<std::thread::id> handling_{};
+  std::atomic<bool> closed_{false};
+  absl::Mutex close_mu_;
+  std::function<void()> on_close_ ABSL_GUARDED_BY(close_mu_);
+  std::atomic<uint64_t> handled_{0};  // relaxed: statistics
+};
+
+struct RpcContext {
+  size_t max_message_bytes = 0;
+  std::function<absl::Status(absl::string_view what)> check_running;
+  std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;
+};
+
+class Rpc {
+ public:
+  struct Counters {
+    uint64_t late_responses = 0;      // no call waits with that id (gave up, or never asked)
+    uint64_t forged_responses = 0;    // the id is a call sent on another link
+    uint64_t unknown_service = 0;     // requests for an id we do not serve (answered NOT_FOUND)
+    uint64_t responses_unsent = 0;    // the caller's ring stayed full past kResponseWait
+    uint64_t malformed = 0;           // a response too short for its status
+  };
+
+  // `exchange` and `log` are borrowed until Detach().
+  Rpc(RpcContext context, interest::Exchange* exchange, const Logger* log);
+  ~Rpc();
+
+  absl::StatusOr<std::shared_ptr<ServiceCore>> Serve(absl::string_view name, ServiceHandler handler);
+  absl::StatusOr<std::string> Call(absl::string_view service, absl::string_view request, absl::Time deadline,
+                                   const CallOptions& options);
+  std::vector<std::string> Servers(absl::string_view service) const;
+
+  void OnRequest(const std::shared_ptr<Transport>& link, const FrameHeader& header, absl::string_view payload);
+  void OnResponse(const Transport& link, const FrameHeader& header, absl::string_view payload);
+  // `link` is down: its calls in flight fail now.
+  void LinkDown(const Transport* link, absl::string_view why);
+  void Detach();
+
+  Counters counters() const;
+  void Report(mesh::v1::NodeTopics* out) const;
+
+ private:
+  struct Pending {
+    const Transport* link = nullptr;
+    std::string server;
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::StatusOr<std::string> result ABSL_GUARDED_BY(mu);
+    // [CallReady] release store after `done` is set (under mu); the
+    // caller's spin loads it with acquire, then reads under mu.
+    std::atomic<bool> ready{false};
+  };
+  static void Complete(Pending* p, absl::StatusOr<std::string> result);
+  std::shared_ptr<Pending> TakePending(uint64_t id);
+  struct Registry {
+    mutable absl::Mutex mu;
+    interest::Exchange* exchange ABSL_GUARDED_BY(mu) = nullptr;
+    std::map<uint32_t, std::shared_ptr<ServiceCore>> by_id ABSL_GUARDED_BY(mu);
+    std::map<std::string, uint32_t> by_name ABSL_GUARDED_BY(mu);
+  };
+
+  const RpcContext context_;
+  const Logger* const log_;
+  interest::Exchange* const exchange_;  // for Servers(): valid until Detach
+  const std::shared_ptr<Registry> registry_;
+  std::atomic<uint32_t> next_service_id_{1};
+  std::atomic<uint64_t> next_call_{1};
+  std::atomic<uint64_t> round_robin_{0};
+
+  absl::Mutex calls_mu_;
+  std::map<uint64_t, std::shared_ptr<Pending>> calls_ ABSL_GUARDED_BY(calls_mu_);
+  bool detached_ ABSL_GUARDED_BY(calls_mu_) = false;
+
+  LogLimiter drop_log_{absl::Seconds(1)};  // receive thread
+  // Relaxed: statistics.
+  std::atomic<uint64_t> late_{0}, forged_{0}, unknown_service_{0}, unsent_{0}, malformed_{0};
+};
+
+}  // namespace rpc
+}  // namespace mesh
+
+#endif  // SHMESH_MESH_RPC_RPC_H_
