@@ -138,6 +138,7 @@ class RawPeer {
         mesh::ParsedFrame p = mesh::ParseFrame(f);
         EXPECT_TRUE(p.ok()) << "the node wrote an invalid frame: " << mesh::FrameErrorName(p.error);
         frames.push_back({p.header, std::string(p.payload)});
+        return true;  // taken
       });
       EXPECT_TRUE(n.ok()) << n.status();
       if (done()) return true;

@@ -358,9 +358,10 @@ void ExerciseLink(FuzzInput& in, mesh::Link& link, Ring& rx_ring, Ring& tx_ring)
           ++seen;
           FUZZ_CHECK(frame.size() <= rx_max, absl::StrCat("Link::Drain: frame of ", frame.size()));
           FUZZ_CHECK(drain_failed.ok(), "Link::Drain passed a frame after DATA_LOSS");
-          if (tampered) return;
+          if (tampered) return true;
           FUZZ_CHECK(!rx_model.empty() && rx_model.front() == frame, "honest link: wrong frame received");
           rx_model.pop_front();
+          return true;  // taken (false would leave it first in the ring)
         });
         if (!drain_failed.ok()) {
           FUZZ_CHECK(!n.ok(), "Link::Drain recovered after DATA_LOSS");
