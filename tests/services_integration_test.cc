@@ -63,6 +63,17 @@ class ServicesTest : public WorkerFixture {
     EXPECT_TRUE(w->Command("call " + args));
     return WaitResult(w, mark, timeout);
   }
+  // Polls `servers SERVICE` on `w` until the list is `want`.
+  void WaitServers(Worker* w, const std::string& service, const std::string& want) {
+    std::string last;
+    for (absl::Time end = absl::Now() + kStepTimeout; absl::Now() < end; absl::SleepFor(absl::Milliseconds(5))) {
+      const size_t mark = w->LineCount();
+      ASSERT_TRUE(w->Command("servers " + service));
+      last = Expect(w, "SERVERS " + service, "servers listed", kStepTimeout, mark);
+      if (last == absl::StrCat("SERVERS ", service, " ", want)) return;
+    }
+    FAIL() << w->name() << ": servers of " << service << " never became " << want << "; last: " << last;
+  }
   CallResult WaitResult(Worker* w, size_t mark, absl::Duration timeout = kStepTimeout) {
     const std::string line = Expect(w, "CALL_RESULT ", "call answered", timeout, mark);
     Fields f = Parse(line);
@@ -135,6 +146,7 @@ TEST_F(ServicesTest, ServerKilledMidCallFailsCallsAtOnceWithUnavailable) {
   Worker* c = LaunchReady("c", {"srv"}, {"--nosend", "--peers=1"});
   ASSERT_NE(c, nullptr);
   // Servers are learned with the link's Interest: wait for it.
+  WaitServers(c, "slow", "srv");
   size_t mark = c->LineCount();
   ASSERT_TRUE(c->Command("call slow 20000"));
   ASSERT_TRUE(c->Command("call slow 20000"));

@@ -263,7 +263,8 @@ TEST_F(TopicsTest, EverySubscriberGetsExactlyTheMatchingStreamsInOrder) {
 // node each get every message, and dropping one leaves the other whole.
 
 TEST_F(TopicsTest, SubscribeUnsubscribeAndResubscribeWhilePublishing) {
-  Worker* p = LaunchReady("p", {}, {"--nosend", "--publish=live/data", "--pub_count=0", "--pub_interval_us=1000",
+  // live/data@1: streaming starts once s matched, so s gets it from seq 0.
+  Worker* p = LaunchReady("p", {}, {"--nosend", "--publish=live/data@1", "--pub_count=0", "--pub_interval_us=1000",
                                     "--pub_batch=2"});
   ASSERT_NE(p, nullptr);
   Worker* s = LaunchReady("s", {"p"}, {"--nosend", "--peers=1", "--subscribe=live/*"});
@@ -433,8 +434,13 @@ TEST_F(TopicsTest, KilledSubscriberAndPublisherRecoverAfterRestart) {
   // Converged: from the later of its link to p and its subscription to its
   // first message.
   auto converge = [&](Worker* sub, Worker* pub) {
-    const std::string up = Expect(sub, absl::StrCat("PEER_UP ", pub->name(), " "), "link up");
-    const std::string first = Expect(sub, absl::StrCat("TFIRST k/* gen=0 ", pub->name(), " id=", IdHex(pub->id())),
+    const std::string id = IdHex(pub->id());
+    auto up_at = sub->WaitFor(
+        [&](const std::string& l) { return StartsWith(l, "PEER_UP " + pub->name() + " ") && Parse(l).kv["id"] == id; },
+        kStepTimeout);
+    ASSERT_TRUE(up_at.has_value()) << sub->name() << " never linked to " << pub->name() << " " << id;
+    const std::string up = sub->Line(*up_at);
+    const std::string first = Expect(sub, absl::StrCat("TFIRST k/* gen=0 ", pub->name(), " id=", id),
                                      "first message from the new incarnation");
     const std::vector<std::string> subscribed = sub->LinesWithPrefix("SUBSCRIBED k/* gen=0 ");
     if (up.empty() || first.empty() || subscribed.empty()) return;

@@ -162,6 +162,10 @@ void RpcAgent::RunCallers() {
 
 bool RpcAgent::HandleCommand(const std::string& cmd) {
   std::vector<std::string> w = absl::StrSplit(cmd, ' ', absl::SkipEmpty());
+  if (w.size() == 2 && w[0] == "servers") {
+    Emit(absl::StrCat("SERVERS ", w[1], " ", absl::StrJoin(node_->Servers(w[1]), ",")));
+    return true;
+  }
   if (w.empty() || w[0] != "call") return false;
   int deadline_ms = 0;
   if (w.size() < 3 || w.size() > 5 || !absl::SimpleAtoi(w[2], &deadline_ms)) {

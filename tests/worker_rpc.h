@@ -40,8 +40,8 @@ class RpcAgent {
 
   // After Node::Start: serves, then starts the --call callers.
   absl::Status Start();
-  // One stdin command ("call SERVICE DEADLINE_MS [SERVER] [PAYLOAD]"); false
-  // if it is not one.
+  // One stdin command ("call SERVICE DEADLINE_MS [SERVER|-] [PAYLOAD]", or
+  // "servers SERVICE": a SERVERS line); false if it is not one.
   bool HandleCommand(const std::string& cmd);
   // SERVED lines.
   void Report();
