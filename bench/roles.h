@@ -10,8 +10,13 @@
 #define SHMESH_BENCH_ROLES_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace mesh {
+class Node;
+}  // namespace mesh
 
 namespace shmesh_bench {
 
@@ -41,6 +46,21 @@ int ZmqServerRole(const RoleConfig& config);
 int ZmqClientRole(const RoleConfig& config);
 int GrpcServerRole(const RoleConfig& config);
 int GrpcClientRole(const RoleConfig& config);
+// Topics and services (roles_topics.cc).
+int TopicServerRole(const RoleConfig& config);     // echoes bench/ping to bench/pong
+int TopicClientRole(const RoleConfig& config);     // measures the topic ping-pong
+int RpcServerRole(const RoleConfig& config);       // serves "echo"
+int RpcClientRole(const RoleConfig& config);       // measures Call round trips
+int FanoutPublisherRole(const RoleConfig& config); // one publisher, --expect_peers subscribers
+int FanoutSubscriberRole(const RoleConfig& config);
+int FirstPublisherRole(const RoleConfig& config);  // publishes first/t (history 1) until stdin closes
+int FirstSubscriberRole(const RoleConfig& config); // Subscribe -> first message, 20 tries per command
+
+// A node of `config.run_dir` named `name`, seeded with `seed` (a gRPC
+// target, or empty), wait policy `policy` (spin, adaptive, sleep), rings of
+// config.ring_bytes. Dies on error.
+std::unique_ptr<mesh::Node> MakeMeshNode(const RoleConfig& config, const std::string& name,
+                                         const std::string& seed, const std::string& policy);
 
 }  // namespace shmesh_bench
 

@@ -215,6 +215,13 @@ void RingClient(RingProducer& out, RingConsumer& in, const RoleConfig& config) {
 
 // ------------------------------------------------------------------ mesh
 
+// Blocks until stdin reaches EOF (the orchestrator's "quit").
+void WaitForStdinEof() {
+  char buf[256];
+  while (::read(0, buf, sizeof(buf)) > 0) {
+  }
+}
+
 mesh::v1::WaitPolicy::Mode ModeFor(const std::string& policy) {
   if (policy == "spin") return mesh::v1::WaitPolicy::SPIN;
   if (policy == "adaptive" || policy.empty()) return mesh::v1::WaitPolicy::ADAPTIVE;
@@ -222,8 +229,10 @@ mesh::v1::WaitPolicy::Mode ModeFor(const std::string& policy) {
   Die(absl::StrCat("unknown policy '", policy, "'"));
 }
 
-std::unique_ptr<mesh::Node> MakeNode(const RoleConfig& config, const std::string& name,
-                                     const std::string& seed, const std::string& policy) {
+}  // namespace
+
+std::unique_ptr<mesh::Node> MakeMeshNode(const RoleConfig& config, const std::string& name,
+                                         const std::string& seed, const std::string& policy) {
   mesh::v1::NodeConfig c;
   c.set_name(name);
   c.set_run_dir(config.run_dir);
@@ -235,15 +244,6 @@ std::unique_ptr<mesh::Node> MakeNode(const RoleConfig& config, const std::string
   Check(node.status(), "create node");
   return std::move(*node);
 }
-
-// Blocks until stdin reaches EOF (the orchestrator's "quit").
-void WaitForStdinEof() {
-  char buf[256];
-  while (::read(0, buf, sizeof(buf)) > 0) {
-  }
-}
-
-}  // namespace
 
 int RingRole(const RoleConfig& config) {
   absl::StatusOr<Ring> to_server = Ring::Create(config.ring_bytes, WaitOptions::BusyPoll());
@@ -273,7 +273,7 @@ int RingRole(const RoleConfig& config) {
 
 int MeshServerRole(const RoleConfig& config) {
   PinToCpu(config.cpu);
-  std::unique_ptr<mesh::Node> node = MakeNode(config, "s", "", config.policy);
+  std::unique_ptr<mesh::Node> node = MakeMeshNode(config, "s", "", config.policy);
   // Receive thread only: the state of the current command.
   struct State {
     Op op = Op::kQuit;
@@ -320,7 +320,7 @@ int MeshServerRole(const RoleConfig& config) {
 
 int MeshClientRole(const RoleConfig& config) {
   PinToCpu(config.cpu);
-  std::unique_ptr<mesh::Node> node = MakeNode(config, "c", config.seed, config.policy);
+  std::unique_ptr<mesh::Node> node = MakeMeshNode(config, "c", config.seed, config.policy);
   // Written by the main thread before it sends the message that leads to
   // the handler's next call, read and written by the handler (receive
   // thread) afterwards; the ring's release/acquire chain orders them.
@@ -425,7 +425,7 @@ int MeshClientRole(const RoleConfig& config) {
 
 int MeshMemberRole(const RoleConfig& config) {
   PinToCpu(config.cpu);
-  std::unique_ptr<mesh::Node> node = MakeNode(config, config.name, config.seed, config.policy);
+  std::unique_ptr<mesh::Node> node = MakeMeshNode(config, config.name, config.seed, config.policy);
   (void)node->SetMessageHandler([](const mesh::MessageView&) {});
   // Peer handlers run on the control thread; the counter is only a tally.
   auto peers = std::make_shared<std::atomic<int>>(0);

@@ -15,6 +15,10 @@
 //   mesh_spin[_batch]              mesh::Node, WaitPolicy SPIN
 //   mesh_adaptive[_batch]          mesh::Node, the default policy (ADAPTIVE)
 //   uds, zmq, grpc_unary, grpc_stream   the alternatives
+//   topic_spin                     the same ping-pong over two topics
+//   rpc_adaptive_rtt               Node::Call round trips (not halved)
+//   topic_fanout_<N>               one publisher, N subscriber processes
+//   topic_sub_first_msg[_max]      Subscribe returning -> first message
 //   mesh_link_setup_pair, mesh16_formation, mesh16_idle
 //   ring_microbench_*              Google Benchmark, one thread
 // After the table it checks the performance targets of issue 4 as ratios
@@ -51,6 +55,7 @@
 #include "absl/time/time.h"
 #include "bench/harness.h"
 #include "bench/roles.h"
+#include "bench/topics_bench.h"
 
 ABSL_FLAG(bool, quick, false, "short run (under a minute)");
 ABSL_FLAG(std::string, json, "", "also write the rows as a JSON array to this file");
@@ -58,7 +63,7 @@ ABSL_FLAG(int, reps, 3, "repetitions of every measurement (medians are reported)
 ABSL_FLAG(std::string, microbench, "",
           "path of ring_microbench (Google Benchmark) to run and fold into the table");
 ABSL_FLAG(std::string, only, "",
-          "comma-separated groups to run (ring,doorbell,mesh,uds,zmq,grpc,setup,mesh16,micro); "
+          "comma-separated groups to run (ring,doorbell,mesh,topics,rpc,uds,zmq,grpc,setup,mesh16,micro); "
           "default all");
 ABSL_FLAG(int, idle_s, 10, "seconds over which the idle 16-node mesh's CPU is measured");
 ABSL_FLAG(int, nodes, 16, "nodes of the formation / idle mesh");
@@ -106,6 +111,14 @@ int RunRole(const std::string& role) {
   if (role == "zmq_client") return ZmqClientRole(c);
   if (role == "grpc_server") return GrpcServerRole(c);
   if (role == "grpc_client") return GrpcClientRole(c);
+  if (role == "topic_server") return TopicServerRole(c);
+  if (role == "topic_client") return TopicClientRole(c);
+  if (role == "rpc_server") return RpcServerRole(c);
+  if (role == "rpc_client") return RpcClientRole(c);
+  if (role == "fanout_pub") return FanoutPublisherRole(c);
+  if (role == "fanout_sub") return FanoutSubscriberRole(c);
+  if (role == "first_pub") return FirstPublisherRole(c);
+  if (role == "first_sub") return FirstSubscriberRole(c);
   Die(absl::StrCat("unknown role '", role, "'"));
 }
 
@@ -167,8 +180,10 @@ class Results {
     static const char* const kOrder[] = {
         "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
         "mesh_spin",  "mesh_spin_batch",
-        "mesh_adaptive", "mesh_adaptive_batch", "uds", "zmq", "grpc_unary", "grpc_stream",
-        "mesh_link_setup_pair", "mesh_pair_join", "mesh16_formation", "mesh16_idle"};
+        "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "topic_fanout_1",
+        "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream",
+        "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
+        "mesh16_formation", "mesh16_idle"};
     auto rank = [](const std::string& name) {
       for (size_t i = 0; i < std::size(kOrder); ++i) {
         if (name == kOrder[i]) return i;
@@ -346,7 +361,7 @@ std::vector<std::string> MeshClientArgs(const Plan& plan, const std::string& dir
 // (vCPU placement, neighbours' load) hit all of them alike.
 void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
                const std::function<bool(const std::string&)>& wanted) {
-  std::optional<Pair> ring, doorbell, adaptive, uds, zmq, grpc;
+  std::optional<Pair> ring, doorbell, adaptive, rpc, uds, zmq, grpc;
   int dirs = 0;
   auto dir = [&](const std::string& prefix) { return MakeDir(tmp, absl::StrCat(prefix, dirs++)); };
   Progress("starting the long-lived pairs");
@@ -361,6 +376,16 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     const std::string d = dir("a");
     adaptive.emplace("mesh_adaptive", MeshServerArgs(d, "adaptive"),
                      MeshClientArgs(plan, d, "adaptive", "mesh_adaptive"));
+  }
+  if (wanted("rpc")) {
+    // Not pinned: the caller's thread and the node's receive thread both
+    // run in the client process, and a pinned pair would share one CPU.
+    const std::string d = dir("r");
+    rpc.emplace("rpc_adaptive_rtt",
+                std::vector<std::string>{"--role=rpc_server", "--run_dir=" + d, "--policy=adaptive"},
+                Concat({"--role=rpc_client", "--run_dir=" + d, "--seed=unix:" + d + "/s.grpc", "--policy=adaptive",
+                        "--name=rpc_adaptive_rtt"},
+                       CommonArgs(plan, true)));
   }
   auto socket_pair = [&](std::optional<Pair>& pair, const std::string& kind) {
     if (!wanted(kind)) return;
@@ -386,6 +411,18 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
       spin.Run("ping", results);
     }
     if (adaptive.has_value()) adaptive->Run("ping", results);
+    if (wanted("topics")) {
+      // Spinning, pinned, fresh per round: as mesh_spin, beside it.
+      const std::string d = dir("tp");
+      Pair topic("topic_spin",
+                 {"--role=topic_server", "--cpu=1", "--run_dir=" + d, "--policy=spin",
+                  absl::StrCat("--ring_bytes=", absl::GetFlag(FLAGS_ring_bytes))},
+                 Concat({"--role=topic_client", "--cpu=0", "--run_dir=" + d, "--seed=unix:" + d + "/s.grpc",
+                         "--policy=spin", "--name=topic_spin"},
+                        CommonArgs(plan, false)));
+      topic.Run("ping", results);
+    }
+    if (rpc.has_value()) rpc->Run("ping", results);
     for (std::optional<Pair>* pair : {&uds, &zmq, &grpc}) {
       if (pair->has_value()) (*pair)->Run("ping", results);
     }
@@ -575,6 +612,43 @@ void RunMicrobench(Results& results, const Plan& plan, const std::string& path) 
 
 // ------------------------------------------------------------ targets
 
+// Informational: topics and services against the rows they build on.
+template <typename Ratio>
+void PrintTopicRatios(const Results& r, const Ratio& ratio) {
+  std::printf("\nTopics and services (informational, ratios within this run):\n");
+  auto line = [](const std::string& what, std::optional<double> v, const std::string& detail) {
+    if (!v.has_value()) {
+      std::printf("- [info] %s: not measured\n", what.c_str());
+    } else {
+      std::printf("- [info] %s: %.3gx%s\n", what.c_str(), *v, detail.c_str());
+    }
+  };
+  const auto topic = r.Median("topic_spin", 64, "p50_ns");
+  const auto spin = r.Median("mesh_spin", 64, "p50_ns");
+  line("topic_spin p50 / mesh_spin p50 (64 B one way)", ratio(topic, spin),
+       topic && spin ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *topic, *spin) : "");
+  const auto rtt = r.Median("rpc_adaptive_rtt", 64, "p50_ns");
+  for (const char* row : {"mesh_spin", "mesh_adaptive", "grpc_unary"}) {
+    const auto one_way = r.Median(row, 64, "p50_ns");
+    std::optional<double> round_trip;
+    if (one_way.has_value()) round_trip = 2 * *one_way;
+    line(absl::StrCat("rpc_adaptive_rtt p50 / (2 x ", row, " p50)"), ratio(rtt, round_trip),
+         rtt && round_trip ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *rtt, *round_trip) : "");
+  }
+  for (uint64_t size : {uint64_t{64}, uint64_t{65536}}) {
+    const auto one = r.Median("topic_fanout_1", size, "msgs_per_s");
+    const auto eight = r.Median("topic_fanout_8", size, "msgs_per_s");
+    line(absl::StrCat("topic_fanout_8 / topic_fanout_1 msgs/s per subscriber, ", size, " B"), ratio(eight, one),
+         one && eight ? absl::StrFormat(" (%.0f vs %.0f)", *eight, *one) : "");
+  }
+  const auto first = r.Median("topic_sub_first_msg", 0, "setup_ms");
+  const auto first_max = r.Median("topic_sub_first_msg_max", 0, "setup_ms");
+  if (first.has_value() && first_max.has_value()) {
+    std::printf("- [info] Subscribe returning -> first message: p50 %.3f ms, max %.3f ms (20 tries per repetition)\n",
+                *first, *first_max);
+  }
+}
+
 void PrintTargets(const Results& r) {
   std::printf("\n64 B p50 one-way latency per round (ns):");
   for (const char* name : {"raw_ring", "mesh_spin", "mesh_adaptive"}) {
@@ -654,6 +728,7 @@ void PrintTargets(const Results& r) {
     std::printf("- [info] doorbell_socketpair / doorbell_eventfd %s: %.3gx (%.0f ns vs %.0f ns)\n", field,
                 *ratio_value, *socketpair, *eventfd);
   }
+  PrintTopicRatios(r, ratio);
   const auto sleep_p50 = r.Median("raw_ring_sleep", 64, "p50_ns");
   const auto sleep_ratio = ratio(sleep_p50, r.Median("doorbell_socketpair", 0, "p50_ns"));
   if (sleep_ratio.has_value()) {
@@ -716,6 +791,15 @@ int Orchestrate() {
   const int64_t t_start = NowNs();
   Results results;
   RunRounds(results, plan, tmp, wanted);
+  if (wanted("topics")) {
+    TopicsPlan topics;
+    topics.reps = plan.reps;
+    topics.duration_ms = plan.duration_ms;
+    topics.ring_bytes = absl::GetFlag(FLAGS_ring_bytes);
+    topics.batch = absl::GetFlag(FLAGS_batch);
+    results.AddAll(RunTopicFanout(topics, tmp));
+    results.AddAll(RunTopicFirstMessage(topics, tmp));
+  }
   if (wanted("setup")) RunSetup(results, plan, tmp);
   std::string idle_note;
   if (wanted("mesh16")) RunMesh16(results, plan, tmp, idle_note);
@@ -738,7 +822,10 @@ int Orchestrate() {
       "raw_ring_sleep: both sides never spin (WaitOptions::NoSpin()), so every message is a doorbell wake-up. "
       "doorbell_eventfd / doorbell_socketpair: the bare doorbell primitives (old: a pair of eventfds; new: one "
       "AF_UNIX stream socket pair), poll() + read/recv on every message, one-way = round trip / 2, %llu round "
-      "trips after %llu. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "
+      "trips after %llu. topic_spin: the mesh_spin ping-pong through a Publisher and a Subscription each way. "
+      "rpc_adaptive_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE and unpinned. topic_fanout_<N>: "
+      "one publisher to N subscriber processes, nothing pinned, msgs/s and GB/s per subscriber. "
+      "topic_sub_first_msg[_max]: Subscribe returning -> first message (a history of 1), p50 and max of 20. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "
       "streaming (throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "
       "mesh_pair_join: second node's Start() to both linked (gRPC discovery included). mesh%d_formation: last "
       "node's Start() to every node linked to all others. mesh%d_idle: utime+stime of all %d node processes "

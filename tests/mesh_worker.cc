@@ -21,6 +21,10 @@
 //                    --stream_ms passes (0: until told to stop).
 //   --nosend         only receive.
 // --handler_delay_us makes the receiver a slow consumer.
+// Topics and services (--publish, --subscribe, --serve, --call, and the
+// stdin commands sub, unsub, pub, pubstop, call) are worker_pubsub.h and
+// worker_rpc.h; their lines are listed in tests/README.md. --nosend keeps
+// the plain streams out of a topic or service test.
 // --leak_on_peer_down=fd|map leaks one descriptor or one mapping per
 // PEER_DOWN: a deliberate fault, so the soak driver's leak check has a test.
 //
@@ -82,6 +86,9 @@
 #include "absl/time/time.h"
 #include "mesh/node.h"
 #include "proto/mesh/v1/config.pb.h"
+#include "tests/worker_pubsub.h"
+#include "tests/worker_rpc.h"
+#include "tests/worker_wire.h"
 
 ABSL_FLAG(std::string, name, "", "Node name (required).");
 ABSL_FLAG(std::string, run_dir, "", "Run directory for the node's sockets (required).");
@@ -109,82 +116,12 @@ ABSL_FLAG(std::string, leak_on_peer_down, "",
 
 namespace {
 
-int64_t MonotonicNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-// One whole line on stdout per call, flushed, so the harness never sees a
-// torn or buffered line.
-void Emit(const std::string& line) {
-  static absl::Mutex* out_mu = new absl::Mutex;
-  absl::MutexLock lock(out_mu);
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
-}
-
-std::string Hex(uint64_t v) { return absl::StrFormat("%016x", v); }
-
-uint64_t Fnv1a(absl::string_view data) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-// Wire format (host byte order; sender and receiver share the host):
-//   u64 seq | u64 sender id | u32 name_len | u32 payload_len | name | payload | u64 fnv1a
-constexpr size_t kHeaderBytes = 24;
-
-char PayloadByte(uint64_t seq, size_t i) { return static_cast<char>((seq * 131 + i * 7 + 1) & 0xff); }
-
-std::string Encode(uint64_t seq, uint64_t sender_id, absl::string_view name, size_t payload_bytes) {
-  std::string m(kHeaderBytes + name.size() + payload_bytes + 8, '\0');
-  uint32_t name_len = static_cast<uint32_t>(name.size());
-  uint32_t payload_len = static_cast<uint32_t>(payload_bytes);
-  std::memcpy(&m[0], &seq, 8);
-  std::memcpy(&m[8], &sender_id, 8);
-  std::memcpy(&m[16], &name_len, 4);
-  std::memcpy(&m[20], &payload_len, 4);
-  std::memcpy(&m[kHeaderBytes], name.data(), name.size());
-  for (size_t i = 0; i < payload_bytes; ++i) m[kHeaderBytes + name.size() + i] = PayloadByte(seq, i);
-  uint64_t sum = Fnv1a(absl::string_view(m.data(), m.size() - 8));
-  std::memcpy(&m[m.size() - 8], &sum, 8);
-  return m;
-}
-
-struct Decoded {
-  uint64_t seq = 0;
-  uint64_t sender_id = 0;
-};
-
-// Validates a message copied out of the ring; an error says what is wrong.
-absl::Status Decode(absl::string_view m, absl::string_view from, Decoded* out) {
-  if (m.size() < kHeaderBytes + 8) return absl::DataLossError(absl::StrCat("short message: ", m.size(), " bytes"));
-  uint32_t name_len, payload_len;
-  std::memcpy(&out->seq, m.data(), 8);
-  std::memcpy(&out->sender_id, m.data() + 8, 8);
-  std::memcpy(&name_len, m.data() + 16, 4);
-  std::memcpy(&payload_len, m.data() + 20, 4);
-  if (uint64_t{kHeaderBytes} + name_len + payload_len + 8 != m.size()) {
-    return absl::DataLossError(
-        absl::StrCat("length mismatch: ", m.size(), " bytes, name ", name_len, " payload ", payload_len));
-  }
-  uint64_t sum;
-  std::memcpy(&sum, m.data() + m.size() - 8, 8);
-  if (sum != Fnv1a(m.substr(0, m.size() - 8))) return absl::DataLossError("checksum mismatch");
-  absl::string_view name = m.substr(kHeaderBytes, name_len);
-  if (name != from) return absl::DataLossError(absl::StrCat("sender '", name, "' arrived as from '", from, "'"));
-  absl::string_view payload = m.substr(kHeaderBytes + name_len, payload_len);
-  for (size_t i = 0; i < payload.size(); ++i) {
-    if (payload[i] != PayloadByte(out->seq, i)) return absl::DataLossError(absl::StrCat("payload byte ", i, " wrong"));
-  }
-  return absl::OkStatus();
-}
+using meshworker::Decode;
+using meshworker::Decoded;
+using meshworker::Emit;
+using meshworker::Encode;
+using meshworker::Hex;
+using meshworker::MonotonicNs;
 
 // Per sender incarnation (name, id): what arrived.
 struct RxStream {
@@ -297,6 +234,12 @@ int main(int argc, char** argv) {
   auto created = mesh::Node::Create(config);
   if (!created.ok()) return Fail(absl::StrCat("create: ", created.status().ToString()));
   std::unique_ptr<mesh::Node> node = std::move(*created);
+  // Topic and service modes (worker_pubsub.h, worker_rpc.h): idle unless
+  // their flags are given.
+  auto pubsub = meshworker::PubSubAgent::FromFlags(node.get());
+  if (!pubsub.ok()) return Fail(pubsub.status().ToString());
+  auto rpc = meshworker::RpcAgent::FromFlags(node.get());
+  if (!rpc.ok()) return Fail(rpc.status().ToString());
   State st;
 
   const absl::Duration handler_delay = absl::Microseconds(absl::GetFlag(FLAGS_handler_delay_us));
@@ -354,6 +297,8 @@ int main(int argc, char** argv) {
   absl::Status started = node->Start();
   if (!started.ok()) return Fail(absl::StrCat("start: ", started.ToString()));
   Emit(absl::StrCat("STARTED ", name, " id=", Hex(node->id()), " pid=", getpid()));
+  if (absl::Status s = (*rpc)->Start(); !s.ok()) return Fail(s.ToString());
+  if (absl::Status s = (*pubsub)->Start(); !s.ok()) return Fail(s.ToString());
 
   std::atomic<bool> stop_sending{false};
   std::atomic<bool> quitting{false};
@@ -379,7 +324,11 @@ int main(int argc, char** argv) {
           // The sender thread prints SENT and STOPPED once it has stopped.
         } else if (cmd == "report") {
           PrintResults(st);
+          (*pubsub)->Report();
+          (*rpc)->Report();
           Emit("REPORTED");
+        } else if ((*pubsub)->HandleCommand(cmd) || (*rpc)->HandleCommand(cmd)) {
+          // done
         } else if (cmd == "quit") {
           request_quit();
         } else if (!cmd.empty()) {
@@ -499,6 +448,9 @@ int main(int argc, char** argv) {
   quitting.store(true);
   commands.join();
   PrintResults(st);
+  // Before Stop: no topic or service handler runs into a stopping node.
+  (*rpc)->Shutdown();
+  (*pubsub)->Shutdown();
   node->Stop();
   Emit("EXITING");
   node.reset();

@@ -26,8 +26,8 @@
 //   * Read accepts a message if and only if it is well-formed: at most
 //     4096 bytes and 8 descriptors, parseable, not empty, and descriptors
 //     only on a kind that may carry them (checked here independently of
-//     ValidateLinkControl: Goodbye and Pong never, Ping only with bit 5). A
-//     known kind comes back equal to what was sent, with exactly the
+//     ValidateLinkControl: Goodbye, Pong and Interest never, Ping only
+//     with bit 5). A known kind comes back equal to what was sent, with exactly the
 //     descriptors sent, each open and close-on-exec; an unknown kind is
 //     counted as ignored and never returned. Errors are only UNAVAILABLE
 //     (EOF), DATA_LOSS (truncation) and INVALID_ARGUMENT;
@@ -154,6 +154,12 @@ bool WellFormed(const std::string& bytes, size_t n, bool fds_on_ping, LinkContro
     case LinkControl::kPing:
       *known = true;
       return n == 0 || fds_on_ping;
+    case LinkControl::kInterest:
+      // Subscriptions and services (mesh/topic.h, mesh/rpc.h): never with
+      // descriptors. Its contents are the node's to judge, not the
+      // channel's: any parseable Interest passes here.
+      *known = true;
+      return n == 0;
     case LinkControl::BODY_NOT_SET:
       // Unknown kind (what it parsed into is all unknown fields): ignored,
       // with its descriptors. Nothing at all is an empty body.

@@ -8,7 +8,8 @@
 //   * the verdict equals that of an independent byte-by-byte reading of the
 //     documented wire format (envelope.h), reason included;
 //   * valid => at least WireHeaderBytes(kind) bytes (8; 16 for a request or
-//     response), version kEnvelopeVersion, a known kind, no flags, kMessage
+//     response), version kEnvelopeVersion, a known kind, no flags but
+//     kFrameFlagDeclare on kTopic (a topic id declaration), kMessage
 //     only with channel 0, correlation 0 for every kind without one on the
 //     wire; the payload is exactly the input's tail after that header (a
 //     view, same address); and EncodeFrameHeader(header) gives back the
@@ -84,7 +85,11 @@ void CheckOne(absl::string_view frame) {
     FUZZ_CHECK(p.header == expected, "the header is not the one on the wire");
     FUZZ_CHECK(p.header.version == mesh::kEnvelopeVersion, "valid with another version");
     FUZZ_CHECK(mesh::IsKnownFrameKind(p.header.kind), absl::StrCat("valid kind ", p.header.kind));
-    FUZZ_CHECK(p.header.flags == 0, "valid with flags");
+    // The one flag: declare, on a topic frame only.
+    FUZZ_CHECK(p.header.flags == 0 || (p.header.flags == mesh::kFrameFlagDeclare &&
+                                       p.header.frame_kind() == FrameKind::kTopic),
+               "valid with a flag its kind does not define");
+    FUZZ_CHECK((p.header.flags & ~mesh::AllowedFrameFlags(p.header.kind)) == 0, "AllowedFrameFlags disagrees");
     FUZZ_CHECK(p.header.frame_kind() != FrameKind::kMessage || p.header.channel == 0,
                "a message with a channel");
     FUZZ_CHECK(mesh::HasCorrelation(p.header.kind) || p.header.correlation == 0,

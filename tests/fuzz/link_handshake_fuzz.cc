@@ -361,7 +361,7 @@ void ExerciseLink(FuzzInput& in, mesh::Link& link, Ring& rx_ring, Ring& tx_ring)
           if (tampered) return true;
           FUZZ_CHECK(!rx_model.empty() && rx_model.front() == frame, "honest link: wrong frame received");
           rx_model.pop_front();
-          return true;
+          return true;  // taken (false would leave it first in the ring)
         });
         if (!drain_failed.ok()) {
           FUZZ_CHECK(!n.ok(), "Link::Drain recovered after DATA_LOSS");
