@@ -84,8 +84,9 @@ bool JoinMesh(Member& member, const MemberFlags& flags,
     Fail(absl::StrCat("joined the mesh at ", flags.target,
                       " but linked with no member within --timeout_ms=",
                       absl::ToInt64Milliseconds(flags.timeout),
-                      " ms; are the nodes overloaded or stopped? (meshctl "
-                      "topology shows their state)"));
+                      " ms; are the nodes stopped or overloaded (meshctl "
+                      "topology shows their state), or do they only accept "
+                      "other users (allowed_peer_uids)?"));
     return false;
   }
   if (!joined.ok()) {

@@ -57,7 +57,8 @@ ABSL_FLAG(int32_t, timeout_ms, 3000,
           "the service call.");
 ABSL_FLAG(bool, local_only, false,
           "topology, links, watch: only the answering node's own links "
-          "instead of gathering every member's.");
+          "instead of gathering every member's; topics: only its own "
+          "topics and services.");
 ABSL_FLAG(int32_t, count, 0,
           "watch: stop after this many snapshots; echo: after this many "
           "messages; hz: after this many reports (0: until Ctrl-C). pub: "
