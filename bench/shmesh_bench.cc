@@ -612,43 +612,6 @@ void RunMicrobench(Results& results, const Plan& plan, const std::string& path) 
 
 // ------------------------------------------------------------ targets
 
-// Informational: topics and services against the rows they build on.
-template <typename Ratio>
-void PrintTopicRatios(const Results& r, const Ratio& ratio) {
-  std::printf("\nTopics and services (informational, ratios within this run):\n");
-  auto line = [](const std::string& what, std::optional<double> v, const std::string& detail) {
-    if (!v.has_value()) {
-      std::printf("- [info] %s: not measured\n", what.c_str());
-    } else {
-      std::printf("- [info] %s: %.3gx%s\n", what.c_str(), *v, detail.c_str());
-    }
-  };
-  const auto topic = r.Median("topic_spin", 64, "p50_ns");
-  const auto spin = r.Median("mesh_spin", 64, "p50_ns");
-  line("topic_spin p50 / mesh_spin p50 (64 B one way)", ratio(topic, spin),
-       topic && spin ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *topic, *spin) : "");
-  const auto rtt = r.Median("rpc_adaptive_rtt", 64, "p50_ns");
-  for (const char* row : {"mesh_spin", "mesh_adaptive", "grpc_unary"}) {
-    const auto one_way = r.Median(row, 64, "p50_ns");
-    std::optional<double> round_trip;
-    if (one_way.has_value()) round_trip = 2 * *one_way;
-    line(absl::StrCat("rpc_adaptive_rtt p50 / (2 x ", row, " p50)"), ratio(rtt, round_trip),
-         rtt && round_trip ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *rtt, *round_trip) : "");
-  }
-  for (uint64_t size : {uint64_t{64}, uint64_t{65536}}) {
-    const auto one = r.Median("topic_fanout_1", size, "msgs_per_s");
-    const auto eight = r.Median("topic_fanout_8", size, "msgs_per_s");
-    line(absl::StrCat("topic_fanout_8 / topic_fanout_1 msgs/s per subscriber, ", size, " B"), ratio(eight, one),
-         one && eight ? absl::StrFormat(" (%.0f vs %.0f)", *eight, *one) : "");
-  }
-  const auto first = r.Median("topic_sub_first_msg", 0, "setup_ms");
-  const auto first_max = r.Median("topic_sub_first_msg_max", 0, "setup_ms");
-  if (first.has_value() && first_max.has_value()) {
-    std::printf("- [info] Subscribe returning -> first message: p50 %.3f ms, max %.3f ms (20 tries per repetition)\n",
-                *first, *first_max);
-  }
-}
-
 void PrintTargets(const Results& r) {
   std::printf("\n64 B p50 one-way latency per round (ns):");
   for (const char* name : {"raw_ring", "mesh_spin", "mesh_adaptive"}) {
@@ -728,7 +691,9 @@ void PrintTargets(const Results& r) {
     std::printf("- [info] doorbell_socketpair / doorbell_eventfd %s: %.3gx (%.0f ns vs %.0f ns)\n", field,
                 *ratio_value, *socketpair, *eventfd);
   }
-  PrintTopicRatios(r, ratio);
+  PrintTopicRatios([&r](const std::string& row, uint64_t payload, const std::string& field) {
+    return r.Median(row, payload, field);
+  });
   const auto sleep_p50 = r.Median("raw_ring_sleep", 64, "p50_ns");
   const auto sleep_ratio = ratio(sleep_p50, r.Median("doorbell_socketpair", 0, "p50_ns"));
   if (sleep_ratio.has_value()) {

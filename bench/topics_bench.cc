@@ -2,10 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/harness.h"
@@ -78,6 +80,45 @@ std::vector<std::string> RunTopicFirstMessage(const TopicsPlan& plan, const std:
   sub.Finish(absl::Seconds(10));
   pub.Finish(absl::Seconds(10));
   return rows;
+}
+
+void PrintTopicRatios(const MedianFn& median) {
+  auto ratio = [](std::optional<double> a, std::optional<double> b) -> std::optional<double> {
+    if (!a.has_value() || !b.has_value() || *b == 0) return std::nullopt;
+    return *a / *b;
+  };
+  auto line = [](const std::string& what, std::optional<double> v, const std::string& detail) {
+    if (!v.has_value()) {
+      std::printf("- [info] %s: not measured\n", what.c_str());
+    } else {
+      std::printf("- [info] %s: %.3gx%s\n", what.c_str(), *v, detail.c_str());
+    }
+  };
+  std::printf("\nTopics and services (informational, ratios within this run):\n");
+  const auto topic = median("topic_spin", 64, "p50_ns");
+  const auto spin = median("mesh_spin", 64, "p50_ns");
+  line("topic_spin p50 / mesh_spin p50 (64 B one way)", ratio(topic, spin),
+       topic && spin ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *topic, *spin) : "");
+  const auto rtt = median("rpc_adaptive_rtt", 64, "p50_ns");
+  for (const char* row : {"mesh_spin", "mesh_adaptive", "grpc_unary"}) {
+    const auto one_way = median(row, 64, "p50_ns");
+    std::optional<double> round_trip;
+    if (one_way.has_value()) round_trip = 2 * *one_way;
+    line(absl::StrCat("rpc_adaptive_rtt p50 / (2 x ", row, " p50)"), ratio(rtt, round_trip),
+         rtt && round_trip ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *rtt, *round_trip) : "");
+  }
+  for (uint64_t size : {uint64_t{64}, uint64_t{65536}}) {
+    const auto one = median("topic_fanout_1", size, "msgs_per_s");
+    const auto eight = median("topic_fanout_8", size, "msgs_per_s");
+    line(absl::StrCat("topic_fanout_8 / topic_fanout_1 msgs/s per subscriber, ", size, " B"), ratio(eight, one),
+         one && eight ? absl::StrFormat(" (%.0f vs %.0f)", *eight, *one) : "");
+  }
+  const auto first = median("topic_sub_first_msg", 0, "setup_ms");
+  const auto first_max = median("topic_sub_first_msg_max", 0, "setup_ms");
+  if (first.has_value() && first_max.has_value()) {
+    std::printf("- [info] Subscribe returning -> first message: p50 %.3f ms, max %.3f ms (20 tries per repetition)\n",
+                *first, *first_max);
+  }
 }
 
 }  // namespace shmesh_bench

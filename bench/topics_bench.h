@@ -9,6 +9,8 @@
 #define SHMESH_BENCH_TOPICS_BENCH_H_
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,13 @@ std::vector<std::string> RunTopicFanout(const TopicsPlan& plan, const std::strin
 // Rows topic_sub_first_msg and topic_sub_first_msg_max (setup_ms: the p50
 // and the max over 20 tries, per repetition).
 std::vector<std::string> RunTopicFirstMessage(const TopicsPlan& plan, const std::string& tmp);
+
+// The median of `field` in row (`row`, `payload`) of this run, if measured.
+using MedianFn =
+    std::function<std::optional<double>(const std::string& row, uint64_t payload, const std::string& field)>;
+// Prints the topic and service rows against the rows they build on
+// (informational: ratios within one run, no targets).
+void PrintTopicRatios(const MedianFn& median);
 
 }  // namespace shmesh_bench
 

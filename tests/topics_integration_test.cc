@@ -407,6 +407,43 @@ TEST_F(TopicsTest, LateSubscriberGetsTheHistoryThenTheLiveStream) {
 }
 
 // ---------------------------------------------------------------------------
+// Backpressure: a pull subscriber with a queue of 4 that takes 200 us per
+// message holds the publisher back (its frames wait in the ring) and loses
+// nothing; a fast subscriber of the same publisher gets everything too.
+
+TEST_F(TopicsTest, SlowPullSubscriberHoldsThePublisherBackAndLosesNothing) {
+  constexpr uint64_t kCount = 2000;
+  Worker* p = LaunchReady("p", {}, {"--nosend", "--publish=bp/t@2", absl::StrCat("--pub_count=", kCount)});
+  ASSERT_NE(p, nullptr);
+  Worker* slow = LaunchReady("slow", {"p"}, {"--nosend", "--subscribe=bp/t", "--pull", "--sub_queue_depth=4",
+                                             "--sub_delay_us=200", "--ring_bytes=16384"});
+  Worker* fast = LaunchReady("fast", {"p"}, {"--nosend", "--subscribe=bp/*"});
+  ASSERT_TRUE(slow && fast);
+  EXPECT_EQ(Published(p, "bp/t", 0, "PUB_DONE"), kCount);
+  for (Worker* x : {slow, fast}) {
+    const std::string pattern = x == slow ? "bp/t" : "bp/*";
+    std::vector<std::string> lines;
+    EXPECT_TRUE(ReportUntil(
+        x,
+        [&](const std::vector<std::string>& l) {
+          const TStream* st = Find(ParseTResults(l), pattern, 0, p, "bp/t");
+          return st != nullptr && st->received >= kCount;
+        },
+        kStepTimeout, &lines))
+        << x->name() << ":\n"
+        << absl::StrJoin(lines, "\n");
+    const TStream* st = Find(ParseTResults(lines), pattern, 0, p, "bp/t");
+    ASSERT_NE(st, nullptr);
+    EXPECT_EQ(st->first, 0u);
+    EXPECT_EQ(st->last, kCount - 1);
+    EXPECT_EQ(st->received, kCount);
+    EXPECT_EQ(st->errors, 0u);
+  }
+  ExpectNoBadMessages();
+  StopAllAndCheckClean();
+}
+
+// ---------------------------------------------------------------------------
 // kill -9 of a subscriber and of the publisher, each restarted: the others
 // go on undisturbed, the publisher's matched count follows, and each
 // restarted node's subscription state converges (first message within

@@ -27,6 +27,7 @@ ABSL_FLAG(int32_t, pub_wait_ms, 60000, "How long 'topic@N' waits for its subscri
 ABSL_FLAG(std::vector<std::string>, subscribe, {}, "Patterns to subscribe to at start, comma-separated.");
 ABSL_FLAG(bool, pull, false, "Subscribe in the pull form (a Receive thread per subscription).");
 ABSL_FLAG(int32_t, sub_delay_us, 0, "Sleep this long per topic message (a slow subscriber).");
+ABSL_FLAG(int32_t, sub_queue_depth, 0, "SubscribeOptions::queue_depth of pull subscriptions (0: the default).");
 
 namespace meshworker {
 
@@ -118,8 +119,10 @@ absl::Status PubSubAgent::Subscribe(const std::string& pattern) {
   }
   const absl::Duration delay = absl::Microseconds(absl::GetFlag(FLAGS_sub_delay_us));
   const bool pull = absl::GetFlag(FLAGS_pull);
+  mesh::SubscribeOptions options;
+  if (absl::GetFlag(FLAGS_sub_queue_depth) > 0) options.queue_depth = static_cast<size_t>(absl::GetFlag(FLAGS_sub_queue_depth));
   absl::StatusOr<std::unique_ptr<mesh::Subscription>> sub =
-      pull ? node_->Subscribe(pattern)
+      pull ? node_->Subscribe(pattern, options)
            : node_->Subscribe(pattern, [this, state, delay](const mesh::MessageView& m) {
                if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
                OnMessage(*state, m.from, m.topic, m.payload);
