@@ -33,6 +33,10 @@ constexpr int kBeatsPerUnresponsive = 4;
 constexpr absl::Duration kMaxHeartbeatInterval = absl::Seconds(10);
 // How long Stop() gives the members to take our Leave.
 constexpr absl::Duration kLeaveTimeout = absl::Milliseconds(300);
+// Start()'s own round over the seeds: each gets this long to answer (the
+// control thread then retries with 1 s): long enough for a loaded machine's
+// first connection, so that a seed saying "name taken" fails Start().
+constexpr absl::Duration kStartJoinTimeout = absl::Seconds(3);
 
 uint64_t RandomId() {
   std::random_device rd;
@@ -257,7 +261,7 @@ absl::Status NodeImpl::Start() {
   // One round over the seeds before returning: a seed that says our name is
   // taken by a live node fails Start(). Unreachable seeds are retried by the
   // control thread.
-  if (absl::Status joined = membership_->JoinSeeds(); absl::IsAlreadyExists(joined)) {
+  if (absl::Status joined = membership_->JoinSeeds(kStartJoinTimeout); absl::IsAlreadyExists(joined)) {
     log_.Error("%s", joined.message());
     Stop();
     return fail(joined);

@@ -114,8 +114,9 @@ class Publisher {
   std::vector<std::string> subscribers() const;
   // Waits until at least `n` subscribers match: DEADLINE_EXCEEDED otherwise.
   absl::Status WaitForSubscribers(size_t n, absl::Time deadline);
-  // Messages and payload bytes published (Publish calls that reached at
-  // least one subscriber count once each).
+  // Messages and payload bytes published: every Publish past its checks
+  // (size, node running) counts once, whoever it reached (with history, a
+  // later subscriber may still get it).
   uint64_t published_messages() const;
   uint64_t published_bytes() const;
 

@@ -112,7 +112,11 @@ TEST_F(TopicsTest, PublishReachesExactlyTheMatchingSubscribersInOrder) {
   EXPECT_EQ(topo->topics(0).published(0).peers(), 2u);
   ASSERT_EQ(topo->topics(1).received_size(), 1);
   EXPECT_EQ(topo->topics(1).received(0).messages(), 100u);
+  ASSERT_EQ(topo->topics(2).subscribed_size(), 1);
+  EXPECT_EQ(topo->topics(2).subscribed(0).messages(), 100u);
+  EXPECT_EQ(topo->topics(2).subscribed(0).peers(), 1u);  // n0 published what cam/* matched
   EXPECT_EQ(topo->topics(3).subscribed(0).topic(), "lidar/**");
+  EXPECT_EQ(topo->topics(3).subscribed(0).peers(), 0u);
   EXPECT_EQ(topo->topics(3).received_size(), 0);
 }
 
@@ -125,6 +129,7 @@ TEST_F(TopicsTest, NoSubscriberMeansNothingIsSentAndPublishIsOk) {
   EXPECT_TRUE(r->delivered.empty());
   EXPECT_TRUE(r->not_reached.empty());
   EXPECT_EQ((*pub)->matched(), 0u);
+  EXPECT_EQ((*pub)->published_messages(), 1u);  // counted: a later subscriber could get it from history
   EXPECT_FALSE(n[0]->Advertise("a/*").ok());
   EXPECT_FALSE(n[0]->Subscribe("a*", nullptr).ok());
 }

@@ -217,13 +217,13 @@ mesh::v1::JoinRequest Membership::MakeJoinRequest() {
   return req;
 }
 
-absl::Status Membership::JoinSeeds() {
+absl::Status Membership::JoinSeeds(absl::Duration timeout) {
   if (options_.seeds.empty()) return absl::OkStatus();
   const mesh::v1::JoinRequest req = MakeJoinRequest();
   std::vector<std::string> errors;
   absl::Status taken;
   for (const std::string& seed : options_.seeds) {
-    absl::StatusOr<mesh::v1::JoinResponse> resp = peer_client_.Join(seed, req, absl::Now() + kRpcTimeout);
+    absl::StatusOr<mesh::v1::JoinResponse> resp = peer_client_.Join(seed, req, absl::Now() + timeout);
     if (resp.ok()) {
       const std::vector<mesh::v1::Member> answer(resp->members().begin(), resp->members().end());
       log_->Info("joined through seed %s: %d member(s)", seed, answer.size());
@@ -336,7 +336,7 @@ absl::Time Membership::Reconcile() {
     plan.next_wake = std::min(plan.next_wake, expiry);
   }
   if (plan.join_seeds) {
-    absl::Status joined = JoinSeeds();
+    absl::Status joined = JoinSeeds(kRpcTimeout);
     if (absl::IsAlreadyExists(joined)) log_->Error("%s", joined.message());
   }
   for (const std::string& seed : plan.stray_seeds) {

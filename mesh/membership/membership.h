@@ -72,8 +72,11 @@ class Membership {
   // One synchronous round over the seeds: OK if one answered (or there are
   // none), ALREADY_EXISTS if a seed says our name is held by a live node
   // (not a race: Start() fails), UNAVAILABLE if none answered (the control
-  // thread retries).
-  absl::Status JoinSeeds();
+  // thread retries). Each seed gets `timeout` to answer (Start() gives the
+  // first round more than the control thread's 1 s: a loaded machine's
+  // first connection can take that long, and a seed that says "taken" must
+  // fail Start(), not be found out later).
+  absl::Status JoinSeeds(absl::Duration timeout = absl::Seconds(1));
   // Starts / stops the control thread. Stop() also tells every live member
   // we leave (Leave, async, at most `leave_timeout`) and forgets them all.
   void Start();

@@ -54,6 +54,8 @@ void PublisherCore::RematchLocked(bool force) {
     next.push_back(old != peers_.end() ? std::move(*old) : Peer{link, false, start});
   }
   peers_.swap(next);
+  // relaxed: a statistic for matched() (see there).
+  matched_count_.store(peers_.size(), std::memory_order_relaxed);
   NotifyMatchedLocked();
 }
 
@@ -103,7 +105,19 @@ void PublisherCore::NoteFailure(const std::shared_ptr<Transport>& link, const ab
 }
 
 absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
+  absl::StatusOr<PublishResult> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = PublishLocked(payload, deadline);
+  }
+  // [RematchWanted] The events thread may have asked between our last
+  // look (inside) and the unlock: look once more, now that mu_ is free.
+  // acquire: pairs with the release store in Rematch.
+  if (rematch_wanted_.load(std::memory_order_acquire)) Rematch(kRematchPatienceInPublish);
+  return result;
+}
+
+absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view payload, absl::Time deadline) {
   if (detached_) {
     return absl::FailedPreconditionError(
         absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
@@ -150,11 +164,17 @@ absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, 
       result.not_reached.emplace_back(peer->link->peer_name(), s);
     }
   }
-  if (!result.delivered.empty()) {
-    // relaxed: statistics.
-    messages_.fetch_add(1, std::memory_order_relaxed);
-    bytes_.fetch_add(payload.size(), std::memory_order_relaxed);
-  } else if (!result.not_reached.empty()) {
+  // relaxed: statistics. Every accepted publication counts (also one that
+  // reaches its subscribers later, from the history).
+  messages_.fetch_add(1, std::memory_order_relaxed);
+  bytes_.fetch_add(payload.size(), std::memory_order_relaxed);
+  // A re-match the events thread could not do while we held the lock:
+  // new subscribers get their history now, not at some later Publish.
+  // acquire: pairs with the release store in Rematch.
+  if (rematch_wanted_.exchange(false, std::memory_order_acquire)) {
+    RematchAndCatchUpLocked(absl::Now() + kRematchPatienceInPublish);
+  }
+  if (result.delivered.empty() && !result.not_reached.empty()) {
     std::vector<std::string> why;
     for (const auto& [name, s] : result.not_reached) why.push_back(absl::StrCat(name, ": ", s.message()));
     return absl::Status(result.not_reached.front().second.code(),
@@ -166,13 +186,21 @@ absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, 
 
 void PublisherCore::Rematch(absl::Duration patience) {
   // A Publish in progress (maybe waiting for a full ring until its
-  // deadline) re-matches by itself and catches new peers up before its own
-  // message: do not hold the events thread behind it.
-  if (!mu_.TryLock()) return;
+  // deadline) must not hold the events thread: it is asked to do this
+  // itself before it returns.
+  if (!mu_.TryLock()) {
+    // release: pairs with the acquire loads in and after PublishLocked.
+    rematch_wanted_.store(true, std::memory_order_release);
+    return;
+  }
   absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); };
-  if (detached_) return;
+  // relaxed: we hold mu_, and do what was wanted.
+  rematch_wanted_.store(false, std::memory_order_relaxed);
+  if (!detached_) RematchAndCatchUpLocked(absl::Now() + patience);
+}
+
+void PublisherCore::RematchAndCatchUpLocked(absl::Time deadline) {
   RematchLocked(true);
-  const absl::Time deadline = absl::Now() + patience;
   for (Peer& peer : peers_) {
     if (peer.declared && peer.next_seq >= next_seq_) continue;
     absl::Status s = CatchUpLocked(&peer, next_seq_, deadline);
@@ -182,7 +210,10 @@ void PublisherCore::Rematch(absl::Duration patience) {
 }
 
 size_t PublisherCore::matched() {
-  absl::MutexLock lock(&mu_);
+  // Never waits behind a Publish blocked on a full ring: then the count as
+  // of the last match.
+  if (!mu_.TryLock()) return matched_count_.load(std::memory_order_relaxed);
+  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); };
   if (detached_) return 0;
   RematchLocked(false);
   return peers_.size();
@@ -229,6 +260,7 @@ void PublisherCore::Detach() {
   }
   peers_.clear();
   live_.clear();
+  matched_count_.store(0, std::memory_order_relaxed);
   context_ = PublisherContext{};
 }
 

@@ -50,6 +50,9 @@ namespace mesh {
 namespace pubsub {
 
 inline constexpr size_t kMaxHistory = 4096;
+// How long the end of a Publish waits per new peer for ring room to send
+// it the history, when it re-matches for the events thread.
+inline constexpr absl::Duration kRematchPatienceInPublish = absl::Milliseconds(50);
 
 // What a publisher needs of its node (borrowed; valid until Detach).
 struct PublisherContext {
@@ -92,6 +95,8 @@ class PublisherCore {
     bool declared = false;
     uint64_t next_seq = 0;  // the next message this peer must get
   };
+  absl::StatusOr<PublishResult> PublishLocked(absl::string_view payload, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-matches if the links or the interests changed since the last time.
   void RematchLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings `peer` up to message `upto` (exclusive): its declaration, then
@@ -101,6 +106,9 @@ class PublisherCore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteFailure(const std::shared_ptr<Transport>& link, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyMatchedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-matches and sends declarations and history to the peers behind,
+  // waiting for ring room until `deadline`.
+  void RematchAndCatchUpLocked(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string topic_;
   const uint32_t channel_;
@@ -121,6 +129,14 @@ class PublisherCore {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Statistics (relaxed: plain counters, read for the topology).
   std::atomic<uint64_t> messages_{0}, bytes_{0};
+  // peers_.size() as of the last match, for matched() while a Publish
+  // holds mu_ (relaxed: a statistic).
+  std::atomic<size_t> matched_count_{0};
+  // [RematchWanted] the events thread found mu_ held (a Publish waiting
+  // for a full ring): set (release) by Rematch; the end of PublishLocked
+  // takes it (acquire exchange) and re-matches and catches up itself, and
+  // Publish looks again after unlocking (a request that came in between).
+  std::atomic<bool> rematch_wanted_{false};
 };
 
 }  // namespace pubsub

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -134,15 +135,24 @@ mesh::v1::NodeTopics Topics::Report(const std::string& node) const {
     t.set_bytes(t.bytes() + p->published_bytes());
     t.set_peers(std::max<uint32_t>(t.peers(), static_cast<uint32_t>(p->matched())));
   }
+  const std::map<std::string, TopicRouter::TopicCount> received = router_.Received();
   for (const auto& s : subs) {
     mesh::v1::TopicTraffic& t = subscribed[s->pattern()];
     t.set_topic(s->pattern());
     t.set_messages(t.messages() + s->received());
     t.set_bytes(t.bytes() + s->received_bytes());
   }
+  // A pattern's peers: the nodes that published a topic it matches here.
+  for (auto& [pattern, t] : subscribed) {
+    std::set<std::string> peers;
+    for (const auto& [topic, count] : received) {
+      if (PatternMatches(pattern, topic)) peers.insert(count.peers.begin(), count.peers.end());
+    }
+    t.set_peers(static_cast<uint32_t>(peers.size()));
+  }
   for (auto& [name, t] : published) *out.add_published() = std::move(t);
   for (auto& [name, t] : subscribed) *out.add_subscribed() = std::move(t);
-  for (const auto& [topic, count] : router_.Received()) {
+  for (const auto& [topic, count] : received) {
     mesh::v1::TopicTraffic* t = out.add_received();
     t->set_topic(topic);
     t->set_messages(count.messages);
