@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -75,12 +76,13 @@ std::map<TKey, TStream> ParseTResults(const std::vector<std::string>& lines) {
   return out;
 }
 
-// The stream of `w`'s subscription (pattern, gen) from publisher `from`
-// (name, id) on `topic`, or nullptr.
-const TStream* Find(const std::map<TKey, TStream>& m, const std::string& pattern, int gen, const Worker* from,
-                    const std::string& topic) {
+// The stream of a subscription (pattern, gen) from publisher `from`
+// (name, id) on `topic`, if there is one (a copy: `m` is often a temporary).
+std::optional<TStream> Find(const std::map<TKey, TStream>& m, const std::string& pattern, int gen,
+                            const Worker* from, const std::string& topic) {
   auto it = m.find(TKey{pattern, gen, from->name(), IdHex(from->id()), topic});
-  return it == m.end() ? nullptr : &it->second;
+  if (it == m.end()) return std::nullopt;
+  return it->second;
 }
 
 // The `ns=` value of a line, or the positional time of PEER_UP/ON_MATCHED.
@@ -305,18 +307,18 @@ TEST_F(TopicsTest, SubscribeUnsubscribeAndResubscribeWhilePublishing) {
   EXPECT_TRUE(ReportUntil(
       s,
       [&](const std::vector<std::string>& l) {
-        const TStream* g2 = Find(ParseTResults(l), "live/data", 2, p, "live/data");
-        return g2 != nullptr && g2->last + 1 >= n;
+        const std::optional<TStream> g2 = Find(ParseTResults(l), "live/data", 2, p, "live/data");
+        return g2.has_value() && g2->last + 1 >= n;
       },
       kStepTimeout, &lines))
       << absl::StrJoin(lines, "\n");
   const auto got = ParseTResults(lines);
-  const TStream* g0 = Find(got, "live/*", 0, p, "live/data");
-  const TStream* g1 = Find(got, "live/**", 1, p, "live/data");
-  const TStream* g2 = Find(got, "live/data", 2, p, "live/data");
+  const std::optional<TStream> g0 = Find(got, "live/*", 0, p, "live/data");
+  const std::optional<TStream> g1 = Find(got, "live/**", 1, p, "live/data");
+  const std::optional<TStream> g2 = Find(got, "live/data", 2, p, "live/data");
   ASSERT_TRUE(g0 && g1 && g2) << absl::StrJoin(lines, "\n");
   EXPECT_EQ(got.size(), 3u) << absl::StrJoin(lines, "\n");
-  for (const TStream* g : {g0, g1, g2}) {
+  for (const std::optional<TStream>& g : {g0, g1, g2}) {
     EXPECT_EQ(g->errors, 0u) << g->pattern << ": a gap, a duplicate, or a delivery after unsubscribe";
     EXPECT_EQ(g->received, g->last - g->first + 1) << g->pattern;
   }
@@ -375,23 +377,23 @@ TEST_F(TopicsTest, LateSubscriberGetsTheHistoryThenTheLiveStream) {
         x,
         [&](const std::vector<std::string>& ls) {
           const auto got = ParseTResults(ls);
-          const TStream* live = Find(got, pattern, 0, p, "hist/live");
-          const TStream* small = Find(got, pattern, 0, q, "hist/small");
-          return live != nullptr && live->received >= n && (x == m || (small != nullptr && small->received >= 15));
+          const std::optional<TStream> live = Find(got, pattern, 0, p, "hist/live");
+          const std::optional<TStream> small = Find(got, pattern, 0, q, "hist/small");
+          return live.has_value() && live->received >= n && (x == m || (small.has_value() && small->received >= 15));
         },
         kStepTimeout, &lines))
         << x->name() << ":\n"
         << absl::StrJoin(lines, "\n");
     const auto got = ParseTResults(lines);
-    const TStream* live = Find(got, pattern, 0, p, "hist/live");
-    ASSERT_NE(live, nullptr);
+    const std::optional<TStream> live = Find(got, pattern, 0, p, "hist/live");
+    ASSERT_TRUE(live.has_value());
     EXPECT_EQ(live->first, 0u) << x->name() << ": the history did not start at the first message";
     EXPECT_EQ(live->last, n - 1);
     EXPECT_EQ(live->received, n) << x->name() << ": history and live stream overlapped or left a gap";
     EXPECT_EQ(live->errors, 0u);
     if (x == l) {
-      const TStream* small = Find(got, pattern, 0, q, "hist/small");
-      ASSERT_NE(small, nullptr);
+      const std::optional<TStream> small = Find(got, pattern, 0, q, "hist/small");
+      ASSERT_TRUE(small.has_value());
       // history 10 of the first 100, then the 5 published live.
       EXPECT_EQ(small->first, 90u);
       EXPECT_EQ(small->last, 104u);
@@ -426,19 +428,80 @@ TEST_F(TopicsTest, SlowPullSubscriberHoldsThePublisherBackAndLosesNothing) {
     EXPECT_TRUE(ReportUntil(
         x,
         [&](const std::vector<std::string>& l) {
-          const TStream* st = Find(ParseTResults(l), pattern, 0, p, "bp/t");
-          return st != nullptr && st->received >= kCount;
+          const std::optional<TStream> st = Find(ParseTResults(l), pattern, 0, p, "bp/t");
+          return st.has_value() && st->received >= kCount;
         },
         kStepTimeout, &lines))
         << x->name() << ":\n"
         << absl::StrJoin(lines, "\n");
-    const TStream* st = Find(ParseTResults(lines), pattern, 0, p, "bp/t");
-    ASSERT_NE(st, nullptr);
+    const std::optional<TStream> st = Find(ParseTResults(lines), pattern, 0, p, "bp/t");
+    ASSERT_TRUE(st.has_value());
     EXPECT_EQ(st->first, 0u);
     EXPECT_EQ(st->last, kCount - 1);
     EXPECT_EQ(st->received, kCount);
     EXPECT_EQ(st->errors, 0u);
   }
+  ExpectNoBadMessages();
+  StopAllAndCheckClean();
+}
+
+// ---------------------------------------------------------------------------
+// A pull subscription whose queue is full holds its publisher's frames in
+// the ring, and with them everything behind them on that link: the node's
+// other subscription to the same stream stops too. Destroying the stuck
+// subscription must let the ring flow again, with nothing lost for the
+// subscription that stays.
+
+TEST_F(TopicsTest, DestroyingAStuckPullSubscriptionReleasesTheLink) {
+  Worker* p = LaunchReady("p", {}, {"--nosend", "--publish=st/t@1", "--pub_count=0", "--pub_interval_us=1000",
+                                    "--pub_batch=4"});
+  ASSERT_NE(p, nullptr);
+  Worker* s = LaunchReady("s", {"p"}, {"--nosend", "--subscribe=st/*", "--sub_queue_depth=4"});
+  ASSERT_NE(s, nullptr);
+  Expect(s, "TFIRST st/* gen=0 ", "first message");
+  ASSERT_TRUE(s->Command("pullpause"));
+  ASSERT_TRUE(s->Command("psub st/t"));
+  Expect(s, "SUBSCRIBED st/t gen=1 ", "the pull subscription");
+  // Stuck: the handler subscription's count stops growing. (The paused
+  // pull subscription reports only through the core's received(): its
+  // messages wait in its queue.)
+  auto received = [&](int gen) -> uint64_t {
+    for (const std::string& l : WithPrefix(Report(s), "SUBS ")) {
+      if (Parse(l).U64("gen") == static_cast<uint64_t>(gen)) return Parse(l).U64("received");
+    }
+    return 0;
+  };
+  absl::SleepFor(absl::Milliseconds(200));
+  const uint64_t stuck = received(0);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(received(0), stuck) << "a full pull queue did not hold the link back";
+  EXPECT_EQ(received(1), 4u) << "the pull queue (depth 4) did not fill, or overflowed";
+  size_t mark = s->LineCount();
+  ASSERT_TRUE(s->Command("unsub st/t"));
+  Expect(s, "UNSUBSCRIBED st/t gen=1 ", "the stuck subscription destroyed", kStepTimeout, mark);
+  // Flowing again.
+  for (absl::Time end = absl::Now() + kStepTimeout; received(0) <= stuck + 50 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GT(received(0), stuck + 50) << "the link stayed stuck after the subscription went";
+  mark = p->LineCount();
+  ASSERT_TRUE(p->Command("pubstop"));
+  const uint64_t n = Published(p, "st/t", mark, "PUB_STOPPED");
+  std::vector<std::string> lines;
+  EXPECT_TRUE(ReportUntil(
+      s,
+      [&](const std::vector<std::string>& l) {
+        const std::optional<TStream> st = Find(ParseTResults(l), "st/*", 0, p, "st/t");
+        return st.has_value() && st->received >= n;
+      },
+      kStepTimeout, &lines))
+      << absl::StrJoin(lines, "\n");
+  const std::optional<TStream> st = Find(ParseTResults(lines), "st/*", 0, p, "st/t");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->first, 0u);
+  EXPECT_EQ(st->last, n - 1);
+  EXPECT_EQ(st->received, n);
+  EXPECT_EQ(st->errors, 0u);
   ExpectNoBadMessages();
   StopAllAndCheckClean();
 }
@@ -511,15 +574,15 @@ TEST_F(TopicsTest, KilledSubscriberAndPublisherRecoverAfterRestart) {
     EXPECT_TRUE(ReportUntil(
         x,
         [&](const std::vector<std::string>& l) {
-          const TStream* st = Find(ParseTResults(l), "k/*", 0, p2, "k/t");
-          return st != nullptr && st->received >= n;
+          const std::optional<TStream> st = Find(ParseTResults(l), "k/*", 0, p2, "k/t");
+          return st.has_value() && st->received >= n;
         },
         kStepTimeout, &lines))
         << x->name() << ":\n"
         << absl::StrJoin(lines, "\n");
     const auto got = ParseTResults(lines);
-    const TStream* now = Find(got, "k/*", 0, p2, "k/t");
-    ASSERT_NE(now, nullptr);
+    const std::optional<TStream> now = Find(got, "k/*", 0, p2, "k/t");
+    ASSERT_TRUE(now.has_value());
     EXPECT_EQ(now->first, 0u);
     EXPECT_EQ(now->last, n - 1);
     EXPECT_EQ(now->received, n);
