@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The shmesh demo (`./meshw demo`): four meshd nodes form a full mesh, a
 # fifth program publishes to them through the C++ API, the nodes message each
-# other, meshctl prints the topology, and everything shuts down cleanly,
+# other; then topics and services: a fifth node publishes a topic with
+# history to subscribers with patterns, a late joiner (meshctl echo) still
+# gets the history, meshctl pub publishes once, meshctl call calls a
+# service; meshctl prints the topology, and everything shuts down cleanly,
 # leaving no process and no file behind.
 #
 # usage: examples/run_demo.sh BAZEL_BIN_DIR
@@ -38,16 +41,25 @@ cleanup() {
 trap cleanup EXIT
 
 # The example configs name /tmp/shmesh-demo; point them at DEMO_DIR.
-for n in "${NODES[@]}"; do
+for n in "${NODES[@]}" e; do
   sed "s|/tmp/shmesh-demo|$DEMO_DIR|g" "$HERE/demo/$n.textproto" >"$WORK/$n.textproto"
 done
 sed "s|/tmp/shmesh-demo|$DEMO_DIR|g" "$HERE/publisher.textproto" >"$WORK/publisher.textproto"
 
 say "Starting 4 nodes (a; b seeds a; c seeds b; d seeds a and c), all at once"
+echo "a serves \"upper\"; b subscribes to chat/*, c to ** (meshd --serve, --subscribe)"
 for n in "${NODES[@]}"; do
   # --stdin reads lines to send: "@peer text" sends to one peer.
   mkfifo "$WORK/$n.in"
-  "$MESHD" --config "$WORK/$n.textproto" --print --stdin <"$WORK/$n.in" >"$WORK/$n.out" 2>"$WORK/$n.err" &
+  args=(--config "$WORK/$n.textproto" --print --stdin)
+  # a serves "upper" (answers with the request upper-cased); b and c print
+  # the messages of the topics matching their patterns.
+  case "$n" in
+    a) args+=(--serve=upper) ;;
+    b) args+=('--subscribe=chat/*') ;;
+    c) args+=('--subscribe=**') ;;
+  esac
+  "$MESHD" "${args[@]}" <"$WORK/$n.in" >"$WORK/$n.out" 2>"$WORK/$n.err" &
   PIDS[$n]=$!
   exec {fd}>"$WORK/$n.in"  # keep each node's stdin open until the end
   eval "FD_$n=$fd"
@@ -79,8 +91,36 @@ say "The publisher example joins through a and sends to every node (C++ API)"
 say "A debugging send through the control plane (meshctl send, via gRPC to b, then b's ring to d)"
 "$MESHCTL" --target "unix:$DEMO_DIR/b.grpc" send --to d --payload "hello d, injected at b by meshctl"
 
+say "Topics: e joins and publishes 3 lines to chat/general, keeping them (meshd --publish --history=3)"
+mkfifo "$WORK/e.in"
+"$MESHD" --config "$WORK/e.textproto" --stdin --publish=chat/general --history=3 <"$WORK/e.in" >"$WORK/e.out" 2>"$WORK/e.err" &
+PIDS[e]=$!
+exec {FD_e}>"$WORK/e.in"
+printf 'hello chat, e here\nthe weather is fine\nbye for now\n' >&"$FD_e"
+# b (chat/*) and c (**) get them as their links to e come up: a
+# subscription that matches late still gets the history, so nothing is lost.
+deadline=$((SECONDS + 10))
+for n in b c; do
+  until [[ "$(grep -c '^chat/general e ' "$WORK/$n.out")" -ge 3 ]]; do
+    ((SECONDS < deadline)) || { cat "$WORK/e.err" >&2; die "node $n did not get e's 3 lines on chat/general"; }
+    sleep 0.05
+  done
+done
+echo "b and c got them (see below)"
+
+say "A late joiner gets the history: meshctl echo 'chat/*' --count=3 (joins the mesh as a member now)"
+"$MESHCTL" --target "unix:$DEMO_DIR/a.grpc" echo 'chat/*' --count=3 --timeout_ms=10000 | sed 's/^/  /'
+
+say "meshctl pub: a one-shot publish that first waits for the subscribers (b, c)"
+"$MESHCTL" --target "unix:$DEMO_DIR/d.grpc" pub chat/general "hi all, from meshctl pub" --timeout_ms=10000 --wait_ms=10000
+
+say "A service call: meshctl call upper (a serves it; the request goes through the rings)"
+"$MESHCTL" --target "unix:$DEMO_DIR/c.grpc" call upper "make me loud" --timeout_ms=10000 --wait_ms=10000
+
 # Each node prints what it receives; wait until all of it is there.
-expected_lines=(3 3 3 4)  # 1 from a neighbour + 2 from the publisher (+1 meshctl at d)
+# 1 from a neighbour + 2 from the publisher (+1 meshctl send at d; +3 from
+# e and 1 from meshctl pub at b and c).
+expected_lines=(3 7 7 4)
 deadline=$((SECONDS + 10))
 for i in "${!NODES[@]}"; do
   n="${NODES[$i]}"
@@ -90,18 +130,18 @@ for i in "${!NODES[@]}"; do
   done
 done
 
-say "What each node received (sender: message)"
+say "What each node received (sender: message; topic sender message)"
 for n in "${NODES[@]}"; do
   sed "s/^/  [$n] /" "$WORK/$n.out"
 done
 
-say "Topology, as node c sees it (meshctl topology)"
+say "Topology, as node c sees it (meshctl topology; meshctl topics shows the topics part alone)"
 "$MESHCTL" --target "unix:$DEMO_DIR/c.grpc" topology
 
 say "Shutting down (SIGTERM)"
-for n in "${NODES[@]}"; do kill -TERM "${PIDS[$n]}"; done
+for n in "${NODES[@]}" e; do kill -TERM "${PIDS[$n]}"; done
 status=0
-for n in "${NODES[@]}"; do
+for n in "${NODES[@]}" e; do
   if ! wait "${PIDS[$n]}"; then
     echo "node $n exited with an error:" >&2
     cat "$WORK/$n.err" >&2

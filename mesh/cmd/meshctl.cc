@@ -1,14 +1,17 @@
 // meshctl: inspect and poke a running shmesh mesh through any node's gRPC
-// control plane (mesh.v1.Topology, and mesh.v1.Messaging for `send`). It
-// links no mesh code: only the generated stubs, so it works against any
-// node that serves the protocol.
+// control plane (mesh.v1.Topology, and mesh.v1.Messaging for `send`), or
+// take part in it for a moment as a member of its own (echo, hz, pub,
+// call: see member.h), to watch topics, publish and call services.
 //
 //   meshctl --target unix:/run/user/1000/shmesh/a.grpc topology
 //   meshctl --target 127.0.0.1:7001 watch --format=json --count=5
 //   meshctl --target unix:/tmp/m/a.grpc send --to=b --payload=hello
+//   meshctl --target unix:/tmp/m/a.grpc topics
+//   meshctl --target unix:/tmp/m/a.grpc echo 'camera/*'
+//   meshctl --target unix:/tmp/m/a.grpc pub camera/front hello --count=10
 //
-// Exit status: 0 success, 1 the RPC failed (or the target is unreachable),
-// 2 bad usage.
+// Exit status: 0 success, 1 the RPC or the command failed (or the target
+// is unreachable), 2 bad usage.
 #include <signal.h>
 #include <time.h>
 
@@ -17,18 +20,23 @@
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "mesh/cmd/flags.h"
+#include "mesh/cmd/member.h"
+#include "mesh/cmd/member_commands.h"
 #include "mesh/cmd/topology_format.h"
 #include "proto/mesh/v1/mesh.grpc.pb.h"
 #include "proto/mesh/v1/mesh.pb.h"
@@ -37,17 +45,24 @@ ABSL_FLAG(std::string, target, "",
           "gRPC address of any node: \"unix:/path/to/node.grpc\" or "
           "\"host:port\" (a bare \"/path\" means unix:/path). Required.");
 ABSL_FLAG(std::string, format, "table",
-          "Output of topology, members, links and watch: table, json "
-          "(protobuf JSON of the TopologySnapshot; one line per snapshot for "
-          "watch) or dot (Graphviz: pipe into `dot -Tsvg`).");
+          "Output of topology, members, links, watch and topics: table, "
+          "json (protobuf JSON of the TopologySnapshot; one line per snapshot "
+          "for watch) or dot (Graphviz: pipe into `dot -Tsvg`; not for "
+          "topics).");
 ABSL_FLAG(int32_t, timeout_ms, 3000,
           "Deadline of every RPC in milliseconds. For watch it bounds the "
-          "wait for the first snapshot; for send, --send_wait_ms is added.");
+          "wait for the first snapshot; for send, --send_wait_ms is added. "
+          "echo, hz, pub, call: also how long to wait for this meshctl's "
+          "node to link with the mesh's members; call: also the deadline of "
+          "the service call.");
 ABSL_FLAG(bool, local_only, false,
           "topology, links, watch: only the answering node's own links "
-          "instead of gathering every member's.");
+          "instead of gathering every member's; topics: only its own "
+          "topics and services.");
 ABSL_FLAG(int32_t, count, 0,
-          "watch: stop after this many snapshots (0: until Ctrl-C).");
+          "watch: stop after this many snapshots; echo: after this many "
+          "messages; hz: after this many reports (0: until Ctrl-C). pub: "
+          "publish this many messages (not given: one; 0: until Ctrl-C).");
 ABSL_FLAG(int32_t, min_interval_ms, 0,
           "watch: at least this many milliseconds between two snapshots "
           "(0: the node's default, 100).");
@@ -59,23 +74,40 @@ ABSL_FLAG(std::string, payload, "",
           "send: the message text (sent as is, without a newline).");
 ABSL_FLAG(int32_t, send_wait_ms, 1000,
           "send: how long the node may wait for ring space if the ring to the "
-          "peer is full (0: fail at once with RESOURCE_EXHAUSTED).");
+          "peer is full (0: fail at once with RESOURCE_EXHAUSTED). pub: the "
+          "same for each message and each subscriber.");
+ABSL_FLAG(int32_t, wait_ms, 5000,
+          "pub: how long to wait, once linked, until the subscribers that "
+          "the target reported match (at least one; none by then: nothing "
+          "is published, exit 1); 0: publish at once. call: how long to "
+          "wait for a server of the service.");
+ABSL_FLAG(double, rate, 10,
+          "pub: messages per second when --count is over 1 (0: as fast as "
+          "the rings take them).");
+ABSL_FLAG(int32_t, window, 1000,
+          "hz: the statistics cover the gaps between the last N+1 messages "
+          "of each topic.");
+ABSL_FLAG(std::string, server, "",
+          "call: the node to call (default: any node that serves the "
+          "service, in turn).");
 
 namespace {
 
 using ::mesh::cmd::OutputFormat;
 using ::mesh::cmd::Section;
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
+using ::mesh::cmd::kExitFailed;
+using ::mesh::cmd::kExitOk;
+using ::mesh::cmd::kExitUsage;
 
 constexpr char kUsage[] =
     "usage: meshctl --target ADDR COMMAND [flags]\n"
-    "commands: topology | members | links | watch | send\n";
+    "commands: topology | members | links | watch | send | topics |\n"
+    "          echo PATTERN | hz PATTERN | pub TOPIC DATA | call SERVICE DATA\n";
 
 constexpr char kHelp[] =
-    R"(meshctl: inspect a running shmesh mesh through a node's gRPC control plane.
+    R"(meshctl: inspect a running shmesh mesh through a node's gRPC control plane,
+or take part in it for a moment to watch topics, publish and call services.
 
 usage: meshctl --target ADDR COMMAND [flags]
 
@@ -97,16 +129,51 @@ commands:
              peers it was delivered to. A debugging aid, NOT the fast path:
              the payload goes through the control plane (this gRPC call) to
              the node, which then writes it into its shared-memory ring.
+  topics     Topology.GetTopology: per topic, the nodes that publish it
+             and the nodes that subscribe to it (with their matching
+             patterns), messages and bytes published and received; every
+             subscription; every service with its server and the requests
+             it handled. --format=json: the TopologySnapshot's topics.
+
+The next four (echo, hz, pub, call) JOIN THE MESH AS A MEMBER while they
+run: meshctl asks the target for the mesh (GetTopology), starts a node of
+its own named meshctl-<pid> (run directory /tmp/meshctl-<pid>.XXXXXX, seed:
+the target), links with every member through shared memory (up to
+--timeout_ms), does its job, then leaves and removes the directory, also on
+Ctrl-C or SIGTERM. The other nodes see it come and go like any peer (it
+stays listed as DOWN in their topology).
+  echo PATTERN
+             print every message of the topics matching PATTERN as
+             "<topic> <from> <payload>" lines (C escapes for non-printable
+             bytes), until Ctrl-C or --count messages.
+  hz PATTERN every second, per topic matching PATTERN: the mean rate and
+             the min, max and standard deviation of the gaps between
+             messages over the last --window gaps; "no new messages" when
+             none came that second.
+  pub TOPIC DATA
+             publish DATA (the bytes as given) to TOPIC: --count times
+             (default once) at --rate per second. First waits until the
+             subscribers the target knew of match (at least one, up to
+             --wait_ms), so a one-shot publish is not lost; fails if none.
+  call SERVICE DATA
+             send DATA as a request to SERVICE (on --server, or on any node
+             that serves it) and print the response, waiting --timeout_ms.
+
+Topic names: segments of [A-Za-z0-9_.-] separated by '/', e.g.
+"camera/front". Patterns may use "*" (one segment) and "**" (any number),
+e.g. "camera/*", "**". Quote them for the shell. DATA that starts with '-'
+goes after "--".
 
 flags (--flag=value or --flag value; bools also --flag / --noflag):
 )";
 
 constexpr char kHelpTail[] = R"(
-output formats (--format): table (default), json, dot. For watch, json
-prints one snapshot per line.
+output formats (--format): table (default), json, dot (not for topics).
+For watch, json prints one snapshot per line.
 
-exit status: 0 success; 1 the RPC failed or the target is unreachable; 2 bad
-usage.
+exit status: 0 success (also after Ctrl-C); 1 the RPC or the command failed
+(target unreachable, no subscriber or server, the call's error); 2 bad usage
+(also a bad topic name or pattern).
 
 examples:
   meshctl --target unix:/tmp/shmesh-1000/a.grpc topology
@@ -115,6 +182,12 @@ examples:
   meshctl --target unix:/tmp/shmesh-1000/a.grpc watch --count=10 --format=json
   meshctl --target unix:/tmp/shmesh-1000/a.grpc send --to=b --payload=hello
   meshctl --target unix:/tmp/shmesh-1000/a.grpc send --broadcast --payload=ping
+  meshctl --target unix:/tmp/shmesh-1000/a.grpc topics
+  meshctl --target unix:/tmp/shmesh-1000/a.grpc echo 'sensors/**' --count=5
+  meshctl --target unix:/tmp/shmesh-1000/a.grpc hz sensors/temperature
+  meshctl --target unix:/tmp/shmesh-1000/a.grpc pub chat/general hello
+  meshctl --target unix:/tmp/shmesh-1000/a.grpc pub tick x --count=50 --rate=100
+  meshctl --target unix:/tmp/shmesh-1000/a.grpc call upper "make me loud"
 )";
 
 int UsageError(absl::string_view message) {
@@ -184,18 +257,31 @@ bool PrintSnapshot(const mesh::v1::TopologySnapshot& snapshot,
   return true;
 }
 
-int RunGetTopology(const std::string& target,
+// Asks the target for the topology (the whole mesh unless `local_only`).
+// Prints why not and returns false if it fails.
+bool FetchTopology(const std::string& target,
                    const std::shared_ptr<grpc::Channel>& channel,
-                   OutputFormat format, Section section) {
+                   bool local_only, mesh::v1::TopologySnapshot* snapshot) {
   auto stub = mesh::v1::Topology::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context, absl::GetFlag(FLAGS_timeout_ms));
   mesh::v1::GetTopologyRequest request;
-  request.set_local_only(absl::GetFlag(FLAGS_local_only));
-  mesh::v1::TopologySnapshot snapshot;
-  const grpc::Status status = stub->GetTopology(&context, request, &snapshot);
+  request.set_local_only(local_only);
+  const grpc::Status status = stub->GetTopology(&context, request, snapshot);
   if (!status.ok()) {
-    return ReportRpcError(target, "GetTopology", status, channel.get());
+    ReportRpcError(target, "GetTopology", status, channel.get());
+    return false;
+  }
+  return true;
+}
+
+int RunGetTopology(const std::string& target,
+                   const std::shared_ptr<grpc::Channel>& channel,
+                   OutputFormat format, Section section) {
+  mesh::v1::TopologySnapshot snapshot;
+  if (!FetchTopology(target, channel, absl::GetFlag(FLAGS_local_only),
+                     &snapshot)) {
+    return kExitFailed;
   }
   return PrintSnapshot(snapshot, format, section, /*multiline_json=*/true)
              ? kExitOk
@@ -366,18 +452,40 @@ int Main(int argc, char** argv) {
     return kExitOk;
   }
   if (args->positional.empty()) return UsageError("no command given");
-  if (args->positional.size() > 1) {
-    return UsageError(
-        absl::StrCat("unexpected argument \"", args->positional[1], "\""));
-  }
   const std::string& command = args->positional[0];
+  // Each command and the arguments it takes after its name.
+  const std::map<std::string, std::vector<std::string>> commands = {
+      {"topology", {}}, {"members", {}},
+      {"links", {}},    {"watch", {}},
+      {"send", {}},     {"topics", {}},
+      {"echo", {"PATTERN"}},
+      {"hz", {"PATTERN"}},
+      {"pub", {"TOPIC", "DATA"}},
+      {"call", {"SERVICE", "DATA"}},
+  };
+  const auto known = commands.find(command);
+  if (known == commands.end()) {
+    return UsageError(absl::StrCat("unknown command \"", command, "\""));
+  }
+  const std::vector<std::string>& wanted = known->second;
+  if (args->positional.size() > wanted.size() + 1) {
+    return UsageError(absl::StrCat(
+        "unexpected argument \"", args->positional[wanted.size() + 1], "\"",
+        wanted.empty() ? "" : absl::StrCat(" (", command, " takes ",
+                                           absl::StrJoin(wanted, " "), ")")));
+  }
+  if (args->positional.size() < wanted.size() + 1) {
+    return UsageError(absl::StrCat(command, " needs ",
+                                   wanted[args->positional.size() - 1],
+                                   ": meshctl --target ADDR ", command, " ",
+                                   absl::StrJoin(wanted, " ")));
+  }
   Section section = Section::kAll;
   if (command == "members") section = Section::kMembers;
   if (command == "links") section = Section::kLinks;
-  if (command != "topology" && command != "members" && command != "links" &&
-      command != "watch" && command != "send") {
-    return UsageError(absl::StrCat("unknown command \"", command, "\""));
-  }
+  if (command == "topics") section = Section::kTopics;
+  const bool member_command = command == "echo" || command == "hz" ||
+                              command == "pub" || command == "call";
 
   absl::StatusOr<std::string> target =
       NormalizeTarget(absl::GetFlag(FLAGS_target));
@@ -388,12 +496,23 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_timeout_ms) <= 0) {
     return UsageError("--timeout_ms must be positive");
   }
+  if (section == Section::kTopics && *format == OutputFormat::kDot) {
+    return UsageError("topics has no dot format; use --format=table or json");
+  }
   if (absl::GetFlag(FLAGS_count) < 0 ||
       absl::GetFlag(FLAGS_min_interval_ms) < 0 ||
-      absl::GetFlag(FLAGS_send_wait_ms) < 0) {
+      absl::GetFlag(FLAGS_send_wait_ms) < 0 ||
+      absl::GetFlag(FLAGS_wait_ms) < 0) {
     return UsageError(
-        "--count, --min_interval_ms and --send_wait_ms must not "
+        "--count, --min_interval_ms, --send_wait_ms and --wait_ms must not "
         "be negative");
+  }
+  const double rate = absl::GetFlag(FLAGS_rate);
+  if (!(rate >= 0 && rate <= 1e9)) {
+    return UsageError("--rate must be between 0 and 1e9 messages per second");
+  }
+  if (absl::GetFlag(FLAGS_window) < 1) {
+    return UsageError("--window must be at least 1");
   }
   if (command == "send") {
     const bool to = !absl::GetFlag(FLAGS_to).empty();
@@ -406,21 +525,46 @@ int Main(int argc, char** argv) {
     }
   }
 
-  if (command == "watch") {
-    // Block the stop signals before gRPC starts threads, so they are
-    // delivered only to the canceller's sigtimedwait.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  if (command == "watch" || member_command) {
+    // Block the stop signals before gRPC (or the node) starts threads, so
+    // they are only ever read synchronously: by the canceller's
+    // sigtimedwait, or by StopRequested() between the steps of a member
+    // command, which then leaves the mesh and removes its directory.
+    mesh::cmd::BlockStopSignals();
+  }
+  if (member_command) {
+    // echo into a closed pipe (`| head`): write() fails, echo stops.
+    ::signal(SIGPIPE, SIG_IGN);
   }
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(*target, grpc::InsecureChannelCredentials());
 
   if (command == "watch") return RunWatch(*target, channel, *format);
   if (command == "send") return RunSend(*target, channel);
-  return RunGetTopology(*target, channel, *format, section);
+  if (!member_command) return RunGetTopology(*target, channel, *format, section);
+
+  // The mesh as the target sees it: whom to link with, and who subscribes
+  // or serves. Also the quickest way to say the target is unreachable.
+  mesh::v1::TopologySnapshot mesh;
+  if (!FetchTopology(*target, channel, /*local_only=*/false, &mesh)) {
+    return kExitFailed;
+  }
+  mesh::cmd::MemberFlags flags;
+  flags.target = *target;
+  flags.wait = absl::Milliseconds(absl::GetFlag(FLAGS_wait_ms));
+  flags.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  flags.publish_timeout =
+      absl::Milliseconds(absl::GetFlag(FLAGS_send_wait_ms));
+  flags.count = args->given.count("count") > 0 ? absl::GetFlag(FLAGS_count)
+                                                 : (command == "pub" ? -1 : 0);
+  flags.rate_hz = rate;
+  flags.window = absl::GetFlag(FLAGS_window);
+  flags.server = absl::GetFlag(FLAGS_server);
+  const std::vector<std::string>& a = args->positional;
+  if (command == "echo") return mesh::cmd::RunEcho(flags, mesh, a[1]);
+  if (command == "hz") return mesh::cmd::RunHz(flags, mesh, a[1]);
+  if (command == "pub") return mesh::cmd::RunPub(flags, mesh, a[1], a[2]);
+  return mesh::cmd::RunCall(flags, mesh, a[1], a[2]);
 }
 
 }  // namespace

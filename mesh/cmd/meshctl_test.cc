@@ -268,6 +268,19 @@ TEST_F(MeshctlTest, TopologyJsonParsesBack) {
       google::protobuf::util::MessageDifferencer::Equals(back, ThreeNodes()));
 }
 
+TEST_F(MeshctlTest, TopicsOfAMeshWithoutTopics) {
+  ProcessResult r = MeshctlAtTarget({"topics"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("reporter a at 2026-11-22T18:03:01.000Z: 0 "
+                               "topics, 0 subscriptions, 0 services\n"));
+  EXPECT_THAT(r.out, HasSubstr("(no topics)"));
+  EXPECT_THAT(r.out, Not(HasSubstr("MEMBER")));
+  EXPECT_FALSE(service_.last_local_only());
+  // The topology table shows no topics part when there are none.
+  r = MeshctlAtTarget({"topology"});
+  EXPECT_THAT(r.out, Not(HasSubstr("(no topics)")));
+}
+
 TEST_F(MeshctlTest, TopologyDot) {
   ProcessResult r = MeshctlAtTarget({"topology", "--format=dot"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -366,6 +379,13 @@ TEST_F(MeshctlTest, BadUsageExitsTwo) {
        "--payload=x"},  // neither --to nor --broadcast
       {"--target=unix:/x", "send", "--to=b", "--broadcast", "--payload=x"},
       {"--target=unix:/x", "send", "--to=b"},  // no --payload
+      {"--target=unix:/x", "echo"},             // no PATTERN
+      {"--target=unix:/x", "hz", "a", "b"},     // stray argument
+      {"--target=unix:/x", "call", "upper"},    // no DATA
+      {"--target=unix:/x", "topics", "--format=dot"},
+      {"--target=unix:/x", "pub", "t", "x", "--rate=-1"},
+      {"--target=unix:/x", "hz", "t", "--window=0"},
+      {"--target=unix:/x", "echo", "t", "--wait_ms=-5"},
   };
   for (const auto& args : cases) {
     SCOPED_TRACE(absl::StrJoin(args, " "));
@@ -385,7 +405,10 @@ TEST_F(MeshctlTest, HelpDocumentsEverything) {
         "--timeout_ms", "--count", "--to", "--broadcast", "--payload",
         "--send_wait_ms", "--local_only", "--min_interval_ms", "control plane",
         "Topology.GetTopology", "Topology.WatchTopology", "Messaging.Send",
-        "NOT the fast path", "exit status"}) {
+        "NOT the fast path", "exit status", "topics", "echo PATTERN",
+        "hz PATTERN", "pub TOPIC DATA", "call SERVICE DATA", "--wait_ms",
+        "--rate", "--window", "--server", "JOIN THE MESH AS A MEMBER",
+        "meshctl-<pid>"}) {
     EXPECT_THAT(r.out, HasSubstr(s));
   }
 }

@@ -5,9 +5,13 @@
 //   meshd --config node.textproto [--print] [--stdin [--exit_on_eof]]
 //         [--log_level=debug|info|warning|error]
 //         [--wait_peers=N [--wait_timeout_ms=M]]
+//         [--subscribe=PATTERN,...] [--publish=TOPIC [--history=N]]
+//         [--serve=NAME,...]
 //
 // Logs one timestamped line per event on stderr; with --print writes every
-// received message to stdout; with --stdin sends the lines it reads.
+// received message to stdout; with --stdin sends the lines it reads (or,
+// with --publish, publishes them); with --subscribe prints the topic
+// messages it gets; with --serve answers requests (upper-cased).
 //
 // Exit status: 0 after a clean stop (signal, or EOF with --exit_on_eof);
 // 1 the node could not start; 2 bad usage or a bad config file (one line on
@@ -40,11 +44,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "mesh/cmd/flags.h"
+#include "mesh/cmd/member.h"
+#include "mesh/cmd/meshd_io.h"
+#include "mesh/cmd/meshd_topics.h"
 #include "mesh/config.h"
 #include "mesh/node.h"
 #include "proto/mesh/v1/config.pb.h"
@@ -67,8 +75,9 @@ ABSL_FLAG(bool, exit_on_eof, false,
           "With --stdin: stop cleanly (exit 0) at the end of stdin, once "
           "the peers have read what was sent (waiting at most 2 s).");
 ABSL_FLAG(int32_t, send_timeout_ms, 1000,
-          "With --stdin: how long a send may wait for ring space when the "
-          "ring to a peer is full (0: fail at once).");
+          "With --stdin: how long a send (or, with --publish, a publish) "
+          "may wait for ring space when the ring to a peer is full (0: fail "
+          "at once).");
 ABSL_FLAG(std::string, log_level, "",
           "Override the config's log_level: debug, info, warning or error.");
 ABSL_FLAG(int32_t, wait_peers, 0,
@@ -78,9 +87,30 @@ ABSL_FLAG(int32_t, wait_peers, 0,
 ABSL_FLAG(int32_t, wait_timeout_ms, 10000,
           "With --wait_peers: give up waiting after this many milliseconds "
           "(0: no limit).");
+ABSL_FLAG(std::string, subscribe, "",
+          "Subscribe to these topic patterns (comma-separated; \"*\" is one "
+          "segment, \"**\" any number, e.g. \"chat/*,sensors/**\") and "
+          "print every message as \"<topic> <from> <payload>\" on stdout, "
+          "one line each, escaped as with --print.");
+ABSL_FLAG(std::string, publish, "",
+          "With --stdin: publish each line read from stdin to this topic "
+          "instead of sending it to peers (the whole line, \"@\" included; "
+          "empty lines are skipped).");
+ABSL_FLAG(int32_t, history, 0,
+          "With --publish: keep the last N lines (at most 4096) and give "
+          "them to every subscriber that comes later (it subscribes, or its "
+          "node joins), before the live ones.");
+ABSL_FLAG(std::string, serve, "",
+          "Serve these services (comma-separated names): each request is "
+          "answered with its payload upper-cased (ASCII letters; other bytes "
+          "as they are). Try: meshctl --target ADDR call NAME hello.");
 
 namespace {
 
+using ::mesh::cmd::Log;
+using ::mesh::cmd::OneLine;
+using ::mesh::cmd::StdinSender;
+using ::mesh::cmd::WriteAll;
 using ::mesh::v1::LogLevel;
 
 constexpr int kExitOk = 0;
@@ -92,7 +122,9 @@ constexpr absl::Duration kEofFlushTimeout = absl::Seconds(2);
 
 constexpr char kUsage[] =
     "usage: meshd --config FILE [--print] [--stdin [--exit_on_eof]] "
-    "[--log_level=LEVEL] [--wait_peers=N [--wait_timeout_ms=M]]\n";
+    "[--log_level=LEVEL] [--wait_peers=N [--wait_timeout_ms=M]]\n"
+    "             [--subscribe=PATTERN,...] [--publish=TOPIC [--history=N]] "
+    "[--serve=NAME,...]\n";
 
 constexpr char kHelp[] =
     R"(meshd: run one shmesh node from a config file until SIGTERM or SIGINT.
@@ -120,58 +152,16 @@ examples:
   meshd --config a.textproto --print --wait_peers=2
   printf '@b hello\nto everyone\n' | meshd --config a.textproto --stdin \
       --wait_peers=1 --exit_on_eof
+  meshd --config b.textproto --subscribe='chat/*,sensors/**'
+  meshd --config c.textproto --stdin --publish=chat/general --history=10
+  meshd --config d.textproto --serve=upper
 )";
-
-std::string OneLine(absl::string_view s) {
-  return absl::StrReplaceAll(s, {{"\n", "; "}});
-}
 
 int UsageError(absl::string_view message) {
   std::cerr << "meshd: " << OneLine(message) << "\n"
             << kUsage << "Run meshd --help for details.\n";
   return kExitUsage;
 }
-
-// Writes all of `s` to `fd` (borrowed), retrying short writes and EINTR;
-// gives up silently on other errors (a closed stderr or stdout).
-void WriteAll(int fd, absl::string_view s) {
-  while (!s.empty()) {
-    const ssize_t n = ::write(fd, s.data(), s.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    s.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-// Timestamped log lines on stderr, one write(2) each:
-//   2026-11-22T18:03:01.123Z shmesh[a] INFO peer up: b (pid 4242)
-// Thread-safe (immutable after construction).
-class Log {
- public:
-  Log(std::string name, LogLevel level)
-      : name_(std::move(name)), level_(level) {}
-
-  bool Enabled(LogLevel level) const { return level >= level_; }
-  void Write(LogLevel level, absl::string_view message) const {
-    if (!Enabled(level)) return;
-    WriteAll(
-        STDERR_FILENO,
-        absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                      absl::UTCTimeZone()),
-                     " meshd[", name_, "] ", mesh::v1::LogLevel_Name(level),
-                     " ", OneLine(message), "\n"));
-  }
-  void Debug(absl::string_view m) const { Write(mesh::v1::DEBUG, m); }
-  void Info(absl::string_view m) const { Write(mesh::v1::INFO, m); }
-  void Warning(absl::string_view m) const { Write(mesh::v1::WARNING, m); }
-  void Error(absl::string_view m) const { Write(mesh::v1::ERROR, m); }
-
- private:
-  const std::string name_;
-  const LogLevel level_;
-};
 
 absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view text) {
   LogLevel level;
@@ -249,128 +239,6 @@ absl::StatusOr<std::unique_ptr<mesh::Node>> CreateNode(
   return mesh::Node::Create(*config);
 }
 
-// Sends the lines read from stdin (see --stdin).
-class StdinSender {
- public:
-  StdinSender(mesh::Node* node, const Log* log, size_t max_line,
-              absl::Duration send_timeout)
-      : node_(node),
-        log_(log),
-        max_line_(max_line),
-        send_timeout_(send_timeout) {}
-
-  // Feeds bytes read from stdin; sends every complete line.
-  void Feed(absl::string_view data) {
-    while (!data.empty()) {
-      const size_t nl = data.find('\n');
-      const absl::string_view part = data.substr(0, nl);
-      if (!discarding_) {
-        pending_.append(part.data(), part.size());
-        if (pending_.size() > max_line_) {
-          log_->Warning(absl::StrCat("stdin: dropping a line longer than ",
-                                     max_line_,
-                                     " bytes (more than max_message_bytes)"));
-          pending_.clear();
-          discarding_ = true;
-        }
-      }
-      if (nl == absl::string_view::npos) return;
-      if (!discarding_) SendLine(pending_);
-      pending_.clear();
-      discarding_ = false;
-      data.remove_prefix(nl + 1);
-    }
-  }
-
-  // End of input: sends a last line that had no newline.
-  void Finish() {
-    if (!discarding_ && !pending_.empty()) SendLine(pending_);
-    pending_.clear();
-    discarding_ = false;
-  }
-
- private:
-  void SendLine(absl::string_view line) {
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) return;
-    std::string peer = "*";
-    absl::string_view text = line;
-    if (line[0] == '@') {
-      const size_t space = line.find(' ');
-      if (space == absl::string_view::npos || space == 1) {
-        log_->Warning(absl::StrCat("stdin: \"", absl::CHexEscape(line),
-                                   "\" has no text; write \"@peer text\""));
-        return;
-      }
-      peer = std::string(line.substr(1, space - 1));
-      text = line.substr(space + 1);
-    }
-    const absl::Time deadline = absl::Now() + send_timeout_;
-    if (peer == "*") {
-      absl::StatusOr<mesh::BroadcastResult> sent =
-          node_->Broadcast(text, deadline);
-      if (!sent.ok()) {
-        log_->Warning(
-            absl::StrCat("broadcast failed: ",
-                         absl::StatusCodeToString(sent.status().code()), ": ",
-                         sent.status().message()));
-        return;
-      }
-      if (sent->delivered.empty() && sent->not_reached.empty()) {
-        log_->Warning("broadcast reached no peers (none linked yet)");
-        return;
-      }
-      log_->Debug(absl::StrCat("broadcast ", text.size(), " bytes to ",
-                               absl::StrJoin(sent->delivered, ", ")));
-      for (const auto& [peer, why] : sent->not_reached) {
-        log_->Warning(absl::StrCat("broadcast did not reach ", peer, ": ",
-                                   why.message()));
-      }
-      return;
-    }
-    const absl::Status status = node_->Send(peer, text, deadline);
-    if (!status.ok()) {
-      log_->Warning(absl::StrCat("send to ", peer, " failed: ",
-                                 absl::StatusCodeToString(status.code()), ": ",
-                                 status.message()));
-    } else {
-      log_->Debug(absl::StrCat("sent ", text.size(), " bytes to ", peer));
-    }
-  }
-
-  mesh::Node* const node_;
-  const Log* const log_;
-  const size_t max_line_;
-  const absl::Duration send_timeout_;
-  std::string pending_;
-  bool discarding_ = false;
-};
-
-// Waits until the peers have read everything this node wrote into their
-// rings (the queued bytes of our direction of every link are 0), at most
-// `timeout`. Used before a stop at EOF of --stdin, so that the last lines
-// are consumed before the Leave makes the peers drop the links.
-void WaitUntilConsumed(mesh::Node* node, const Log& log,
-                       absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  uint64_t queued = 0;
-  while (true) {
-    absl::StatusOr<mesh::v1::TopologySnapshot> topology =
-        node->Topology(/*local_only=*/true);
-    if (!topology.ok()) return;
-    queued = 0;
-    for (const mesh::v1::Link& link : topology->links()) {
-      queued += link.a() == node->name() ? link.queued_bytes_a_to_b()
-                                         : link.queued_bytes_b_to_a();
-    }
-    if (queued == 0) return;
-    if (absl::Now() >= deadline) break;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  log.Warning(absl::StrCat(queued, " bytes still unread by peers after ",
-                           absl::FormatDuration(timeout), "; stopping anyway"));
-}
-
 // Waits for --wait_peers peers, in slices so that a stop signal is seen
 // within 100 ms. Returns the stop signal if one came, else 0.
 int WaitForPeers(mesh::Node* node, const Log& log, int signal_fd, int32_t n,
@@ -442,6 +310,22 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_exit_on_eof) && !absl::GetFlag(FLAGS_stdin)) {
     return UsageError("--exit_on_eof needs --stdin");
   }
+  mesh::cmd::MeshdTopicFlags topic_flags;
+  topic_flags.subscribe = absl::StrSplit(absl::GetFlag(FLAGS_subscribe), ',',
+                                         absl::SkipEmpty());
+  topic_flags.publish = absl::GetFlag(FLAGS_publish);
+  topic_flags.serve =
+      absl::StrSplit(absl::GetFlag(FLAGS_serve), ',', absl::SkipEmpty());
+  if (!topic_flags.publish.empty() && !absl::GetFlag(FLAGS_stdin)) {
+    return UsageError("--publish needs --stdin (the lines to publish)");
+  }
+  if (args->given.count("history") > 0 && topic_flags.publish.empty()) {
+    return UsageError("--history needs --publish=TOPIC");
+  }
+  if (absl::GetFlag(FLAGS_history) < 0) {
+    return UsageError("--history must not be negative");
+  }
+  topic_flags.history = static_cast<size_t>(absl::GetFlag(FLAGS_history));
 
   // Before any thread exists: every thread inherits this mask, so SIGINT,
   // SIGTERM and SIGHUP reach only the signalfd. A closed stdout (--print
@@ -480,6 +364,15 @@ int Main(int argc, char** argv) {
     }
   });
 
+  // Before Start, so the node's first links already carry what it
+  // subscribes to and serves. A bad name is bad usage.
+  absl::StatusOr<mesh::cmd::MeshdTopics> topics = mesh::cmd::SetUpTopics(
+      *node, topic_flags,
+      [log](absl::string_view service, absl::string_view from) {
+        log->Debug(absl::StrCat("request to ", service, " from ", from));
+      });
+  if (!topics.ok()) return UsageError(topics.status().message());
+
   const absl::Status started = node->Start();
   if (!started.ok()) {
     std::cerr << "meshd: " << OneLine(started.message()) << "\n";
@@ -501,7 +394,21 @@ int Main(int argc, char** argv) {
 
   bool stdin_open = absl::GetFlag(FLAGS_stdin);
   const bool exit_on_eof = absl::GetFlag(FLAGS_exit_on_eof);
-  StdinSender sender(node.get(), log.get(),
+  if (!topic_flags.subscribe.empty() || topics->publisher != nullptr ||
+      !topic_flags.serve.empty()) {
+    log->Info(absl::StrCat(
+        "topics: subscribes to ",
+        topic_flags.subscribe.empty() ? "-"
+                                      : absl::StrJoin(topic_flags.subscribe, ","),
+        ", publishes ",
+        topic_flags.publish.empty() ? "-" : topic_flags.publish,
+        topic_flags.history > 0
+            ? absl::StrCat(" (history ", topic_flags.history, ")")
+            : std::string(),
+        ", serves ",
+        topic_flags.serve.empty() ? "-" : absl::StrJoin(topic_flags.serve, ",")));
+  }
+  StdinSender sender(node.get(), topics->publisher.get(), log.get(),
                      static_cast<size_t>(config.max_message_bytes()) + 128,
                      absl::Milliseconds(absl::GetFlag(FLAGS_send_timeout_ms)));
   bool eof_stop = false;
@@ -537,7 +444,13 @@ int Main(int argc, char** argv) {
       stdin_open = false;
       if (exit_on_eof) {
         log->Info("end of stdin; stopping");
-        WaitUntilConsumed(node.get(), *log, kEofFlushTimeout);
+        // The peers read the last lines before the Leave makes them drop
+        // the links.
+        const absl::Status read =
+            mesh::cmd::WaitUntilPeersRead(*node, kEofFlushTimeout);
+        if (!read.ok()) {
+          log->Warning(absl::StrCat(read.message(), "; stopping anyway"));
+        }
         eof_stop = true;
       } else {
         log->Info("end of stdin; running until SIGTERM or SIGINT");
@@ -547,6 +460,8 @@ int Main(int argc, char** argv) {
   if (stop_signal != 0) {
     log->Info(absl::StrCat("received ", SignalName(stop_signal), "; stopping"));
   }
+  // No subscription or service handler runs once these are gone.
+  topics = mesh::cmd::MeshdTopics();
   node->Stop();
   log->Info("stopped");
   return kExitOk;

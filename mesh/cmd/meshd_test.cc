@@ -50,7 +50,8 @@ TEST(MeshdTest, HelpDocumentsEveryFlag) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* flag :
        {"--config", "--print", "--stdin", "--exit_on_eof", "--log_level",
-        "--wait_peers", "--wait_timeout_ms", "--send_timeout_ms"}) {
+        "--wait_peers", "--wait_timeout_ms", "--send_timeout_ms",
+        "--subscribe", "--publish", "--history", "--serve", "upper-cased"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_THAT(r.out, HasSubstr("SIGHUP restarts only the\nnode's gRPC server"));

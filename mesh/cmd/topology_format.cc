@@ -14,6 +14,8 @@
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "mesh/cmd/text_table.h"
+#include "mesh/cmd/topics_format.h"
 
 namespace mesh {
 namespace cmd {
@@ -22,13 +24,6 @@ namespace {
 using ::mesh::v1::Link;
 using ::mesh::v1::Member;
 using ::mesh::v1::TopologySnapshot;
-
-std::string FormatTimestamp(const google::protobuf::Timestamp& ts) {
-  if (ts.seconds() == 0 && ts.nanos() == 0) return "-";
-  const absl::Time t =
-      absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
-}
 
 std::string StateName(mesh::v1::MemberState state) {
   const std::string& name = mesh::v1::MemberState_Name(state);
@@ -39,48 +34,9 @@ std::string StateName(mesh::v1::MemberState state) {
 // printable.
 std::string Printable(absl::string_view s) { return absl::CHexEscape(s); }
 
-// A text table with per-column alignment, two spaces between columns.
-class Table {
- public:
-  // `right_aligned[i]` for numeric columns.
-  Table(std::vector<std::string> header, std::vector<bool> right_aligned)
-      : right_(std::move(right_aligned)) {
-    rows_.push_back(std::move(header));
-  }
-  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-
-  std::string Render() const {
-    std::vector<size_t> width(rows_[0].size(), 0);
-    for (const auto& row : rows_) {
-      for (size_t i = 0; i < row.size(); ++i) {
-        width[i] = std::max(width[i], row[i].size());
-      }
-    }
-    std::string out;
-    for (const auto& row : rows_) {
-      std::string line;
-      for (size_t i = 0; i < row.size(); ++i) {
-        const size_t pad = width[i] - row[i].size();
-        if (i > 0) line += "  ";
-        if (right_[i]) line.append(pad, ' ');
-        line += row[i];
-        if (!right_[i]) line.append(pad, ' ');
-      }
-      // No trailing blanks from a left-aligned last column.
-      while (!line.empty() && line.back() == ' ') line.pop_back();
-      absl::StrAppend(&out, line, "\n");
-    }
-    return out;
-  }
-
- private:
-  std::vector<bool> right_;
-  std::vector<std::vector<std::string>> rows_;
-};
-
 std::string MembersTable(const TopologySnapshot& s) {
   if (s.members_size() == 0) return "(no members)\n";
-  Table t({"MEMBER", "ID", "PID", "STATE", "GRPC ADDRESS"},
+  TextTable t({"MEMBER", "ID", "PID", "STATE", "GRPC ADDRESS"},
           {false, false, true, false, false});
   for (const Member& m : s.members()) {
     t.AddRow({Printable(m.name()), absl::StrFormat("%016x", m.id()),
@@ -92,7 +48,7 @@ std::string MembersTable(const TopologySnapshot& s) {
 
 std::string LinksTable(const TopologySnapshot& s) {
   if (s.links_size() == 0) return "(no links)\n";
-  Table t({"LINK", "MSGS A>B", "BYTES A>B", "MSGS B>A", "BYTES B>A",
+  TextTable t({"LINK", "MSGS A>B", "BYTES A>B", "MSGS B>A", "BYTES B>A",
            "QUEUED A>B", "QUEUED B>A", "FULL A>B", "FULL B>A", "CONFIRMED",
            "UNRESPONSIVE"},
           {false, true, true, true, true, true, true, true, true, false, false});
@@ -148,6 +104,13 @@ std::string HumanBytes(uint64_t n) {
 
 }  // namespace
 
+std::string FormatTimestamp(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return "-";
+  const absl::Time t =
+      absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
 absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
   const std::string lower = absl::AsciiStrToLower(text);
   if (lower == "table") return OutputFormat::kTable;
@@ -159,6 +122,7 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
 }
 
 std::string FormatTable(const TopologySnapshot& s, Section section) {
+  if (section == Section::kTopics) return FormatTopicsTable(s);
   std::string out = absl::StrCat(
       "reporter ", Printable(s.reporter()), " at ", FormatTimestamp(s.taken()),
       ": ", s.members_size(),
@@ -167,14 +131,24 @@ std::string FormatTable(const TopologySnapshot& s, Section section) {
   if (section != Section::kLinks) absl::StrAppend(&out, MembersTable(s));
   if (section == Section::kAll) out += "\n";
   if (section != Section::kMembers) absl::StrAppend(&out, LinksTable(s));
+  // Only when there is something to show, so that a mesh without topics
+  // looks as it always did.
+  if (section == Section::kAll && HasTopics(s)) {
+    absl::StrAppend(&out, "\n", TopicsTables(s));
+  }
   return out;
 }
 
 absl::StatusOr<std::string> FormatJson(const TopologySnapshot& snapshot,
                                        Section section, bool multiline) {
   TopologySnapshot copy = snapshot;
-  if (section == Section::kMembers) copy.clear_links();
-  if (section == Section::kLinks) copy.clear_members();
+  if (section != Section::kAll && section != Section::kMembers) {
+    copy.clear_members();
+  }
+  if (section != Section::kAll && section != Section::kLinks) copy.clear_links();
+  if (section != Section::kAll && section != Section::kTopics) {
+    copy.clear_topics();
+  }
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = multiline;
   options.always_print_primitive_fields = true;
@@ -230,6 +204,10 @@ absl::StatusOr<std::string> FormatSnapshot(const TopologySnapshot& snapshot,
     case OutputFormat::kJson:
       return FormatJson(snapshot, section, multiline_json);
     case OutputFormat::kDot:
+      if (section == Section::kTopics) {
+        return absl::InvalidArgumentError(
+            "topics have no dot format; use --format=table or --format=json");
+      }
       return FormatDot(snapshot, section);
   }
   return absl::InvalidArgumentError("unknown output format");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -164,7 +165,11 @@ absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, 
 }
 
 void PublisherCore::Rematch(absl::Duration patience) {
-  absl::MutexLock lock(&mu_);
+  // A Publish in progress (maybe waiting for a full ring until its
+  // deadline) re-matches by itself and catches new peers up before its own
+  // message: do not hold the events thread behind it.
+  if (!mu_.TryLock()) return;
+  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); };
   if (detached_) return;
   RematchLocked(true);
   const absl::Time deadline = absl::Now() + patience;
