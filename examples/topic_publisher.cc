@@ -1,6 +1,6 @@
 // topic_publisher: publishes a few temperature readings on a topic and keeps
 // them (history) for subscribers that come later, then waits until a
-// subscriber has come and gone. Its pair is topic_subscriber.cc.
+// subscriber has come and gone (PublisherOptions::on_matched). Its pair is topic_subscriber.cc.
 //
 //   bazel build //examples:topic_publisher //examples:topic_subscriber
 //   bazel-bin/examples/topic_publisher --run_dir=/tmp/shmesh-examples &
@@ -14,10 +14,12 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -54,9 +56,24 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<mesh::Node>> node = mesh::Node::Create(config);
   if (!node.ok()) return Fail("bad config", node.status());
 
+  // Whether a subscriber matched at some point, and how many match now:
+  // on_matched reports every change (on the node's events thread), so even
+  // a subscriber that comes and goes within a millisecond is seen.
+  struct Matches {
+    absl::Mutex mu;
+    bool seen ABSL_GUARDED_BY(mu) = false;
+    size_t now ABSL_GUARDED_BY(mu) = 0;
+  };
+  auto matches = std::make_shared<Matches>();
+
   // Advertise before Start: the publisher exists from the node's first link.
   mesh::PublisherOptions options;
   options.history = static_cast<size_t>(absl::GetFlag(FLAGS_history));
+  options.on_matched = [matches](size_t n) {
+    absl::MutexLock lock(&matches->mu);
+    matches->now = n;
+    if (n > 0) matches->seen = true;
+  };
   absl::StatusOr<std::unique_ptr<mesh::Publisher>> pub = (*node)->Advertise(absl::GetFlag(FLAGS_topic), options);
   if (!pub.ok()) return Fail("advertise", pub.status());
   if (absl::Status s = (*node)->Start(); !s.ok()) return Fail("start", s);
@@ -73,15 +90,18 @@ int main(int argc, char** argv) {
     absl::SleepFor(absl::Milliseconds(absl::GetFlag(FLAGS_interval_ms)));
   }
 
-  // Wait for a subscriber, then for it to leave (its node stops: the link
-  // goes down and it no longer matches).
-  const absl::Time deadline = absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_wait_ms));
-  if (absl::Status s = (*pub)->WaitForSubscribers(1, deadline); !s.ok()) return Fail("waiting for a subscriber", s);
-  std::printf("publisher: subscribed: %s\n", absl::StrJoin((*pub)->subscribers(), ", ").c_str());
-  std::fflush(stdout);
-  while ((*pub)->matched() > 0) {
-    if (absl::Now() > deadline) return Fail("waiting for the subscriber to leave", absl::DeadlineExceededError("still there"));
-    absl::SleepFor(absl::Milliseconds(10));
+  // Wait for a subscriber to come, and then to leave (its node stops: the
+  // link goes down and it no longer matches).
+  {
+    absl::MutexLock lock(&matches->mu);
+    auto came_and_went = [&matches]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(matches->mu) {
+      return matches->seen && matches->now == 0;
+    };
+    if (!matches->mu.AwaitWithTimeout(absl::Condition(&came_and_went),
+                                      absl::Milliseconds(absl::GetFlag(FLAGS_wait_ms)))) {
+      return Fail("waiting for a subscriber to come and go",
+                  absl::DeadlineExceededError(matches->seen ? "it is still there" : "none came"));
+    }
   }
   std::printf("publisher: the subscriber came and went; %d readings published\n", absl::GetFlag(FLAGS_count));
   pub->reset();

@@ -39,7 +39,13 @@ int Fail(absl::string_view message) {
   return kExitFailed;
 }
 
-int Usage(absl::string_view message) {
+// A bad name (INVALID_ARGUMENT) is bad usage; anything else a failure.
+int BadName(absl::string_view what, absl::string_view name,
+            const absl::Status& status) {
+  const std::string message =
+      absl::StrCat("bad ", what, " \"", absl::CHexEscape(name), "\": ",
+                   status.message());
+  if (!absl::IsInvalidArgument(status)) return Fail(message);
   std::cerr << "meshctl: " << message
             << "\nRun meshctl --help for the grammar of topic names and "
                "patterns.\n";
@@ -114,8 +120,7 @@ int RunEcho(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
   absl::StatusOr<std::unique_ptr<mesh::Subscription>> sub =
       member->node().Subscribe(pattern);
   if (!sub.ok()) {
-    return Usage(absl::StrCat("bad pattern \"", absl::CHexEscape(pattern),
-                              "\": ", sub.status().message()));
+    return BadName("pattern", pattern, sub.status());
   }
   if (!JoinMesh(*member, flags, mesh)) {
     return StopRequested() ? kExitOk : kExitFailed;
@@ -192,8 +197,7 @@ int RunHz(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
         board->Add(m.topic, absl::Now());
       });
   if (!sub.ok()) {
-    return Usage(absl::StrCat("bad pattern \"", absl::CHexEscape(pattern),
-                              "\": ", sub.status().message()));
+    return BadName("pattern", pattern, sub.status());
   }
   if (!JoinMesh(*member, flags, mesh)) {
     return StopRequested() ? kExitOk : kExitFailed;
@@ -222,8 +226,7 @@ int RunPub(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
   absl::StatusOr<std::unique_ptr<mesh::Publisher>> pub =
       member->node().Advertise(topic);
   if (!pub.ok()) {
-    return Usage(absl::StrCat("bad topic \"", absl::CHexEscape(topic),
-                              "\": ", pub.status().message()));
+    return BadName("topic", topic, pub.status());
   }
   if (!JoinMesh(*member, flags, mesh)) {
     return StopRequested() ? kExitOk : kExitFailed;
