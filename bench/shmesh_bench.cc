@@ -16,7 +16,7 @@
 //   mesh_adaptive[_batch]          mesh::Node, the default policy (ADAPTIVE)
 //   uds, zmq, grpc_unary, grpc_stream   the alternatives
 //   topic_spin                     the same ping-pong over two topics
-//   rpc_adaptive_rtt               Node::Call round trips (not halved)
+//   rpc_adaptive_rtt, rpc_sleep_rtt  Node::Call round trips (not halved)
 //   topic_fanout_<N>               one publisher, N subscriber processes
 //   topic_sub_first_msg[_max]      Subscribe returning -> first message
 //   mesh_link_setup_pair, mesh16_formation, mesh16_idle
@@ -180,7 +180,7 @@ class Results {
     static const char* const kOrder[] = {
         "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
         "mesh_spin",  "mesh_spin_batch",
-        "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "topic_fanout_1",
+        "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "topic_fanout_1",
         "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream",
         "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
         "mesh16_formation", "mesh16_idle"};
@@ -361,7 +361,7 @@ std::vector<std::string> MeshClientArgs(const Plan& plan, const std::string& dir
 // (vCPU placement, neighbours' load) hit all of them alike.
 void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
                const std::function<bool(const std::string&)>& wanted) {
-  std::optional<Pair> ring, doorbell, adaptive, rpc, uds, zmq, grpc;
+  std::optional<Pair> ring, doorbell, adaptive, rpc, rpc_sleep, uds, zmq, grpc;
   int dirs = 0;
   auto dir = [&](const std::string& prefix) { return MakeDir(tmp, absl::StrCat(prefix, dirs++)); };
   Progress("starting the long-lived pairs");
@@ -380,12 +380,18 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
   if (wanted("rpc")) {
     // Not pinned: the caller's thread and the node's receive thread both
     // run in the client process, and a pinned pair would share one CPU.
-    const std::string d = dir("r");
-    rpc.emplace("rpc_adaptive_rtt",
-                std::vector<std::string>{"--role=rpc_server", "--run_dir=" + d, "--policy=adaptive"},
-                Concat({"--role=rpc_client", "--run_dir=" + d, "--seed=unix:" + d + "/s.grpc", "--policy=adaptive",
-                        "--name=rpc_adaptive_rtt"},
-                       CommonArgs(plan, true)));
+    // ADAPTIVE (the default) and SLEEP: on two CPUs the spinning receive
+    // threads of ADAPTIVE can starve the caller's thread.
+    auto rpc_pair = [&](std::optional<Pair>& pair, const std::string& policy) {
+      const std::string d = dir("r");
+      const std::string row = absl::StrCat("rpc_", policy, "_rtt");
+      pair.emplace(row, std::vector<std::string>{"--role=rpc_server", "--run_dir=" + d, "--policy=" + policy},
+                   Concat({"--role=rpc_client", "--run_dir=" + d, "--seed=unix:" + d + "/s.grpc",
+                           "--policy=" + policy, "--name=" + row},
+                          CommonArgs(plan, true)));
+    };
+    rpc_pair(rpc, "adaptive");
+    rpc_pair(rpc_sleep, "sleep");
   }
   auto socket_pair = [&](std::optional<Pair>& pair, const std::string& kind) {
     if (!wanted(kind)) return;
@@ -423,6 +429,7 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
       topic.Run("ping", results);
     }
     if (rpc.has_value()) rpc->Run("ping", results);
+    if (rpc_sleep.has_value()) rpc_sleep->Run("ping", results);
     for (std::optional<Pair>* pair : {&uds, &zmq, &grpc}) {
       if (pair->has_value()) (*pair)->Run("ping", results);
     }
@@ -788,7 +795,7 @@ int Orchestrate() {
       "doorbell_eventfd / doorbell_socketpair: the bare doorbell primitives (old: a pair of eventfds; new: one "
       "AF_UNIX stream socket pair), poll() + read/recv on every message, one-way = round trip / 2, %llu round "
       "trips after %llu. topic_spin: the mesh_spin ping-pong through a Publisher and a Subscription each way. "
-      "rpc_adaptive_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE and unpinned. topic_fanout_<N>: "
+      "rpc_adaptive_rtt, rpc_sleep_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE or SLEEP, unpinned. topic_fanout_<N>: "
       "one publisher to N subscriber processes, nothing pinned, msgs/s and GB/s per subscriber. "
       "topic_sub_first_msg[_max]: Subscribe returning -> first message (a history of 1), p50 and max of 20. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "
       "streaming (throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "

@@ -99,13 +99,15 @@ void PrintTopicRatios(const MedianFn& median) {
   const auto spin = median("mesh_spin", 64, "p50_ns");
   line("topic_spin p50 / mesh_spin p50 (64 B one way)", ratio(topic, spin),
        topic && spin ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *topic, *spin) : "");
-  const auto rtt = median("rpc_adaptive_rtt", 64, "p50_ns");
-  for (const char* row : {"mesh_spin", "mesh_adaptive", "grpc_unary"}) {
-    const auto one_way = median(row, 64, "p50_ns");
-    std::optional<double> round_trip;
-    if (one_way.has_value()) round_trip = 2 * *one_way;
-    line(absl::StrCat("rpc_adaptive_rtt p50 / (2 x ", row, " p50)"), ratio(rtt, round_trip),
-         rtt && round_trip ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *rtt, *round_trip) : "");
+  for (const char* rpc : {"rpc_adaptive_rtt", "rpc_sleep_rtt"}) {
+    const auto rtt = median(rpc, 64, "p50_ns");
+    for (const char* row : {"mesh_spin", "mesh_adaptive", "grpc_unary"}) {
+      const auto one_way = median(row, 64, "p50_ns");
+      std::optional<double> round_trip;
+      if (one_way.has_value()) round_trip = 2 * *one_way;
+      line(absl::StrCat(rpc, " p50 / (2 x ", row, " p50)"), ratio(rtt, round_trip),
+           rtt && round_trip ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *rtt, *round_trip) : "");
+    }
   }
   for (uint64_t size : {uint64_t{64}, uint64_t{65536}}) {
     const auto one = median("topic_fanout_1", size, "msgs_per_s");

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -24,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/topic_streams.h"
 #include "tests/worker_fixture.h"
 #include "tests/worker_process.h"
 #include "tests/worker_wire.h"
@@ -32,97 +34,11 @@ namespace meshtest {
 namespace {
 
 // The bound the tests hold for a subscription to take effect (link or
-// subscription up -> first message). mesh/topic.h promises one control
-// round trip, well under a millisecond typically; this is generous for a
-// loaded 2-core machine, and the measured values are printed.
+// subscription up -> first message). mesh/pubsub/README.md states 250 ms
+// for a publication after Subscribe returned (typically well under a
+// millisecond); 1 s leaves room for a loaded 2-core machine under
+// sanitizers, and the measured values are printed.
 constexpr int64_t kConvergeBoundNs = 1000 * 1000 * 1000;
-
-std::string IdHex(uint64_t id) { return absl::StrFormat("%016x", id); }
-
-// One TRESULT line: what one subscription got from one publisher's topic.
-struct TStream {
-  std::string pattern;
-  int gen = 0;
-  std::string from;
-  std::string id;  // publisher node id, hex
-  std::string topic;
-  uint64_t received = 0, errors = 0, bytes = 0, first = 0, last = 0;
-};
-using TKey = std::tuple<std::string, int, std::string, std::string, std::string>;
-TKey KeyOf(const TStream& s) { return {s.pattern, s.gen, s.from, s.id, s.topic}; }
-
-std::map<TKey, TStream> ParseTResults(const std::vector<std::string>& lines) {
-  std::map<TKey, TStream> out;
-  for (const std::string& l : WithPrefix(lines, "TRESULT ")) {
-    Fields f = Parse(l);
-    if (f.words.size() != 3) {
-      ADD_FAILURE() << "bad line: " << l;
-      continue;
-    }
-    TStream s;
-    s.pattern = f.words[1];
-    s.gen = static_cast<int>(f.U64("gen"));
-    s.from = f.words[2];
-    s.id = f.kv["id"];
-    s.topic = f.kv["topic"];
-    s.received = f.U64("received");
-    s.errors = f.U64("errors");
-    s.bytes = f.U64("bytes");
-    s.first = f.U64("first");
-    s.last = f.U64("last");
-    out[KeyOf(s)] = s;
-  }
-  return out;
-}
-
-// The stream of `w`'s subscription (pattern, gen) from publisher `from`
-// (name, id) on `topic`, or nullptr.
-const TStream* Find(const std::map<TKey, TStream>& m, const std::string& pattern, int gen, const Worker* from,
-                    const std::string& topic) {
-  auto it = m.find(TKey{pattern, gen, from->name(), IdHex(from->id()), topic});
-  return it == m.end() ? nullptr : &it->second;
-}
-
-// The `ns=` value of a line, or the positional time of PEER_UP/ON_MATCHED.
-int64_t Ns(const std::string& line) {
-  Fields f = Parse(line);
-  if (f.kv.count("ns")) return static_cast<int64_t>(f.U64("ns"));
-  int64_t v = 0;
-  if (f.words.size() >= 3) v = std::stoll(f.words[2]);
-  return v;
-}
-int64_t OnMatchedNs(const std::string& line) { return std::stoll(Parse(line).words[3]); }
-
-// The message bytes a topic stream of `n` messages carries (worker_wire.h).
-uint64_t StreamBytes(const std::string& from, const std::string& topic, uint64_t n, uint64_t payload) {
-  return n * (meshworker::kHeaderBytes + from.size() + 1 + topic.size() + payload + 8);
-}
-
-class TopicsTest : public WorkerFixture {
- protected:
-  // PUBLISHED <topic> ... published=<n>: the count after PUB_DONE or
-  // PUB_STOPPED (lines from `mark` on).
-  uint64_t Published(Worker* p, const std::string& topic, size_t mark, const std::string& done) {
-    Expect(p, done, "publishing ended", kStepTimeout, mark);
-    for (const std::string& l : p->Lines(mark)) {
-      if (!StartsWith(l, "PUBLISHED " + topic + " ")) continue;
-      Fields f = Parse(l);
-      EXPECT_EQ(f.U64("failed"), 0u) << l;
-      EXPECT_EQ(f.U64("partial"), 0u) << l;
-      return f.U64("published");
-    }
-    ADD_FAILURE() << p->name() << " printed no PUBLISHED line for " << topic;
-    return 0;
-  }
-
-  // Every line of every worker: no TBAD (a bad topic message) anywhere.
-  void ExpectNoBadMessages() {
-    for (const auto& w : workers_) {
-      EXPECT_TRUE(w->LinesWithPrefix("TBAD").empty()) << w->name() << ":\n" << w->Dump();
-      EXPECT_TRUE(w->LinesWithPrefix("ERROR").empty()) << w->name() << ":\n" << w->Dump();
-    }
-  }
-};
 
 // ---------------------------------------------------------------------------
 // 8 processes, 3 publishers of 5 topics, subscribers with overlapping
@@ -305,18 +221,18 @@ TEST_F(TopicsTest, SubscribeUnsubscribeAndResubscribeWhilePublishing) {
   EXPECT_TRUE(ReportUntil(
       s,
       [&](const std::vector<std::string>& l) {
-        const TStream* g2 = Find(ParseTResults(l), "live/data", 2, p, "live/data");
-        return g2 != nullptr && g2->last + 1 >= n;
+        const std::optional<TStream> g2 = Find(ParseTResults(l), "live/data", 2, p, "live/data");
+        return g2.has_value() && g2->last + 1 >= n;
       },
       kStepTimeout, &lines))
       << absl::StrJoin(lines, "\n");
   const auto got = ParseTResults(lines);
-  const TStream* g0 = Find(got, "live/*", 0, p, "live/data");
-  const TStream* g1 = Find(got, "live/**", 1, p, "live/data");
-  const TStream* g2 = Find(got, "live/data", 2, p, "live/data");
+  const std::optional<TStream> g0 = Find(got, "live/*", 0, p, "live/data");
+  const std::optional<TStream> g1 = Find(got, "live/**", 1, p, "live/data");
+  const std::optional<TStream> g2 = Find(got, "live/data", 2, p, "live/data");
   ASSERT_TRUE(g0 && g1 && g2) << absl::StrJoin(lines, "\n");
   EXPECT_EQ(got.size(), 3u) << absl::StrJoin(lines, "\n");
-  for (const TStream* g : {g0, g1, g2}) {
+  for (const std::optional<TStream>& g : {g0, g1, g2}) {
     EXPECT_EQ(g->errors, 0u) << g->pattern << ": a gap, a duplicate, or a delivery after unsubscribe";
     EXPECT_EQ(g->received, g->last - g->first + 1) << g->pattern;
   }
@@ -375,23 +291,23 @@ TEST_F(TopicsTest, LateSubscriberGetsTheHistoryThenTheLiveStream) {
         x,
         [&](const std::vector<std::string>& ls) {
           const auto got = ParseTResults(ls);
-          const TStream* live = Find(got, pattern, 0, p, "hist/live");
-          const TStream* small = Find(got, pattern, 0, q, "hist/small");
-          return live != nullptr && live->received >= n && (x == m || (small != nullptr && small->received >= 15));
+          const std::optional<TStream> live = Find(got, pattern, 0, p, "hist/live");
+          const std::optional<TStream> small = Find(got, pattern, 0, q, "hist/small");
+          return live.has_value() && live->received >= n && (x == m || (small.has_value() && small->received >= 15));
         },
         kStepTimeout, &lines))
         << x->name() << ":\n"
         << absl::StrJoin(lines, "\n");
     const auto got = ParseTResults(lines);
-    const TStream* live = Find(got, pattern, 0, p, "hist/live");
-    ASSERT_NE(live, nullptr);
+    const std::optional<TStream> live = Find(got, pattern, 0, p, "hist/live");
+    ASSERT_TRUE(live.has_value());
     EXPECT_EQ(live->first, 0u) << x->name() << ": the history did not start at the first message";
     EXPECT_EQ(live->last, n - 1);
     EXPECT_EQ(live->received, n) << x->name() << ": history and live stream overlapped or left a gap";
     EXPECT_EQ(live->errors, 0u);
     if (x == l) {
-      const TStream* small = Find(got, pattern, 0, q, "hist/small");
-      ASSERT_NE(small, nullptr);
+      const std::optional<TStream> small = Find(got, pattern, 0, q, "hist/small");
+      ASSERT_TRUE(small.has_value());
       // history 10 of the first 100, then the 5 published live.
       EXPECT_EQ(small->first, 90u);
       EXPECT_EQ(small->last, 104u);
@@ -407,39 +323,33 @@ TEST_F(TopicsTest, LateSubscriberGetsTheHistoryThenTheLiveStream) {
 }
 
 // ---------------------------------------------------------------------------
-// Backpressure: a pull subscriber with a queue of 4 that takes 200 us per
-// message holds the publisher back (its frames wait in the ring) and loses
-// nothing; a fast subscriber of the same publisher gets everything too.
+// History is for every new subscription (mesh/topic.h: "A subscriber that
+// matches later (it subscribes, or its node joins) gets them first"): also
+// a second subscription on a node that already matches the topic, and a
+// subscription made again right after it was dropped.
+//
+// DISABLED: fails on a6139e5..main: the publisher keeps history per
+// matched node (link), so a node that matches already, or matches again
+// before the publisher re-matched (unsubscribe + subscribe), gets nothing
+// until the next publication. Run with --gtest_also_run_disabled_tests.
 
-TEST_F(TopicsTest, SlowPullSubscriberHoldsThePublisherBackAndLosesNothing) {
-  constexpr uint64_t kCount = 2000;
-  Worker* p = LaunchReady("p", {}, {"--nosend", "--publish=bp/t@2", absl::StrCat("--pub_count=", kCount)});
+TEST_F(TopicsTest, DISABLED_EveryNewSubscriptionGetsTheHistory) {
+  Worker* p = LaunchReady("p", {}, {"--nosend", "--publish=h/t", "--pub_count=3", "--pub_history=5"});
   ASSERT_NE(p, nullptr);
-  Worker* slow = LaunchReady("slow", {"p"}, {"--nosend", "--subscribe=bp/t", "--pull", "--sub_queue_depth=4",
-                                             "--sub_delay_us=200", "--ring_bytes=16384"});
-  Worker* fast = LaunchReady("fast", {"p"}, {"--nosend", "--subscribe=bp/*"});
-  ASSERT_TRUE(slow && fast);
-  EXPECT_EQ(Published(p, "bp/t", 0, "PUB_DONE"), kCount);
-  for (Worker* x : {slow, fast}) {
-    const std::string pattern = x == slow ? "bp/t" : "bp/*";
-    std::vector<std::string> lines;
-    EXPECT_TRUE(ReportUntil(
-        x,
-        [&](const std::vector<std::string>& l) {
-          const TStream* st = Find(ParseTResults(l), pattern, 0, p, "bp/t");
-          return st != nullptr && st->received >= kCount;
-        },
-        kStepTimeout, &lines))
-        << x->name() << ":\n"
-        << absl::StrJoin(lines, "\n");
-    const TStream* st = Find(ParseTResults(lines), pattern, 0, p, "bp/t");
-    ASSERT_NE(st, nullptr);
-    EXPECT_EQ(st->first, 0u);
-    EXPECT_EQ(st->last, kCount - 1);
-    EXPECT_EQ(st->received, kCount);
-    EXPECT_EQ(st->errors, 0u);
+  Expect(p, "PUB_DONE", "published 3");
+  Worker* s = LaunchReady("s", {"p"}, {"--nosend", "--subscribe=h/t"});
+  ASSERT_NE(s, nullptr);
+  EXPECT_NE(Expect(s, "TFIRST h/t gen=0 ", "history").find(" seq=0 "), std::string::npos);
+  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_TRUE(s->Command("sub h/*"));  // a second subscription, same node
+  EXPECT_TRUE(s->WaitForPrefix("TFIRST h/* gen=1 ", absl::Seconds(2))) << "a second subscription got no history";
+  ASSERT_TRUE(s->Command("unsub h/t"));
+  ASSERT_TRUE(s->Command("sub h/t"));  // dropped and made again at once
+  EXPECT_TRUE(s->WaitForPrefix("TFIRST h/t gen=2 ", absl::Seconds(2))) << "a re-made subscription got no history";
+  for (const auto& [k, st] : ParseTResults(Report(s))) {
+    EXPECT_EQ(st.first, 0u) << std::get<0>(k) << " gen " << std::get<1>(k);
+    EXPECT_EQ(st.received, 3u) << std::get<0>(k) << " gen " << std::get<1>(k);
   }
-  ExpectNoBadMessages();
   StopAllAndCheckClean();
 }
 
@@ -511,15 +421,15 @@ TEST_F(TopicsTest, KilledSubscriberAndPublisherRecoverAfterRestart) {
     EXPECT_TRUE(ReportUntil(
         x,
         [&](const std::vector<std::string>& l) {
-          const TStream* st = Find(ParseTResults(l), "k/*", 0, p2, "k/t");
-          return st != nullptr && st->received >= n;
+          const std::optional<TStream> st = Find(ParseTResults(l), "k/*", 0, p2, "k/t");
+          return st.has_value() && st->received >= n;
         },
         kStepTimeout, &lines))
         << x->name() << ":\n"
         << absl::StrJoin(lines, "\n");
     const auto got = ParseTResults(lines);
-    const TStream* now = Find(got, "k/*", 0, p2, "k/t");
-    ASSERT_NE(now, nullptr);
+    const std::optional<TStream> now = Find(got, "k/*", 0, p2, "k/t");
+    ASSERT_TRUE(now.has_value());
     EXPECT_EQ(now->first, 0u);
     EXPECT_EQ(now->last, n - 1);
     EXPECT_EQ(now->received, n);

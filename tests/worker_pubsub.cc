@@ -95,7 +95,7 @@ absl::Status PubSubAgent::Start() {
     Emit(absl::StrCat("ADVERTISED ", topic));
   }
   for (const std::string& pattern : initial_patterns_) {
-    absl::Status s = Subscribe(pattern);
+    absl::Status s = Subscribe(pattern, absl::GetFlag(FLAGS_pull));
     if (!s.ok()) return s;
   }
   if (!pubs_.empty()) {
@@ -110,7 +110,7 @@ absl::Status PubSubAgent::Start() {
   return absl::OkStatus();
 }
 
-absl::Status PubSubAgent::Subscribe(const std::string& pattern) {
+absl::Status PubSubAgent::Subscribe(const std::string& pattern, bool pull) {
   auto state = std::make_shared<SubState>();
   state->pattern = pattern;
   {
@@ -118,7 +118,6 @@ absl::Status PubSubAgent::Subscribe(const std::string& pattern) {
     state->gen = next_gen_++;
   }
   const absl::Duration delay = absl::Microseconds(absl::GetFlag(FLAGS_sub_delay_us));
-  const bool pull = absl::GetFlag(FLAGS_pull);
   mesh::SubscribeOptions options;
   if (absl::GetFlag(FLAGS_sub_queue_depth) > 0) options.queue_depth = static_cast<size_t>(absl::GetFlag(FLAGS_sub_queue_depth));
   absl::StatusOr<std::unique_ptr<mesh::Subscription>> sub =
@@ -137,6 +136,10 @@ absl::Status PubSubAgent::Subscribe(const std::string& pattern) {
     mesh::Subscription* s = entry->sub.get();
     entry->puller = std::thread([this, state, s, delay] {
       while (!state->stop.load()) {
+        if (pull_paused_.load()) {
+          absl::SleepFor(absl::Milliseconds(2));
+          continue;
+        }
         absl::StatusOr<mesh::Message> m = s->Receive(absl::Now() + absl::Milliseconds(50));
         if (m.ok()) {
           if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
@@ -313,8 +316,8 @@ void PubSubAgent::PrintPublished() {
 bool PubSubAgent::HandleCommand(const std::string& cmd) {
   std::vector<std::string> w = absl::StrSplit(cmd, ' ', absl::SkipEmpty());
   if (w.empty()) return false;
-  if (w[0] == "sub" && w.size() == 2) {
-    absl::Status s = Subscribe(w[1]);
+  if ((w[0] == "sub" || w[0] == "psub") && w.size() == 2) {
+    absl::Status s = Subscribe(w[1], w[0] == "psub" || absl::GetFlag(FLAGS_pull));
     if (!s.ok()) Emit(absl::StrCat("ERROR ", s.ToString()));
     return true;
   }
@@ -330,6 +333,11 @@ bool PubSubAgent::HandleCommand(const std::string& cmd) {
     }
     absl::MutexLock lock(&mu_);
     pending_ += n;
+    return true;
+  }
+  if ((w[0] == "pullpause" || w[0] == "pullresume") && w.size() == 1) {
+    pull_paused_.store(w[0] == "pullpause");
+    Emit(absl::StrCat(w[0] == "pullpause" ? "PULL_PAUSED" : "PULL_RESUMED"));
     return true;
   }
   if (w[0] == "pubstop" && w.size() == 1) {

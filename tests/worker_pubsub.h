@@ -49,7 +49,8 @@ class PubSubAgent {
   // After Node::Start: advertises, subscribes, starts publishing. Errors
   // are the node's, with the topic or pattern named.
   absl::Status Start();
-  // One stdin command (sub, unsub, pub, pubstop); false if it is not one.
+  // One stdin command (sub, psub, unsub, pub, pubstop, pullpause,
+  // pullresume); false if it is not one.
   bool HandleCommand(const std::string& cmd);
   // PUBLISHED, TRESULT and SUBS lines.
   void Report();
@@ -71,7 +72,7 @@ class PubSubAgent {
   using StreamKey = std::tuple<std::string, int, std::string, uint64_t, std::string>;
 
   explicit PubSubAgent(mesh::Node* node);
-  absl::Status Subscribe(const std::string& pattern);
+  absl::Status Subscribe(const std::string& pattern, bool pull);
   void Unsubscribe(const std::string& pattern);
   void OnMessage(SubState& sub, absl::string_view from, absl::string_view topic, absl::string_view payload);
   // Publishes the next message of `p` once (false: failed, seq kept).
@@ -94,6 +95,9 @@ class PubSubAgent {
   bool quit_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread publisher_;
+  // pullpause: the pull subscriptions stop calling Receive (their queues
+  // fill and hold the publishers back) until pullresume.
+  std::atomic<bool> pull_paused_{false};
 };
 
 }  // namespace meshworker
