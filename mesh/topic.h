@@ -70,10 +70,13 @@ class SubscriptionCore;
 using PublishResult = BroadcastResult;
 
 struct PublisherOptions {
-  // Keep the last `history` messages (0: none). A subscriber that matches
-  // later (it subscribes, or its node joins) gets them first, oldest first,
-  // then the live stream, with no gap and no duplicate (what ROS 2 calls
-  // transient local durability). At most 4096.
+  // Keep the last `history` messages (0: none). A node that starts
+  // matching later (its first subscription that matches, or its link comes
+  // up) gets them first, oldest first, then the live stream, with no gap
+  // and no duplicate (what ROS 2 calls transient local durability). History
+  // is kept per node, not per subscription: a second subscription on a
+  // node that already matches starts with the live stream, as does one
+  // made again before the publisher saw the first one go. At most 4096.
   size_t history = 0;
   enum class Reliability {
     // A subscriber whose ring is full is waited for until the Publish

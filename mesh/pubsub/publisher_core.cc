@@ -56,6 +56,13 @@ void PublisherCore::RematchLocked(bool force) {
   peers_.swap(next);
   // relaxed: a statistic for matched() (see there).
   matched_count_.store(peers_.size(), std::memory_order_relaxed);
+  {
+    std::vector<std::string> names;
+    for (const Peer& p : peers_) names.push_back(p.link->peer_name());
+    std::sort(names.begin(), names.end());
+    absl::MutexLock lock(&names_mu_);
+    matched_names_.swap(names);
+  }
   NotifyMatchedLocked();
 }
 
@@ -220,13 +227,13 @@ size_t PublisherCore::matched() {
 }
 
 std::vector<std::string> PublisherCore::subscribers() {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::string> out;
-  if (detached_) return out;
-  RematchLocked(false);
-  for (const Peer& p : peers_) out.push_back(p.link->peer_name());
-  std::sort(out.begin(), out.end());
-  return out;
+  // As matched(): the last match while a Publish holds mu_.
+  if (mu_.TryLock()) {
+    absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); };
+    if (!detached_) RematchLocked(false);
+  }
+  absl::MutexLock lock(&names_mu_);
+  return matched_names_;
 }
 
 absl::Status PublisherCore::WaitForSubscribers(size_t n, absl::Time deadline) {
@@ -261,6 +268,10 @@ void PublisherCore::Detach() {
   peers_.clear();
   live_.clear();
   matched_count_.store(0, std::memory_order_relaxed);
+  {
+    absl::MutexLock names_lock(&names_mu_);
+    matched_names_.clear();
+  }
   context_ = PublisherContext{};
 }
 

@@ -132,6 +132,10 @@ class PublisherCore {
   // peers_.size() as of the last match, for matched() while a Publish
   // holds mu_ (relaxed: a statistic).
   std::atomic<size_t> matched_count_{0};
+  // Their names, sorted, for subscribers() likewise (never held with mu_
+  // waiting on anything: taken last, briefly).
+  absl::Mutex names_mu_;
+  std::vector<std::string> matched_names_ ABSL_GUARDED_BY(names_mu_);
   // [RematchWanted] the events thread found mu_ held (a Publish waiting
   // for a full ring): set (release) by Rematch; the end of PublishLocked
   // takes it (acquire exchange) and re-matches and catches up itself, and

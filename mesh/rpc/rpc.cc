@@ -1,5 +1,7 @@
 #include "mesh/rpc/rpc.h"
 
+#include <sched.h>
+
 #include <cstring>
 #include <utility>
 
@@ -216,6 +218,7 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
   }
   {
     absl::MutexLock lock(&pending->mu);
+    pending->sleeping = true;
     auto done = [p = pending.get()]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) { return p->done; };
     if (pending->mu.AwaitWithDeadline(absl::Condition(&done), deadline)) return std::move(pending->result);
   }
@@ -239,12 +242,13 @@ std::shared_ptr<Rpc::Pending> Rpc::TakePending(uint64_t id) {
   return p;
 }
 
-void Rpc::Complete(Pending* p, absl::StatusOr<std::string> result) {
+bool Rpc::Complete(Pending* p, absl::StatusOr<std::string> result) {
   absl::MutexLock lock(&p->mu);
   p->result = std::move(result);
   p->done = true;
   // [CallReady] release: after the result is written.
   p->ready.store(true, std::memory_order_release);
+  return p->sleeping;
 }
 
 void Rpc::OnRequest(const std::shared_ptr<Transport>& link, const FrameHeader& header, absl::string_view payload) {
@@ -303,7 +307,10 @@ void Rpc::OnResponse(const Transport& link, const FrameHeader& header, absl::str
   if (!result.ok() && absl::StartsWith(result.status().message(), "malformed response")) {
     malformed_.fetch_add(1, std::memory_order_relaxed);
   }
-  Complete(p.get(), std::move(result));
+  // A sleeping caller was just woken: give it the CPU now rather than
+  // after this thread's spin (with two CPUs and spinning receive threads,
+  // it would otherwise wait for a time slice).
+  if (Complete(p.get(), std::move(result))) sched_yield();
 }
 
 void Rpc::LinkDown(const Transport* link, absl::string_view why) {

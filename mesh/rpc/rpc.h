@@ -128,12 +128,14 @@ class Rpc {
     std::string server;
     absl::Mutex mu;
     bool done ABSL_GUARDED_BY(mu) = false;
+    bool sleeping ABSL_GUARDED_BY(mu) = false;  // the caller stopped spinning
     absl::StatusOr<std::string> result ABSL_GUARDED_BY(mu);
     // [CallReady] release store after `done` is set (under mu); the
     // caller's spin loads it with acquire, then reads under mu.
     std::atomic<bool> ready{false};
   };
-  static void Complete(Pending* p, absl::StatusOr<std::string> result);
+  // Returns whether the caller was asleep (then it is woken).
+  static bool Complete(Pending* p, absl::StatusOr<std::string> result);
   std::shared_ptr<Pending> TakePending(uint64_t id);
   struct Registry {
     mutable absl::Mutex mu;
