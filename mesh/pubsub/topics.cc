@@ -152,6 +152,9 @@ mesh::v1::NodeTopics Topics::Report(const std::string& node) const {
   }
   for (auto& [name, t] : published) *out.add_published() = std::move(t);
   for (auto& [name, t] : subscribed) *out.add_subscribed() = std::move(t);
+  const TopicRouter::Counters drops = router_.counters();
+  out.set_dropped_unknown_topic_ids(drops.unknown_id);
+  out.set_dropped_bad_declarations(drops.bad_declaration + drops.too_many_ids);
   for (const auto& [topic, count] : received) {
     mesh::v1::TopicTraffic* t = out.add_received();
     t->set_topic(topic);

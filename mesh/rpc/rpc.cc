@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -28,6 +29,14 @@ std::string Header16(FrameKind kind, uint32_t channel, uint64_t correlation) {
 }
 
 bool IsFatal(const absl::Status& s) { return absl::IsDataLoss(s) || absl::IsUnavailable(s); }
+
+// CPUs this process may run on.
+int UsableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return CPU_COUNT(&set);
+}
 
 }  // namespace
 
@@ -210,7 +219,10 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
   }
   // Spin a little (a round trip on spinning receivers takes microseconds),
   // then sleep until the response, the link going down, or the deadline.
-  const absl::Time spin_end = std::min(deadline, absl::Now() + kCallSpin);
+  // Not on a machine of two CPUs or fewer: there the caller's spin takes the
+  // CPU that this node's receive thread needs to read the response.
+  static const bool spin_helps = UsableCpus() > 2;
+  const absl::Time spin_end = std::min(deadline, absl::Now() + (spin_helps ? kCallSpin : absl::ZeroDuration()));
   // acquire: pairs with the release store in Complete ([CallReady]).
   for (uint32_t i = 0; !pending->ready.load(std::memory_order_acquire); ++i) {
     if ((i & 63) == 63 && absl::Now() >= spin_end) break;
@@ -361,6 +373,10 @@ Rpc::Counters Rpc::counters() const {
 }
 
 void Rpc::Report(mesh::v1::NodeTopics* out) const {
+  const Counters c = counters();
+  out->set_dropped_late_responses(c.late_responses);
+  out->set_dropped_forged_responses(c.forged_responses + c.malformed);
+  out->set_unknown_service_requests(c.unknown_service);
   absl::MutexLock lock(&registry_->mu);
   for (const auto& [name, id] : registry_->by_name) {
     auto it = registry_->by_id.find(id);

@@ -53,6 +53,7 @@ inline constexpr size_t kStatusBytes = 4;
 inline constexpr absl::Duration kResponseWait = absl::Milliseconds(100);
 // How long a caller spins for its response before it sleeps: a round trip
 // on spinning receivers is a few microseconds, a sleep and wake-up ~10 us.
+// Only with more than two usable CPUs (see Rpc::Call).
 inline constexpr absl::Duration kCallSpin = absl::Microseconds(30);
 
 // The response payload's status prefix, and its decoding. A code outside
