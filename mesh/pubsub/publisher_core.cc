@@ -171,10 +171,11 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view pay
       result.not_reached.emplace_back(peer->link->peer_name(), s);
     }
   }
-  // relaxed: statistics. Every accepted publication counts (also one that
-  // reaches its subscribers later, from the history).
-  messages_.fetch_add(1, std::memory_order_relaxed);
-  bytes_.fetch_add(payload.size(), std::memory_order_relaxed);
+  // Statistics, written under mu_ only (a relaxed load and store, no
+  // locked read-modify-write). Every accepted publication counts (also one
+  // that reaches its subscribers later, from the history).
+  messages_.store(messages_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  bytes_.store(bytes_.load(std::memory_order_relaxed) + payload.size(), std::memory_order_relaxed);
   // A re-match the events thread could not do while we held the lock:
   // new subscribers get their history now, not at some later Publish.
   // acquire: pairs with the release store in Rematch.

@@ -22,9 +22,11 @@ void SubscriptionCore::Deliver(const MessageView& m) {
   absl::MutexLock lock(&call_mu_);
   // acquire: pairs with the release store in Close.
   if (closed_.load(std::memory_order_acquire)) return;
-  // relaxed: see delivering_.
-  received_.fetch_add(1, std::memory_order_relaxed);
-  received_bytes_.fetch_add(m.payload.size(), std::memory_order_relaxed);
+  // Statistics with one writer (the receive thread, under call_mu_): a
+  // relaxed load and store, no locked read-modify-write.
+  received_.store(received_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  received_bytes_.store(received_bytes_.load(std::memory_order_relaxed) + m.payload.size(),
+                        std::memory_order_relaxed);
   if (handler_) {
     delivering_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     handler_(m);

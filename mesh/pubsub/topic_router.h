@@ -82,12 +82,19 @@ class TopicRouter {
     std::string peer;
     std::map<uint32_t, std::unique_ptr<Channel>> channels;
   };
+  // Delivers to `channel`'s subscriptions (see OnFrame's result).
+  bool Deliver(const Transport& link, Channel* channel, absl::string_view payload);
   void Retire(const std::string& peer, const Channel& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Drop(const Transport& link, std::atomic<uint64_t>* counter, absl::string_view why);
 
   const SubscriptionSource* const subscriptions_;
   const Logger* const log_;
   LogLimiter drop_log_{absl::Seconds(1)};  // receive thread only
+  // The channel of the last publication routed (receive thread only):
+  // reset whenever the maps change, so it never outlives its entry.
+  const Transport* last_link_ = nullptr;
+  uint32_t last_id_ = 0;
+  Channel* last_channel_ = nullptr;
 
   // The receive thread changes the maps under mu_ (rare: declarations,
   // links going) and reads them without it (it is their only writer);
