@@ -231,7 +231,7 @@ int FanoutPublisherRole(const RoleConfig& config) {
       for (int k = 0; k < config.batch; ++k) {
         absl::StatusOr<mesh::PublishResult> r = data->Publish(payload);
         Check(r.status(), "fanout: publish");
-        if (r->delivered.size() != n_subs) Die("fanout: a subscriber was not reached");
+        if (r->delivered != n_subs) Die("fanout: a subscriber was not reached");
       }
       n += config.batch;
     } while (NowNs() < end_at);

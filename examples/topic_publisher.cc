@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
     const std::string reading = absl::StrFormat("reading #%d: %.1f C", i, 20.0 + 0.5 * i);
     absl::StatusOr<mesh::PublishResult> sent = (*pub)->Publish(reading, absl::Now() + absl::Seconds(1));
     if (!sent.ok()) return Fail("publish", sent.status());
-    std::printf("publisher: published \"%s\" (%zu subscribers now)\n", reading.c_str(), sent->delivered.size());
+    std::printf("publisher: published \"%s\" (%zu subscribers now)\n", reading.c_str(), sent->delivered);
     std::fflush(stdout);
     absl::SleepFor(absl::Milliseconds(absl::GetFlag(FLAGS_interval_ms)));
   }

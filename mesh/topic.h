@@ -49,6 +49,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -64,10 +65,15 @@ class PublisherCore;
 class SubscriptionCore;
 }  // namespace pubsub
 
-// What a Publish did: the subscribers that got the message, and those that
+// What a Publish did: how many subscribers got the message, and those that
 // did not with why (RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED: its ring stayed
-// full; UNAVAILABLE: its link went down; ...).
-using PublishResult = BroadcastResult;
+// full; UNAVAILABLE: its link went down; ...). The names of the others are
+// Publisher::subscribers(). (No list of names on the hot path: a Publish to
+// subscribers that all have room allocates nothing.)
+struct PublishResult {
+  size_t delivered = 0;
+  std::vector<std::pair<std::string, absl::Status>> not_reached;
+};
 
 struct PublisherOptions {
   // Keep the last `history` messages (0: none). A node that starts

@@ -282,7 +282,14 @@ int RunPub(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
                                topic, " failed: ", CodeName(result.status()),
                                ": ", result.status().message()));
     }
-    reached.insert(result->delivered.begin(), result->delivered.end());
+    if (result->delivered > 0) {
+      // The matched subscribers but those it did not reach.
+      std::set<std::string> missed;
+      for (const auto& [peer, why] : result->not_reached) missed.insert(peer);
+      for (const std::string& s : (*pub)->subscribers()) {
+        if (missed.count(s) == 0) reached.insert(s);
+      }
+    }
     for (const auto& [peer, why] : result->not_reached) {
       std::cerr << "meshctl: warning: message " << published + 1
                 << " did not reach " << peer << ": " << CodeName(why) << ": "

@@ -139,9 +139,9 @@ void StdinSender::Publish(absl::string_view line) {
   // whoever comes): not worth a warning.
   log_->Debug(absl::StrCat("published ", line.size(), " bytes to ",
                            publisher_->topic(), ": ",
-                           sent->delivered.empty()
+                           sent->delivered == 0
                                ? std::string("no subscriber yet")
-                               : absl::StrJoin(sent->delivered, ", ")));
+                               : absl::StrCat(sent->delivered, " subscriber(s)")));
   for (const auto& [peer, why] : sent->not_reached) {
     log_->Warning(absl::StrCat("publish to ", publisher_->topic(),
                                " did not reach ", peer, ": ",

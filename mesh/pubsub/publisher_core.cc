@@ -148,7 +148,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view pay
     // A past deadline: never waits; a full ring says RESOURCE_EXHAUSTED.
     absl::Status s = SendOneLocked(&peer, seq, payload, absl::InfinitePast());
     if (s.ok()) {
-      result.delivered.push_back(peer.link->peer_name());
+      ++result.delivered;
     } else if (absl::IsResourceExhausted(s) && reliable && peer.link->unresponsive()) {
       result.not_reached.emplace_back(
           peer.link->peer_name(),
@@ -165,7 +165,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view pay
   for (Peer* peer : full) {
     absl::Status s = SendOneLocked(peer, seq, payload, deadline);
     if (s.ok()) {
-      result.delivered.push_back(peer->link->peer_name());
+      ++result.delivered;
     } else {
       NoteFailure(peer->link, s);
       result.not_reached.emplace_back(peer->link->peer_name(), s);
@@ -182,7 +182,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view pay
   if (rematch_wanted_.exchange(false, std::memory_order_acquire)) {
     RematchAndCatchUpLocked(absl::Now() + kRematchPatienceInPublish);
   }
-  if (result.delivered.empty() && !result.not_reached.empty()) {
+  if (result.delivered == 0 && !result.not_reached.empty()) {
     std::vector<std::string> why;
     for (const auto& [name, s] : result.not_reached) why.push_back(absl::StrCat(name, ": ", s.message()));
     return absl::Status(result.not_reached.front().second.code(),
