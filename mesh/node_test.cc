@@ -384,26 +384,42 @@ TEST_F(NodeTest, LinkFromProcessThatNeverJoinedIsRefused) {
 TEST_F(NodeTest, LinkClaimingAnotherMembersNameIsRefused) {
   // b is a real member (in this process). A forked child, with its own pid,
   // claims to be b on a's link socket: SO_PEERCRED gives it away. The child
-  // uses only fdpass and protobuf, which are safe after fork.
+  // is forked before this test's nodes start, while no thread of ours
+  // allocates (a fork amid the nodes' link-up traffic can copy a held
+  // allocator lock into the child: it hung under ASan); it waits for the
+  // ids on a pipe, then uses only fdpass and protobuf.
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(in[1]);
+    ::close(out[0]);
+    uint64_t ids[2] = {0, 0};  // b's, a's
+    size_t got = 0;
+    while (got < sizeof(ids)) {
+      const ssize_t r = ::read(in[0], reinterpret_cast<char*>(ids) + got, sizeof(ids) - got);
+      if (r <= 0) _exit(1);
+      got += static_cast<size_t>(r);
+    }
+    mesh::v1::Member impostor;
+    impostor.set_name("b");
+    impostor.set_id(ids[0]);
+    std::string reason = HandshakeAs(dir_, "a", impostor, ids[1]);
+    reason += absl::StrCat("|child pid ", ::getpid());
+    (void)!::write(out[1], reason.data(), reason.size());
+    _exit(0);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
   Node* a = Add("a", {});
   Node* b = Add("b", {"a"});
   ASSERT_TRUE(a->Start().ok());
   ASSERT_TRUE(b->Start().ok());
   ASSERT_TRUE(a->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());
-  mesh::v1::Member impostor;
-  impostor.set_name("b");
-  impostor.set_id(b->id());
-  int out[2];
-  ASSERT_EQ(::pipe(out), 0);
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::close(out[0]);
-    std::string reason = HandshakeAs(dir_, "a", impostor, a->id());
-    reason += absl::StrCat("|child pid ", ::getpid());
-    (void)!::write(out[1], reason.data(), reason.size());
-    _exit(0);
-  }
-  ::close(out[1]);
+  const uint64_t ids[2] = {b->id(), a->id()};
+  ASSERT_EQ(::write(in[1], ids, sizeof(ids)), static_cast<ssize_t>(sizeof(ids)));
+  ::close(in[1]);
   std::string reason;
   char buf[512];
   ssize_t n;
