@@ -14,11 +14,10 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "mesh/base/handler_gate.h"
 #include "mesh/dataplane/receive_queue.h"
 #include "mesh/message.h"
 
@@ -49,31 +48,22 @@ class SubscriptionCore {
   }
   uint64_t received() const { return received_.load(std::memory_order_relaxed); }
   uint64_t received_bytes() const { return received_bytes_.load(std::memory_order_relaxed); }
-  bool closed() const { return closed_.load(std::memory_order_acquire); }
+  bool closed() const { return gate_.closed(); }
 
-  void Close();
+  void Close() { gate_.Close(); }
   // The node is going: no on_close call any more; Receive ends (CANCELLED).
-  void Detach();
+  void Detach() {
+    gate_.Detach();
+    if (queue_ != nullptr) queue_->Close();
+  }
 
  private:
   const std::string pattern_;
   const std::function<void(const MessageView&)> handler_;
   const std::unique_ptr<ReceiveQueue> queue_;
-
-  // Held by the receive thread around each delivery, so that Close() can
-  // wait for one in progress.
-  absl::Mutex call_mu_;
-  // The thread delivering now (std::thread::id() when none): Close() from
-  // inside the handler must not wait for itself. Written under call_mu_;
-  // read by Close() before it takes call_mu_ (relaxed: only its own
-  // thread's value matters there, which that thread wrote itself).
-  std::atomic<std::thread::id> delivering_{};
-  // [SubClosed] release store in Close/Detach; acquire load in Deliver
-  // (under call_mu_) and closed().
-  std::atomic<bool> closed_{false};
-
-  absl::Mutex close_mu_;
-  std::function<void()> on_close_ ABSL_GUARDED_BY(close_mu_);
+  // Around each delivery; closing it unsubscribes (its action closes the
+  // queue, then runs the owner's on_close).
+  HandlerGate gate_;
 
   // Statistics (relaxed).
   std::atomic<uint64_t> received_{0}, received_bytes_{0};

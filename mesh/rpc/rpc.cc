@@ -63,46 +63,14 @@ absl::StatusOr<std::string> DecodeResponse(absl::string_view payload) {
 // ---------------------------------------------------------------- ServiceCore
 
 ServiceCore::ServiceCore(std::string name, uint32_t id, ServiceHandler handler, std::function<void()> on_close)
-    : name_(std::move(name)), id_(id), handler_(std::move(handler)) {
-  absl::MutexLock lock(&close_mu_);
-  on_close_ = std::move(on_close);
-}
+    : name_(std::move(name)), id_(id), handler_(std::move(handler)), gate_(std::move(on_close)) {}
 
 ServiceCore::~ServiceCore() { Close(); }
 
 absl::StatusOr<std::string> ServiceCore::Handle(const RequestView& request) {
-  absl::MutexLock lock(&call_mu_);
-  // acquire: pairs with the release exchange in Close.
-  if (closed_.load(std::memory_order_acquire)) {
-    return absl::NotFoundError(absl::StrCat("service ", name_, " is no longer served here"));
-  }
-  handling_.store(std::this_thread::get_id(), std::memory_order_relaxed);
-  absl::StatusOr<std::string> result = handler_(request);
-  handling_.store(std::thread::id(), std::memory_order_relaxed);
-  handled_.fetch_add(1, std::memory_order_relaxed);
+  absl::StatusOr<std::string> result = absl::NotFoundError(absl::StrCat("service ", name_, " is no longer served here"));
+  if (gate_.Run([&] { result = handler_(request); })) handled_.fetch_add(1, std::memory_order_relaxed);
   return result;
-}
-
-void ServiceCore::Close() {
-  // acq_rel: the release half pairs with the acquire load in Handle.
-  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
-  if (handling_.load(std::memory_order_relaxed) != std::this_thread::get_id()) {
-    absl::MutexLock wait_for_handler(&call_mu_);
-  }
-  std::function<void()> on_close;
-  {
-    absl::MutexLock lock(&close_mu_);
-    on_close.swap(on_close_);
-  }
-  if (on_close) on_close();
-}
-
-void ServiceCore::Detach() {
-  {
-    absl::MutexLock lock(&close_mu_);
-    on_close_ = nullptr;
-  }
-  Close();
 }
 
 // ------------------------------------------------------------------------ Rpc

@@ -36,6 +36,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "mesh/base/handler_gate.h"
 #include "mesh/base/log.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/interest/interest.h"
@@ -72,20 +73,14 @@ class ServiceCore {
   absl::StatusOr<std::string> Handle(const RequestView& request);
   // Stops serving: returns once the handler is not running (unless called
   // from inside it) and will not run again.
-  void Close();
-  void Detach();
+  void Close() { gate_.Close(); }
+  void Detach() { gate_.Detach(); }
 
  private:
   const std::string name_;
   const uint32_t id_;
   const ServiceHandler handler_;
-  absl::Mutex call_mu_;
-  // As in SubscriptionCore: the thread inside the handler (relaxed), and
-  // the closed flag (release in Close, acquire under call_mu_).
-  std::atomic<std::thread::id> handling_{};
-  std::atomic<bool> closed_{false};
-  absl::Mutex close_mu_;
-  std::function<void()> on_close_ ABSL_GUARDED_BY(close_mu_);
+  HandlerGate gate_;  // around each call; closing it runs the owner's on_close
   std::atomic<uint64_t> handled_{0};  // relaxed: statistics
 };
 
