@@ -29,6 +29,7 @@ uint64_t Publisher::published_bytes() const { return core_->published_bytes(); }
 
 Subscription::Subscription(std::shared_ptr<pubsub::SubscriptionCore> core) : core_(std::move(core)) {}
 Subscription::~Subscription() { core_->Close(); }
+void Subscription::Unsubscribe() { core_->Close(); }
 const std::string& Subscription::pattern() const { return core_->pattern(); }
 absl::StatusOr<Message> Subscription::Receive(absl::Time deadline) { return core_->Receive(deadline); }
 int Subscription::ready_fd() const { return core_->ready_fd(); }

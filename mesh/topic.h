@@ -149,6 +149,12 @@ class Subscription {
   // Unsubscribes (see the thread contract above).
   ~Subscription();
 
+  // Unsubscribes now and keeps the object (its counters stay readable): no
+  // message is delivered once this returns. Waits for a handler call in
+  // progress, unless called from inside that handler. Idempotent; the
+  // destructor calls it.
+  void Unsubscribe();
+
   const std::string& pattern() const;
   // Pull form: the next message (its topic, sender and payload), waiting
   // until `deadline`: DEADLINE_EXCEEDED if none came; FAILED_PRECONDITION

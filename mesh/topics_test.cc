@@ -181,6 +181,35 @@ TEST_F(TopicsTest, UnsubscribeStopsDeliveryAndResubscribeResumes) {
   EXPECT_THAT(in.Get(), ElementsAre("t n0 one", "t n0 three"));
 }
 
+TEST_F(TopicsTest, ExplicitUnsubscribeStopsDeliveryAndKeepsTheCounts) {
+  std::vector<Node*> n = Mesh(2);
+  Inbox in;
+  absl::Cleanup stop = [this] { StopNodes(); };
+  auto pub = n[0]->Advertise("u");
+  ASSERT_TRUE(pub.ok());
+  auto sub = n[1]->Subscribe("u", in.Handler());
+  auto pull = n[1]->Subscribe("u", SubscribeOptions{});
+  ASSERT_TRUE(sub.ok() && pull.ok());
+  ASSERT_TRUE((*pub)->WaitForSubscribers(1, absl::Now() + absl::Seconds(5)).ok());
+  ASSERT_TRUE((*pub)->Publish("one").ok());
+  ASSERT_TRUE(in.WaitFor(1));
+  ASSERT_TRUE((*pull)->Receive(absl::Now() + absl::Seconds(5)).ok());
+  (*sub)->Unsubscribe();
+  (*sub)->Unsubscribe();  // idempotent
+  (*pull)->Unsubscribe();
+  EXPECT_EQ((*sub)->received(), 1u);
+  EXPECT_EQ((*pull)->received(), 1u);
+  EXPECT_EQ((*pull)->Receive(absl::Now() + absl::Seconds(1)).status().code(), absl::StatusCode::kCancelled);
+  for (absl::Time end = absl::Now() + absl::Seconds(5); (*pub)->matched() > 0 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ((*pub)->matched(), 0u);
+  ASSERT_TRUE((*pub)->Publish("two").ok());
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_THAT(in.Get(), ElementsAre("u n0 one"));
+  EXPECT_EQ((*sub)->received(), 1u);
+}
+
 TEST_F(TopicsTest, FullPullQueueHoldsThePublisherBackAndLosesNothing) {
   std::vector<Node*> n = Mesh(2);
   SubscribeOptions options;

@@ -176,6 +176,9 @@ void PubSubAgent::Unsubscribe(const std::string& pattern) {
   // Not under mu_: the destructor waits for a running handler, which takes it.
   victim->state->stop.store(true);
   if (victim->puller.joinable()) victim->puller.join();
+  // Unsubscribe first, then read: a message delivered between reading the
+  // count and unsubscribing would be in the stream but not in the count.
+  victim->sub->Unsubscribe();
   const uint64_t received = victim->sub->received();
   victim->sub.reset();
   victim->state->dead.store(true);
