@@ -22,7 +22,7 @@
 #include "bench/harness.h"
 #include "bench/roles.h"
 #include "mesh/node.h"
-#include "proto/mesh/v1/config.pb.h"
+#include "mesh/v1/config.pb.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
 

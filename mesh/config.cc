@@ -43,7 +43,8 @@ using ::mesh::v1::NodeConfig;
 using ::mesh::v1::WaitPolicy;
 
 // Where every error points the user for the list of fields.
-constexpr char kProtoFile[] = "proto/mesh/v1/config.proto";
+// The file as protoc and an installed copy name it (include/shmesh/mesh/v1/).
+constexpr char kProtoFile[] = "mesh/v1/config.proto";
 
 // A config is a few hundred bytes; anything this big is the wrong file.
 constexpr size_t kMaxConfigFileBytes = 1 << 20;

@@ -4,7 +4,7 @@
 // ".json". Every error names the file, the line (and column) where the parser
 // knows it, and the field, and says how to fix it, e.g.
 //   node.textproto:3:1: Message type "mesh.v1.NodeConfig" has no field named
-//   "nmae". Fix the field name (see proto/mesh/v1/config.proto); did you mean "name"?
+//   "nmae". Fix the field name (see mesh/v1/config.proto); did you mean "name"?
 // Thread contract: free functions, thread-safe.
 #ifndef SHMESH_MESH_CONFIG_H_
 #define SHMESH_MESH_CONFIG_H_
@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/descriptor.h"
-#include "proto/mesh/v1/config.pb.h"
+#include "mesh/v1/config.pb.h"
 
 namespace mesh {
 

@@ -185,7 +185,7 @@ TEST(LoadConfigFileTest, UnknownTextFieldNamesFileLineColumnAndFix) {
             absl::StrCat(path,
                          ":3:1: Message type \"mesh.v1.NodeConfig\" has no "
                          "field named \"nmae\". Fix the field name (see "
-                         "proto/mesh/v1/config.proto); did you mean "
+                         "mesh/v1/config.proto); did you mean "
                          "\"name\"?"));
 }
 

@@ -52,7 +52,7 @@
 #include "gtest/gtest.h"
 #include "mesh/node.h"
 #include "mesh/test_util.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 #include "testing/fd_count.h"
 
 namespace mesh {

@@ -45,7 +45,7 @@
 #include "mesh/dataplane/envelope.h"
 #include "mesh/node.h"
 #include "mesh/test_util.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
 #include "ringbuf/ring_layout.h"

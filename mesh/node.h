@@ -39,8 +39,8 @@
 #include "mesh/message.h"
 #include "mesh/rpc.h"
 #include "mesh/topic.h"
-#include "proto/mesh/v1/config.pb.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/config.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 

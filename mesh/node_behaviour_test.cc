@@ -30,7 +30,7 @@
 #include "gtest/gtest.h"
 #include "mesh/node.h"
 #include "mesh/test_util.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace {

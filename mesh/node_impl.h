@@ -66,8 +66,8 @@
 #include "mesh/node.h"
 #include "mesh/pubsub/topics.h"
 #include "mesh/rpc/rpc.h"
-#include "proto/mesh/v1/config.pb.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/config.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 

@@ -38,7 +38,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "mesh/test_util.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 #include "ringbuf/ring.h"
 #include "testing/fd_count.h"
 

@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 
 namespace mesh {
 namespace testing_util {

@@ -92,6 +92,9 @@ class GrpcReflectionTest : public ::testing::Test {
       for (const auto& service : file.service()) {
         if (service.name() != name) continue;
         found = true;
+        // Named by its import path below proto/, as a client that generates
+        // code from proto/ (or the installed include/shmesh/) names it.
+        EXPECT_EQ(file.name(), "mesh/v1/mesh.proto");
         for (const auto& m : service.method()) methods.insert(m.name());
       }
     }

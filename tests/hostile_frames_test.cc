@@ -43,8 +43,8 @@
 #include "mesh/dataplane/envelope.h"
 #include "mesh/links/link.h"
 #include "mesh/node.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace {
 

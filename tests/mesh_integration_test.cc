@@ -56,8 +56,8 @@
 #include "fdpass/socket.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "tests/worker_process.h"
 
 namespace {

@@ -85,7 +85,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "mesh/node.h"
-#include "proto/mesh/v1/config.pb.h"
+#include "mesh/v1/config.pb.h"
 #include "tests/worker_pubsub.h"
 #include "tests/worker_rpc.h"
 #include "tests/worker_wire.h"

@@ -51,9 +51,9 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "mesh/node.h"
-#include "proto/mesh/v1/config.pb.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/config.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "tests/worker_process.h"
 
 namespace {

@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proto/mesh/v1/config.pb.h"
+#include "mesh/v1/config.pb.h"
 
 namespace mesh {
 namespace cmd {

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace cmd {

@@ -38,8 +38,8 @@
 #include "mesh/cmd/member.h"
 #include "mesh/cmd/member_commands.h"
 #include "mesh/cmd/topology_format.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 ABSL_FLAG(std::string, target, "",
           "gRPC address of any node: \"unix:/path/to/node.grpc\" or "

@@ -17,7 +17,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 #include "testing/subprocess.h"
 #include "testing/temp_dir.h"
 

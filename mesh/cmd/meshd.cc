@@ -55,11 +55,11 @@
 #include "mesh/cmd/meshd_topics.h"
 #include "mesh/config.h"
 #include "mesh/node.h"
-#include "proto/mesh/v1/config.pb.h"
+#include "mesh/v1/config.pb.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of the node's config file: protobuf text format, or JSON if "
-          "it ends in .json (see proto/mesh/v1/config.proto). Required.");
+          "it ends in .json (see mesh/v1/config.proto). Required.");
 ABSL_FLAG(bool, print, false,
           "Print every received message to stdout as \"<from>: <payload>\", "
           "one line each (non-printable bytes escaped as in C), flushed per "

@@ -14,7 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "mesh/node.h"
-#include "proto/mesh/v1/config.pb.h"
+#include "mesh/v1/config.pb.h"
 
 namespace mesh {
 namespace cmd {

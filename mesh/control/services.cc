@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "mesh/control/executor.h"
 #include "mesh/topology/topology.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 
 namespace mesh {
 namespace control {

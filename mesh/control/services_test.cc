@@ -28,7 +28,7 @@
 #include "mesh/base/log.h"
 #include "mesh/control/backend.h"
 #include "mesh/control/control_server.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 
 namespace mesh {
 namespace control {

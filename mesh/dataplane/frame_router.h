@@ -16,7 +16,7 @@
 #include "absl/types/span.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/links/transport.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 

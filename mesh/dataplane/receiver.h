@@ -48,7 +48,7 @@
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
 #include "mesh/message.h"
-#include "proto/mesh/v1/config.pb.h"
+#include "mesh/v1/config.pb.h"
 
 namespace mesh {
 

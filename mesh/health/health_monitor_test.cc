@@ -32,7 +32,7 @@
 #include "mesh/links/link.h"
 #include "mesh/links/link_pair_testutil.h"
 #include "mesh/links/link_table.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "ringbuf/ring.h"
 #include "testing/fd_count.h"
 

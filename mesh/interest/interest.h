@@ -45,7 +45,7 @@
 #include "mesh/base/log.h"
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace interest {

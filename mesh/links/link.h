@@ -51,7 +51,7 @@
 #include "mesh/health/liveness.h"
 #include "mesh/links/control_channel.h"
 #include "mesh/links/transport.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "ringbuf/ring.h"
 
 namespace mesh {

@@ -20,7 +20,7 @@
 #include "base/epoll.h"
 #include "fdpass/socket.h"
 #include "gtest/gtest.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "testing/fd_count.h"
 
 namespace mesh {

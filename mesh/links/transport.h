@@ -35,7 +35,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "base/unique_fd.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 

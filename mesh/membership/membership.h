@@ -41,7 +41,7 @@
 #include "mesh/membership/peer_client.h"
 #include "mesh/membership/reconciler.h"
 #include "mesh/membership/roster.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 

@@ -35,8 +35,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace membership {

@@ -20,7 +20,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 
 namespace mesh {
 namespace membership {

@@ -47,7 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "mesh/membership/backoff.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 

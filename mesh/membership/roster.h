@@ -50,7 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 

@@ -30,7 +30,7 @@
 #include "mesh/pubsub/subscription_core.h"
 #include "mesh/pubsub/topic_router.h"
 #include "mesh/topic.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace pubsub {

@@ -42,7 +42,7 @@
 #include "mesh/interest/interest.h"
 #include "mesh/links/transport.h"
 #include "mesh/rpc.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace rpc {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace topology {

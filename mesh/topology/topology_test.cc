@@ -5,7 +5,7 @@
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
 namespace topology {

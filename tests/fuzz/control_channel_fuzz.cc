@@ -59,7 +59,7 @@
 #include "fdpass/socket.h"
 #include "google/protobuf/stubs/logging.h"
 #include "mesh/links/control_channel.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace shmesh_fuzz {

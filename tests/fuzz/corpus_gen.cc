@@ -13,7 +13,7 @@
 #include <fstream>
 #include <string>
 
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "ringbuf/ring_layout.h"
 #include "tests/fuzz/fuzz_formats.h"
 

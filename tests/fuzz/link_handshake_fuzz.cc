@@ -56,7 +56,7 @@
 #include "fdpass/socket.h"
 #include "google/protobuf/stubs/logging.h"
 #include "mesh/links/link.h"
-#include "proto/mesh/v1/mesh.pb.h"
+#include "mesh/v1/mesh.pb.h"
 #include "ringbuf/region.h"
 #include "ringbuf/ring.h"
 #include "ringbuf/ring_layout.h"
