@@ -36,7 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "grpcpp/grpcpp.h"
-#include "proto/mesh/v1/mesh.grpc.pb.h"
+#include "mesh/v1/mesh.grpc.pb.h"
 
 namespace {
 
