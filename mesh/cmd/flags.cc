@@ -75,6 +75,10 @@ absl::StatusOr<ParsedArgs> ParseArgs(int argc, char** argv) {
       out.help = true;
       continue;
     }
+    if (name == "version" && !has_value) {
+      out.version = true;
+      continue;
+    }
     absl::CommandLineFlag* flag = FindToolFlag(name);
     if (flag == nullptr && !has_value && absl::StartsWith(name, "no")) {
       absl::CommandLineFlag* negated = FindToolFlag(name.substr(2));

@@ -29,6 +29,8 @@ struct ParsedArgs {
   std::set<std::string> given;
   // -h, -help or --help was given.
   bool help = false;
+  // -version or --version was given.
+  bool version = false;
 };
 
 // Parses argv[1..argc). Accepts --name=value and -name=value, "--name value"

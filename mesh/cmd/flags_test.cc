@@ -57,6 +57,10 @@ TEST_F(FlagsTest, SetsFlagsInEverySpelling) {
 TEST_F(FlagsTest, Help) {
   EXPECT_TRUE(Parse({"--help"})->help);
   EXPECT_TRUE(Parse({"-h"})->help);
+  EXPECT_FALSE(Parse({"-h"})->version);
+  EXPECT_TRUE(Parse({"--version"})->version);
+  EXPECT_TRUE(Parse({"-version"})->version);
+  EXPECT_FALSE(Parse({"--version"})->help);
 }
 
 TEST_F(FlagsTest, Errors) {

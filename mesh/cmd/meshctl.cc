@@ -40,6 +40,7 @@
 #include "mesh/cmd/topology_format.h"
 #include "mesh/v1/mesh.grpc.pb.h"
 #include "mesh/v1/mesh.pb.h"
+#include "mesh/version.h"
 
 ABSL_FLAG(std::string, target, "",
           "gRPC address of any node: \"unix:/path/to/node.grpc\" or "
@@ -165,6 +166,8 @@ e.g. "camera/*", "**". Quote them for the shell. DATA that starts with '-'
 goes after "--".
 
 flags (--flag=value or --flag value; bools also --flag / --noflag):
+  --version
+      print meshctl's version and exit.
 )";
 
 constexpr char kHelpTail[] = R"(
@@ -445,6 +448,10 @@ int RunSend(const std::string& target,
 int Main(int argc, char** argv) {
   absl::StatusOr<mesh::cmd::ParsedArgs> args = mesh::cmd::ParseArgs(argc, argv);
   if (!args.ok()) return UsageError(args.status().message());
+  if (args->version) {
+    std::cout << "meshctl (shmesh) " << SHMESH_VERSION << "\n";
+    return kExitOk;
+  }
   if (args->help ||
       (!args->positional.empty() && args->positional[0] == "help")) {
     std::cout << kHelp << mesh::cmd::FlagsHelp("mesh/cmd/meshctl.cc")

@@ -17,6 +17,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "mesh/version.h"
 #include "mesh/v1/mesh.grpc.pb.h"
 #include "testing/subprocess.h"
 #include "testing/temp_dir.h"
@@ -395,6 +396,12 @@ TEST_F(MeshctlTest, BadUsageExitsTwo) {
     EXPECT_THAT(r.err, HasSubstr("usage: meshctl --target ADDR COMMAND"));
     EXPECT_EQ(r.out, "");
   }
+}
+
+TEST_F(MeshctlTest, VersionPrintsTheRelease) {
+  ProcessResult r = Meshctl({"--version"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "meshctl (shmesh) " SHMESH_VERSION "\n");
 }
 
 TEST_F(MeshctlTest, HelpDocumentsEverything) {

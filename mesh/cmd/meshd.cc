@@ -55,6 +55,7 @@
 #include "mesh/cmd/meshd_topics.h"
 #include "mesh/config.h"
 #include "mesh/node.h"
+#include "mesh/version.h"
 #include "mesh/v1/config.pb.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -136,7 +137,17 @@ through shared memory, and serves the mesh.v1 control plane on its
 grpc_listen address (inspect it with meshctl). Log lines go to stderr:
   2026-11-22T18:03:01.123Z shmesh[a] INFO peer up: b (pid 4242)
 
+The config file is a mesh.v1.NodeConfig in protobuf text format (or JSON if
+its name ends in .json); its fields are documented in mesh/v1/config.proto
+(in shmesh's proto/ folder, or include/shmesh/ of an installed copy). The
+least a node needs (gRPC then listens on unix:<run_dir>/<name>.grpc):
+  name: "b"                               # unique in the mesh
+  run_dir: "/tmp/shmesh-demo"             # the nodes' sockets
+  seeds: "unix:/tmp/shmesh-demo/a.grpc"   # any member; none for the first
+
 flags (--flag=value or --flag value; bools also --flag / --noflag):
+  --version
+      print meshd's version and exit.
 )";
 
 constexpr char kHelpTail[] = R"(
@@ -148,7 +159,7 @@ exit status: 0 after a clean stop; 1 the node could not start; 2 bad usage or
 a bad config file.
 
 examples:
-  meshd --config examples/a.textproto
+  meshd --config a.textproto
   meshd --config a.textproto --print --wait_peers=2
   printf '@b hello\nto everyone\n' | meshd --config a.textproto --stdin \
       --wait_peers=1 --exit_on_eof
@@ -281,6 +292,10 @@ int WaitForPeers(mesh::Node* node, const Log& log, int signal_fd, int32_t n,
 int Main(int argc, char** argv) {
   absl::StatusOr<mesh::cmd::ParsedArgs> args = mesh::cmd::ParseArgs(argc, argv);
   if (!args.ok()) return UsageError(args.status().message());
+  if (args->version) {
+    std::cout << "meshd (shmesh) " << SHMESH_VERSION << "\n";
+    return kExitOk;
+  }
   if (args->help) {
     std::cout << kHelp << mesh::cmd::FlagsHelp("mesh/cmd/meshd.cc")
               << kHelpTail;

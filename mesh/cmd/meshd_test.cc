@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mesh/version.h"
 #include "testing/subprocess.h"
 #include "testing/temp_dir.h"
 
@@ -55,6 +56,15 @@ TEST(MeshdTest, HelpDocumentsEveryFlag) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_THAT(r.out, HasSubstr("SIGHUP restarts only the\nnode's gRPC server"));
+  // Nothing an installed copy lacks: no repository paths.
+  EXPECT_THAT(r.out, Not(HasSubstr("examples/")));
+  EXPECT_THAT(r.out, Not(HasSubstr("proto/mesh")));
+}
+
+TEST(MeshdTest, VersionPrintsTheRelease) {
+  ProcessResult r = RunProcess({Meshd(), "--version"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "meshd (shmesh) " SHMESH_VERSION "\n");
 }
 
 TEST(MeshdTest, BadUsageExitsTwo) {
