@@ -43,6 +43,12 @@ _LIBS = {
     "benchmark": (["benchmark"], [], "libbenchmark-dev"),
     "benchmark_main": (["benchmark"], ["-lbenchmark_main"], "libbenchmark-dev"),
     "zmq": (["libzmq"], [], "libzmq3-dev"),
+    # Headers only (--libs is empty for both: a Python extension does not
+    # link libpython). These targets make a missing package fail with its
+    # name; the include directory -I/usr/include/python3.11 (pkg-config
+    # --cflags, which this rule does not read) is given by python/BUILD.bazel.
+    "pybind11": (["pybind11"], [], "pybind11-dev"),
+    "python3": (["python3"], [], "python3-dev"),
 }
 
 _TOOLS = {

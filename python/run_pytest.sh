@@ -1,0 +1,30 @@
+#!/bin/bash
+# Runs the shmesh Python tests (python/tests) with pytest against the built
+# extension: lays out the package (python/shmesh/*.py and _shmesh.so) in a
+# temporary directory, and under --config=asan preloads libasan into the
+# uninstrumented python3 (the extension needs the ASan runtime loaded first).
+# Args: the path of _shmesh.so, the path of meshd.
+set -euo pipefail
+so="$1"
+meshd="$2"
+here="$(dirname "$0")"
+tmp="${TEST_TMPDIR:-$(mktemp -d)}"
+pkg="$tmp/pkg/shmesh"
+mkdir -p "$pkg"
+cp "$here"/shmesh/*.py "$pkg/"
+cp "$so" "$pkg/_shmesh.so"
+export PYTHONPATH="$tmp/pkg"
+export SHMESH_MESHD="$PWD/$meshd"
+export PYTHONDONTWRITEBYTECODE=1
+# Debian's python3 (the headers the extension was built against).
+py=/usr/bin/python3
+if ldd "$pkg/_shmesh.so" | grep -q libasan; then
+  export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+  # python itself "leaks" (interned objects, arenas it never frees).
+  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+fi
+if ldd "$pkg/_shmesh.so" | grep -q libubsan; then
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+fi
+exec "$py" -m pytest -q -p no:cacheprovider ${XML_OUTPUT_FILE:+--junitxml="$XML_OUTPUT_FILE"} \
+  "$here"/tests/test_*.py
