@@ -70,7 +70,8 @@ shmesh_status_code Fill(shmesh_error* err, const absl::Status& st) noexcept {
   const absl::string_view msg = st.message();
   constexpr size_t kMax = SHMESH_ERROR_MESSAGE_SIZE - 1;
   if (msg.size() <= kMax) {
-    std::memcpy(err->message, msg.data(), msg.size());
+    // (An OK status's message may have a null data(): no memcpy then.)
+    if (!msg.empty()) std::memcpy(err->message, msg.data(), msg.size());
     err->message[msg.size()] = '\0';
   } else {
     std::memcpy(err->message, msg.data(), kMax - 3);
@@ -343,6 +344,7 @@ const char* shmesh_status_code_name(shmesh_status_code code) {
     case SHMESH_UNAVAILABLE: return "UNAVAILABLE";
     case SHMESH_DATA_LOSS: return "DATA_LOSS";
     case SHMESH_UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case SHMESH_STATUS_CODE_MAX_ENUM_: break;
   }
   return "UNKNOWN_CODE";
 }
@@ -626,7 +628,12 @@ shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
     mesh::PublisherOptions opts;
     if (options != nullptr) {
       opts.history = options->history;
-      switch (options->reliability) {
+      // Read as the int C stored: a C caller may put any value there, and
+      // loading one outside the enum's values as the enum is undefined in C++.
+      int32_t reliability;
+      static_assert(sizeof(reliability) == sizeof(options->reliability), "enum width");
+      std::memcpy(&reliability, &options->reliability, sizeof(reliability));
+      switch (reliability) {
         case SHMESH_RELIABLE:
           opts.reliability = mesh::PublisherOptions::Reliability::kReliable;
           break;
@@ -635,8 +642,7 @@ shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
           break;
         default:
           return absl::InvalidArgumentError(absl::StrCat(
-              "shmesh_node_advertise: options->reliability is ",
-              static_cast<int>(options->reliability),
+              "shmesh_node_advertise: options->reliability is ", reliability,
               "; use SHMESH_RELIABLE or SHMESH_BEST_EFFORT"));
       }
       if (options->on_matched != nullptr) {

@@ -96,7 +96,10 @@ typedef enum shmesh_status_code {
   SHMESH_INTERNAL = 13,
   SHMESH_UNAVAILABLE = 14,
   SHMESH_DATA_LOSS = 15,
-  SHMESH_UNAUTHENTICATED = 16
+  SHMESH_UNAUTHENTICATED = 16,
+  /* Not a code: makes the enum 32 bits wide, so that any int a caller
+   * stores in it (e.g. a handler's bad return value) is representable. */
+  SHMESH_STATUS_CODE_MAX_ENUM_ = 0x7FFFFFFF
 } shmesh_status_code;
 
 /* The size of shmesh_error::message, the NUL included. Longer messages are
@@ -340,7 +343,9 @@ typedef enum shmesh_reliability {
    * lost while both nodes live. */
   SHMESH_RELIABLE = 0,
   /* A full subscriber is skipped at once (reported in the report). */
-  SHMESH_BEST_EFFORT = 1
+  SHMESH_BEST_EFFORT = 1,
+  /* Not a value: makes the enum 32 bits wide (see shmesh_status_code). */
+  SHMESH_RELIABILITY_MAX_ENUM_ = 0x7FFFFFFF
 } shmesh_reliability;
 
 /* Called on the events thread with the new number of matched subscribers

@@ -112,6 +112,15 @@ static shmesh_status_code fail_service(const shmesh_request* req, shmesh_respond
   return SHMESH_PERMISSION_DENIED;
 }
 
+/* "text/bad": returns a number that is not a code. */
+static shmesh_status_code bad_code_service(const shmesh_request* req, shmesh_responder* resp,
+                                           void* user_data) {
+  (void)req;
+  (void)resp;
+  (void)user_data;
+  return (shmesh_status_code)99;
+}
+
 static void test_version_and_names(void) {
   CHECK(strcmp(shmesh_version(), "0.1.0") == 0);
   CHECK(strcmp(shmesh_status_code_name(SHMESH_OK), "OK") == 0);
@@ -215,6 +224,8 @@ static void test_two_nodes(const char* dir) {
   shmesh_service* upper = NULL;
   shmesh_service* fail = NULL;
   shmesh_service* dup = NULL;
+  shmesh_service* bad_code = NULL;
+  CHECK_OK(shmesh_node_serve(bravo, "text/bad", bad_code_service, NULL, &bad_code, &err));
   CHECK_OK(shmesh_node_serve(bravo, "text/upper", upper_service, NULL, &upper, &err));
   CHECK_OK(shmesh_node_serve(bravo, "text/fail", fail_service, NULL, &fail, &err));
   CHECK_CODE(shmesh_node_serve(bravo, "text/upper", upper_service, NULL, &dup, &err),
@@ -402,7 +413,11 @@ static void test_two_nodes(const char* dir) {
   CHECK_CODE(shmesh_node_call(alpha, "text/upper", "x", 1, 1000, "charlie", &resp, &resp_len,
                               &err),
              SHMESH_NOT_FOUND);
+  CHECK_CODE(shmesh_node_call(alpha, "text/bad", "x", 1, 5000, NULL, &resp, &resp_len, &err),
+             SHMESH_UNKNOWN);
+  CHECK(strstr(err.message, "99") != NULL);
   CHECK(shmesh_service_handled(upper) == 2 && shmesh_service_handled(fail) == 1);
+  shmesh_service_destroy(bad_code);
   shmesh_service_destroy(fail);
   shmesh_service_destroy(upper);
 
