@@ -7,7 +7,7 @@
 set -euo pipefail
 so="$1"
 meshd="$2"
-here="$(dirname "$0")"
+here="$PWD/$(dirname "$0")"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 pkg="$tmp/pkg/shmesh"
 mkdir -p "$pkg"
@@ -26,5 +26,6 @@ fi
 if ldd "$pkg/_shmesh.so" | grep -q libubsan; then
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 fi
-exec "$py" -m pytest -q -p no:cacheprovider ${XML_OUTPUT_FILE:+--junitxml="$XML_OUTPUT_FILE"} \
+cd "$tmp"
+exec "$py" -P -m pytest -q -p no:cacheprovider ${XML_OUTPUT_FILE:+--junitxml="$XML_OUTPUT_FILE"} \
   "$here"/tests/test_*.py
