@@ -5,16 +5,17 @@
 # uninstrumented python3 (the extension needs the ASan runtime loaded first).
 # Args: the path of _shmesh.so, the path of meshd.
 set -euo pipefail
-so="$1"
-meshd="$2"
-here="$PWD/$(dirname "$0")"
+# Bazel runs tests in the runfiles root of the workspace; paths are relative to it.
+so="$PWD/$1"
+meshd="$PWD/$2"
+here="$PWD/python"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 pkg="$tmp/pkg/shmesh"
 mkdir -p "$pkg"
 cp "$here"/shmesh/*.py "$pkg/"
 cp "$so" "$pkg/_shmesh.so"
 export PYTHONPATH="$tmp/pkg"
-export SHMESH_MESHD="$PWD/$meshd"
+export SHMESH_MESHD="$meshd"
 export PYTHONDONTWRITEBYTECODE=1
 # Debian's python3 (the headers the extension was built against).
 py=/usr/bin/python3
