@@ -6,9 +6,11 @@
 #include "capi/c_test_util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 
 /* What a callback saw last, copied under `mu` (callbacks run on the nodes'
  * threads). */
@@ -435,15 +437,63 @@ static void test_two_nodes(const char* dir) {
   pthread_mutex_destroy(&topic_in.mu);
 }
 
+/* The number of open descriptors (entries of /proc/self/fd, less the one
+ * that lists them). */
+static int open_fds(void) {
+  DIR* d = opendir("/proc/self/fd");
+  CHECK(d != NULL);
+  int n = 0;
+  while (readdir(d) != NULL) ++n;
+  closedir(d);
+  return n - 3; /* ".", ".." and d's own descriptor */
+}
+
+/* Out of descriptors (RLIMIT_NOFILE just above what is open): starting a
+ * node fails with an error code, without crashing and without leaking. */
+static void test_descriptor_limit(const char* dir, int open_now) {
+  shmesh_error err;
+  char text[1024];
+  shmesh_node* node = NULL;
+  test_config(text, sizeof(text), dir, "starved", NULL);
+  CHECK_OK(shmesh_node_create_from_text(text, &node, &err));
+  struct rlimit saved;
+  CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  struct rlimit low = saved;
+  low.rlim_cur = (rlim_t)open_now + 3;
+  CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  const shmesh_status_code code = shmesh_node_start(node, &err);
+  CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  printf("start with %d descriptors to spare: %s: %s\n", 3, shmesh_status_code_name(code),
+         err.message);
+  CHECK(code != SHMESH_OK && err.message[0] != '\0');
+  shmesh_node_destroy(node);
+  CHECK(open_fds() == open_now);
+}
+
 int main(void) {
   char dir[64];
   test_make_dir(dir, sizeof(dir));
   test_version_and_names();
   printf("ok version_and_names\n");
+  /* gRPC keeps process-wide descriptors from the first server or channel
+   * on: start and stop one node before counting. */
+  shmesh_error err;
+  char text[1024];
+  shmesh_node* warm = NULL;
+  test_config(text, sizeof(text), dir, "warm", NULL);
+  CHECK_OK(shmesh_node_create_from_text(text, &warm, &err));
+  CHECK_OK(shmesh_node_start(warm, &err));
+  shmesh_node_destroy(warm);
+  const int fds_before = open_fds();
   test_errors(dir);
   printf("ok errors\n");
   test_two_nodes(dir);
   printf("ok two_nodes\n");
+  const int fds_after = open_fds();
+  printf("descriptors: %d before, %d after\n", fds_before, fds_after);
+  CHECK(fds_after == fds_before);
+  test_descriptor_limit(dir, fds_after);
+  printf("ok descriptor_limit\n");
   test_remove_dir(dir);
   return 0;
 }
