@@ -11,17 +11,48 @@
  *                                   <-     call child/echo "xyz" -> "xyz"
  *   call parent/upper "abc" -> "ABC" ->
  *   send "child ok"                ->      receive it
+ *   (waits in receive)                     SIGSTOP: unresponsive callback (1)
+ *                                          SIGCONT: unresponsive callback (0)
  *   receive "done"                 <-      send "done"
- *   exit 0                                 waitpid: 0
+ *   exit 0                                 waitpid: 0; peer-down callback
  */
 #include "capi/c_test_util.h"
 
 #include <ctype.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 /* Each side dies (SIGALRM fails the test) rather than hang. */
 enum { kAlarmSeconds = 30 };
+
+/* The parent's peer callbacks: the last unresponsive state reported (-1:
+ * none yet), how many times, and how many peers went down. */
+static atomic_int child_unresponsive = -1;
+static atomic_int unresponsive_calls;
+static atomic_int peer_downs;
+
+static void on_unresponsive(const shmesh_peer_info* peer, int unresponsive, void* user_data) {
+  (void)user_data;
+  CHECK(strcmp(peer->name, "child") == 0);
+  atomic_store(&child_unresponsive, unresponsive);
+  atomic_fetch_add(&unresponsive_calls, 1);
+}
+
+static void on_peer_down(const shmesh_peer_info* peer, void* user_data) {
+  (void)user_data;
+  CHECK(strcmp(peer->name, "child") == 0);
+  atomic_fetch_add(&peer_downs, 1);
+}
+
+/* Waits up to 10 s for *v to equal want. */
+static int wait_for_value(atomic_int* v, int want) {
+  for (int i = 0; i < 1000; ++i) {
+    if (atomic_load(v) == want) return 1;
+    test_sleep_ms(10);
+  }
+  return 0;
+}
 
 static shmesh_status_code upper_service(const shmesh_request* req, shmesh_responder* resp,
                                         void* user_data) {
@@ -114,8 +145,12 @@ static int run_parent(void) {
   shmesh_error err;
   char text[1024];
   test_config(text, sizeof(text), dir, "parent", NULL);
+  /* The shortest allowed: a stopped child is reported after 300 ms. */
+  strncat(text, "unresponsive_after_ms: 300\n", sizeof(text) - strlen(text) - 1);
   shmesh_node* node = NULL;
   CHECK_OK(shmesh_node_create_from_text(text, &node, &err));
+  CHECK_OK(shmesh_node_set_peer_unresponsive_handler(node, on_unresponsive, NULL, &err));
+  CHECK_OK(shmesh_node_set_peer_down_handler(node, on_peer_down, NULL, &err));
   shmesh_service* upper = NULL;
   CHECK_OK(shmesh_node_serve(node, "parent/upper", upper_service, NULL, &upper, &err));
   CHECK_OK(shmesh_node_start(node, &err));
@@ -131,6 +166,15 @@ static int run_parent(void) {
   expect_call(node, "child/echo", "xyz", "xyz");
   expect_message(node, "child", "child ok");
   CHECK(shmesh_service_handled(upper) == 1);
+
+  /* The child's process stops and runs again. */
+  CHECK(atomic_load(&unresponsive_calls) == 0);
+  CHECK(kill(child, SIGSTOP) == 0);
+  CHECK(wait_for_value(&child_unresponsive, 1));
+  CHECK(kill(child, SIGCONT) == 0);
+  CHECK(wait_for_value(&child_unresponsive, 0));
+  CHECK(atomic_load(&unresponsive_calls) == 2);
+
   CHECK_OK(shmesh_node_send(node, "child", "done", 4, 5000, &err));
 
   int status = 0;
@@ -139,6 +183,7 @@ static int run_parent(void) {
     fprintf(stderr, "child failed: status 0x%x\n", status);
     CHECK(0);
   }
+  CHECK(wait_for_value(&peer_downs, 1));
   shmesh_service_destroy(upper);
   shmesh_node_destroy(node);
   test_remove_dir(dir);
