@@ -48,7 +48,8 @@
  *   destroyed (for node handlers: until shmesh_node_destroy returns).
  * - Threads. All functions are thread-safe, with the exceptions noted (the
  *   shmesh_node_set_*_handler functions must be called before
- *   shmesh_node_start). Callbacks run on the node's own threads, as in
+ *   shmesh_node_start), except that a *_destroy must not race with other
+ *   calls on the same handle (destroying is the caller's last use of it). Callbacks run on the node's own threads, as in
  *   mesh/node.h: message, subscription and service callbacks on its receive
  *   thread (in order per sender, one at a time), peer and matched callbacks
  *   on its events thread (one at a time). They must return quickly, must not
@@ -284,7 +285,8 @@ shmesh_status_code shmesh_node_set_message_handler(shmesh_node* node, shmesh_mes
                                                    void* user_data, shmesh_error* err);
 
 /* Takes the next queued message into *out (caller-owned struct; release with
- * shmesh_message_owned_free), waiting up to timeout_ms. DEADLINE_EXCEEDED
+ * shmesh_message_owned_free), waiting up to timeout_ms. *out is overwritten,
+ * not freed: free a previous message first. DEADLINE_EXCEEDED
  * if none came, FAILED_PRECONDITION with a message handler set, CANCELLED
  * once the node is stopped. */
 shmesh_status_code shmesh_node_receive(shmesh_node* node, int64_t timeout_ms,
@@ -324,7 +326,7 @@ shmesh_status_code shmesh_node_wait_for_peers(shmesh_node* node, size_t n, int64
 
 /* The topology (mesh.v1.TopologySnapshot, proto/mesh/v1/mesh.proto) as
  * serialized protobuf bytes: *out (freed with shmesh_free) holds *out_len
- * bytes. With local_only 0, gathers every member's links over gRPC (members
+ * bytes (both out-parameters required). With local_only 0, gathers every member's links over gRPC (members
  * that do not answer in time leave their links marked unconfirmed). */
 shmesh_status_code shmesh_node_topology(shmesh_node* node, int local_only, void** out,
                                         size_t* out_len, shmesh_error* err);
@@ -410,7 +412,8 @@ shmesh_status_code shmesh_node_subscribe_pull(shmesh_node* node, const char* pat
                                               shmesh_error* err);
 
 /* Pull form: the next message into *out (release with
- * shmesh_message_owned_free), waiting up to timeout_ms. DEADLINE_EXCEEDED if
+ * shmesh_message_owned_free; overwritten, not freed), waiting up to
+ * timeout_ms. DEADLINE_EXCEEDED if
  * none came; FAILED_PRECONDITION for a callback subscription; CANCELLED once
  * the node stopped. */
 shmesh_status_code shmesh_subscription_receive(shmesh_subscription* sub, int64_t timeout_ms,

@@ -293,6 +293,19 @@ static void test_two_nodes(const char* dir) {
   CHECK_CODE(shmesh_node_send(alpha, "nobody", "x", 1, 100, &err), SHMESH_NOT_FOUND);
   CHECK(strstr(err.message, "nobody") != NULL);
   CHECK_CODE(shmesh_node_send(alpha, "alpha", "x", 1, 100, &err), SHMESH_INVALID_ARGUMENT);
+  /* A message longer than shmesh_error's buffer is truncated with "...". */
+  char long_name[3000];
+  memset(long_name, 'n', sizeof(long_name) - 1);
+  long_name[sizeof(long_name) - 1] = '\0';
+  CHECK_CODE(shmesh_node_send(alpha, long_name, "x", 1, 100, &err), SHMESH_NOT_FOUND);
+  CHECK(strlen(err.message) == SHMESH_ERROR_MESSAGE_SIZE - 1);
+  CHECK(strcmp(err.message + SHMESH_ERROR_MESSAGE_SIZE - 4, "...") == 0);
+  /* Larger than max_message_bytes (under the 64 KiB ring): INVALID_ARGUMENT. */
+  const size_t big_len = 1 << 20;
+  char* big = calloc(big_len, 1);
+  CHECK(big != NULL);
+  CHECK_CODE(shmesh_node_send(alpha, "bravo", big, big_len, 100, &err), SHMESH_INVALID_ARGUMENT);
+  free(big);
 
   /* Send batch: three in order. */
   const void* payloads[3] = {"m1", "m2", "m3"};
