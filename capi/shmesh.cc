@@ -1,18 +1,16 @@
-// The shmesh C API (shmesh.h) over mesh::Node: handles own the C++ objects,
-// every entry point converts absl::Status to a shmesh_status_code plus the
-// caller's shmesh_error, and no exception leaves an entry point (Guard).
+// The shmesh C API (shmesh.h) over mesh::Node: the node, sending,
+// receiving, peers and topology (topics and services: shmesh_pubsub.cc).
+// Handles own the C++ objects; every entry point runs in Guard, which turns
+// the absl::Status into a shmesh_status_code plus the caller's shmesh_error,
+// and stops every exception.
 //
-// Thread contract: as shmesh.h; this file keeps no state of its own beyond
-// the handles, and each handle's C++ object is itself thread-safe.
+// Thread contract: as shmesh.h; nothing here keeps state beyond the
+// handles, and each handle's C++ object is itself thread-safe.
 #include "shmesh/shmesh.h"
 
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
-#include <exception>
-#include <functional>
 #include <memory>
-#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,263 +18,26 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
-#include "absl/time/time.h"
+#include "capi/shmesh_internal.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "mesh/node.h"
 
-// The handles: each owns one C++ object of mesh/. (Global namespace: the
-// header declares them as C structs.)
-struct shmesh_node {
-  std::unique_ptr<mesh::Node> node;
-};
-struct shmesh_publisher {
-  std::unique_ptr<mesh::Publisher> pub;
-};
-struct shmesh_subscription {
-  std::unique_ptr<mesh::Subscription> sub;
-};
-struct shmesh_service {
-  std::unique_ptr<mesh::ServiceRegistration> reg;
-};
-// Lives on the receive thread's stack for one handler call.
-struct shmesh_responder {
-  std::string response;
-  std::string error_message;
-};
-
 namespace {
 
-// The codes must keep absl's numbers: they are cast both ways.
-static_assert(SHMESH_OK == static_cast<int>(absl::StatusCode::kOk), "code numbers");
-static_assert(SHMESH_NOT_FOUND == static_cast<int>(absl::StatusCode::kNotFound), "code numbers");
-static_assert(SHMESH_INTERNAL == static_cast<int>(absl::StatusCode::kInternal), "code numbers");
-static_assert(SHMESH_UNAUTHENTICATED == static_cast<int>(absl::StatusCode::kUnauthenticated),
-              "code numbers");
+using shmesh_capi::Bytes;
+using shmesh_capi::CopyWithNul;
+using shmesh_capi::Deadline;
+using shmesh_capi::FillOwned;
+using shmesh_capi::Guard;
+using shmesh_capi::NullArg;
+using shmesh_capi::PackReport;
+using shmesh_capi::PackStrings;
+using shmesh_capi::WrapMessageFn;
+using shmesh_capi::PeerView;
 
 constexpr char kVersion[] = "0.1.0";
-
-// ---------------------------------------------------------------------------
-// Errors.
-
-// Copies `st` into `err` (when given) and returns its code. Allocates
-// nothing and cannot throw.
-shmesh_status_code Fill(shmesh_error* err, const absl::Status& st) noexcept {
-  const auto code = static_cast<shmesh_status_code>(st.code());
-  if (err == nullptr) return code;
-  err->code = code;
-  const absl::string_view msg = st.message();
-  constexpr size_t kMax = SHMESH_ERROR_MESSAGE_SIZE - 1;
-  if (msg.size() <= kMax) {
-    // (An OK status's message may have a null data(): no memcpy then.)
-    if (!msg.empty()) std::memcpy(err->message, msg.data(), msg.size());
-    err->message[msg.size()] = '\0';
-  } else {
-    std::memcpy(err->message, msg.data(), kMax - 3);
-    std::memcpy(err->message + kMax - 3, "...", 4);
-  }
-  return code;
-}
-
-// Runs `f` (returning absl::Status) and turns any exception into a status:
-// the one place where C++ exceptions stop.
-template <typename F>
-shmesh_status_code Guard(shmesh_error* err, F&& f) noexcept {
-  try {
-    return Fill(err, f());
-  } catch (const std::bad_alloc&) {
-    return Fill(err, absl::ResourceExhaustedError(
-                         "shmesh: out of memory; free memory or lower the load and retry"));
-  } catch (const std::exception& e) {
-    return Fill(err, absl::InternalError(
-                         absl::StrCat("shmesh: unexpected C++ exception (a bug; please report it): ",
-                                      e.what())));
-  } catch (...) {
-    return Fill(err, absl::InternalError(
-                         "shmesh: unexpected C++ exception (a bug; please report it)"));
-  }
-}
-
-absl::Status NullArg(const char* function, const char* arg) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(function, ": argument `", arg, "` is NULL; pass a valid pointer"));
-}
-
-#define SHMESH_REQUIRE(arg)                                   \
-  do {                                                        \
-    if ((arg) == nullptr) return NullArg(__func__, #arg);     \
-  } while (0)
-
-// A relative timeout (shmesh.h: negative forever, 0 no wait) as a deadline.
-absl::Time Deadline(int64_t timeout_ms) {
-  if (timeout_ms < 0) return absl::InfiniteFuture();
-  if (timeout_ms == 0) return absl::InfinitePast();
-  return absl::Now() + absl::Milliseconds(timeout_ms);
-}
-
-absl::string_view Bytes(const void* data, size_t len) {
-  return len == 0 ? absl::string_view() : absl::string_view(static_cast<const char*>(data), len);
-}
-
-// ---------------------------------------------------------------------------
-// Buffers handed to the caller: malloc'd (shmesh_free is free()).
-
-void* Malloc(size_t n) {
-  void* p = std::malloc(n == 0 ? 1 : n);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-// `data` with a NUL after it (not counted).
-char* CopyWithNul(absl::string_view data) {
-  char* p = static_cast<char*>(Malloc(data.size() + 1));
-  if (!data.empty()) std::memcpy(p, data.data(), data.size());
-  p[data.size()] = '\0';
-  return p;
-}
-
-// One block: an array of names.size() + 1 pointers (the last NULL), then
-// the strings.
-char** PackStrings(const std::vector<std::string>& names) {
-  size_t total = (names.size() + 1) * sizeof(char*);
-  for (const auto& s : names) total += s.size() + 1;
-  char* block = static_cast<char*>(Malloc(total));
-  char** array = reinterpret_cast<char**>(block);
-  char* p = block + (names.size() + 1) * sizeof(char*);
-  for (size_t i = 0; i < names.size(); ++i) {
-    array[i] = p;
-    std::memcpy(p, names[i].data(), names[i].size());
-    p[names[i].size()] = '\0';
-    p += names[i].size() + 1;
-  }
-  array[names.size()] = nullptr;
-  return array;
-}
-
-// One block: the report, the delivered names' pointers, the failures, then
-// every string.
-static_assert(sizeof(shmesh_delivery_report) % alignof(char*) == 0, "layout");
-static_assert(sizeof(shmesh_delivery_report) % alignof(shmesh_failure) == 0, "layout");
-static_assert(sizeof(char*) % alignof(shmesh_failure) == 0, "layout");
-shmesh_delivery_report* PackReport(size_t delivered_count, const std::vector<std::string>* delivered,
-                                   const std::vector<std::pair<std::string, absl::Status>>& failed) {
-  const size_t names = delivered != nullptr ? delivered->size() : 0;
-  size_t total = sizeof(shmesh_delivery_report) + names * sizeof(char*) +
-                 failed.size() * sizeof(shmesh_failure);
-  for (size_t i = 0; i < names; ++i) total += (*delivered)[i].size() + 1;
-  for (const auto& f : failed) total += f.first.size() + 1 + f.second.message().size() + 1;
-  char* block = static_cast<char*>(Malloc(total));
-  auto* report = reinterpret_cast<shmesh_delivery_report*>(block);
-  char* p = block + sizeof(shmesh_delivery_report);
-  auto** name_array = reinterpret_cast<const char**>(p);
-  p += names * sizeof(char*);
-  auto* failures = reinterpret_cast<shmesh_failure*>(p);
-  p += failed.size() * sizeof(shmesh_failure);
-  auto put = [&p](absl::string_view s) {
-    char* start = p;
-    if (!s.empty()) std::memcpy(p, s.data(), s.size());
-    p[s.size()] = '\0';
-    p += s.size() + 1;
-    return start;
-  };
-  for (size_t i = 0; i < names; ++i) name_array[i] = put((*delivered)[i]);
-  for (size_t i = 0; i < failed.size(); ++i) {
-    failures[i].name = put(failed[i].first);
-    failures[i].code = static_cast<shmesh_status_code>(failed[i].second.code());
-    failures[i].message = put(failed[i].second.message());
-  }
-  report->delivered_count = delivered_count;
-  report->delivered_names = delivered != nullptr ? name_array : nullptr;
-  report->failed_count = failed.size();
-  report->failed = failed.empty() ? nullptr : failures;
-  return report;
-}
-
-// Moves `m` into the caller's struct (three allocations; all or none).
-void FillOwned(const mesh::Message& m, shmesh_message_owned* out) {
-  std::unique_ptr<char, decltype(&std::free)> from(CopyWithNul(m.from), &std::free);
-  std::unique_ptr<char, decltype(&std::free)> topic(CopyWithNul(m.topic), &std::free);
-  char* payload = CopyWithNul(m.payload);
-  out->from = from.release();
-  out->topic = topic.release();
-  out->payload = payload;
-  out->payload_len = m.payload.size();
-}
-
-// ---------------------------------------------------------------------------
-// Callbacks: C function pointers wrapped for mesh/. The views' strings are
-// not NUL-terminated, so they are copied into per-thread buffers that keep
-// their capacity (no allocation per message once warm).
-
-struct ViewBuffers {
-  std::string from;
-  std::string topic;
-};
-
-ViewBuffers& ThreadBuffers() {
-  thread_local ViewBuffers buffers;
-  return buffers;
-}
-
-std::function<void(const mesh::MessageView&)> WrapMessageFn(shmesh_message_fn fn, void* user_data) {
-  return [fn, user_data](const mesh::MessageView& v) {
-    try {
-      ViewBuffers& b = ThreadBuffers();
-      b.from.assign(v.from.data(), v.from.size());
-      b.topic.assign(v.topic.data(), v.topic.size());
-      shmesh_message m;
-      m.from = b.from.c_str();
-      m.topic = b.topic.c_str();
-      m.payload = v.payload.empty() ? "" : v.payload.data();
-      m.payload_len = v.payload.size();
-      fn(&m, user_data);
-    } catch (...) {
-      // Only the copies above can throw (out of memory): the message cannot
-      // be shown to C, and an exception must not unwind the receive thread.
-    }
-  };
-}
-
-shmesh_peer_info PeerView(const mesh::PeerInfo& p) {
-  shmesh_peer_info info;
-  info.name = p.name.c_str();
-  info.id = p.id;
-  info.pid = p.pid;
-  info.handshake_us = absl::ToInt64Microseconds(p.handshake);
-  return info;
-}
-
-// Runs a C service handler: its code and message, or the bytes it wrote.
-absl::StatusOr<std::string> RunService(shmesh_service_fn fn, void* user_data,
-                                       const mesh::RequestView& r) {
-  try {
-    const std::string service(r.service);
-    const std::string from(r.from);
-    shmesh_request req;
-    req.service = service.c_str();
-    req.from = from.c_str();
-    req.payload = r.payload.empty() ? "" : r.payload.data();
-    req.payload_len = r.payload.size();
-    shmesh_responder resp;
-    const int code = static_cast<int>(fn(&req, &resp, user_data));
-    if (code == SHMESH_OK) return std::move(resp.response);
-    if (code < 0 || code > SHMESH_UNAUTHENTICATED) {
-      return absl::UnknownError(absl::StrCat("service ", service, ": the handler returned ", code,
-                                             ", which is not a shmesh_status_code (0..16)"));
-    }
-    std::string message = resp.error_message.empty()
-                              ? absl::StrCat("service ", service, ": the handler returned ",
-                                             shmesh_status_code_name(static_cast<shmesh_status_code>(code)))
-                              : std::move(resp.error_message);
-    return absl::Status(static_cast<absl::StatusCode>(code), message);
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("service handler: out of memory on the server");
-  } catch (...) {
-    return absl::InternalError("service handler: unexpected C++ exception on the server");
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Config text.
@@ -366,7 +127,7 @@ void shmesh_message_owned_free(shmesh_message_owned* msg) {
 
 shmesh_status_code shmesh_node_create_from_file(const char* path, shmesh_node** out,
                                                 shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(out);
     *out = nullptr;
     SHMESH_REQUIRE(path);
@@ -376,7 +137,7 @@ shmesh_status_code shmesh_node_create_from_file(const char* path, shmesh_node** 
 
 shmesh_status_code shmesh_node_create_from_text(const char* config_text, shmesh_node** out,
                                                 shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(out);
     *out = nullptr;
     SHMESH_REQUIRE(config_text);
@@ -387,7 +148,7 @@ shmesh_status_code shmesh_node_create_from_text(const char* config_text, shmesh_
 }
 
 shmesh_status_code shmesh_node_start(shmesh_node* node, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(node);
     return node->node->Start();
   });
@@ -417,7 +178,7 @@ uint64_t shmesh_node_id(const shmesh_node* node) { return node == nullptr ? 0 : 
 
 shmesh_status_code shmesh_node_grpc_address(const shmesh_node* node, char** out,
                                             shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(out);
     *out = nullptr;
     SHMESH_REQUIRE(node);
@@ -430,7 +191,7 @@ shmesh_status_code shmesh_node_grpc_address(const shmesh_node* node, char** out,
 
 shmesh_status_code shmesh_node_send(shmesh_node* node, const char* peer, const void* payload,
                                     size_t len, int64_t timeout_ms, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(node);
     SHMESH_REQUIRE(peer);
     if (len > 0) SHMESH_REQUIRE(payload);
@@ -442,7 +203,7 @@ shmesh_status_code shmesh_node_send_batch(shmesh_node* node, const char* peer,
                                           const void* const* payloads, const size_t* lens,
                                           size_t count, int64_t timeout_ms, size_t* out_sent,
                                           shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     if (out_sent != nullptr) *out_sent = 0;
     SHMESH_REQUIRE(node);
     SHMESH_REQUIRE(peer);
@@ -470,7 +231,7 @@ shmesh_status_code shmesh_node_send_batch(shmesh_node* node, const char* peer,
 shmesh_status_code shmesh_node_broadcast(shmesh_node* node, const void* payload, size_t len,
                                          int64_t timeout_ms, shmesh_delivery_report** out_report,
                                          shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     if (out_report != nullptr) *out_report = nullptr;
     SHMESH_REQUIRE(node);
     if (len > 0) SHMESH_REQUIRE(payload);
@@ -488,7 +249,7 @@ shmesh_status_code shmesh_node_broadcast(shmesh_node* node, const void* payload,
 
 shmesh_status_code shmesh_node_set_message_handler(shmesh_node* node, shmesh_message_fn fn,
                                                    void* user_data, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(node);
     SHMESH_REQUIRE(fn);
     return node->node->SetMessageHandler(WrapMessageFn(fn, user_data));
@@ -497,7 +258,7 @@ shmesh_status_code shmesh_node_set_message_handler(shmesh_node* node, shmesh_mes
 
 shmesh_status_code shmesh_node_receive(shmesh_node* node, int64_t timeout_ms,
                                        shmesh_message_owned* out, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(out);
     *out = shmesh_message_owned{nullptr, nullptr, nullptr, 0};
     SHMESH_REQUIRE(node);
@@ -516,7 +277,7 @@ int shmesh_node_receive_fd(const shmesh_node* node) {
 
 shmesh_status_code shmesh_node_set_peer_up_handler(shmesh_node* node, shmesh_peer_fn fn,
                                                    void* user_data, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(node);
     SHMESH_REQUIRE(fn);
     return node->node->SetPeerUpHandler([fn, user_data](const mesh::PeerInfo& p) {
@@ -528,7 +289,7 @@ shmesh_status_code shmesh_node_set_peer_up_handler(shmesh_node* node, shmesh_pee
 
 shmesh_status_code shmesh_node_set_peer_down_handler(shmesh_node* node, shmesh_peer_fn fn,
                                                      void* user_data, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(node);
     SHMESH_REQUIRE(fn);
     return node->node->SetPeerDownHandler([fn, user_data](const mesh::PeerInfo& p) {
@@ -541,7 +302,7 @@ shmesh_status_code shmesh_node_set_peer_down_handler(shmesh_node* node, shmesh_p
 shmesh_status_code shmesh_node_set_peer_unresponsive_handler(shmesh_node* node,
                                                              shmesh_peer_unresponsive_fn fn,
                                                              void* user_data, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(node);
     SHMESH_REQUIRE(fn);
     return node->node->SetPeerUnresponsiveHandler(
@@ -554,7 +315,7 @@ shmesh_status_code shmesh_node_set_peer_unresponsive_handler(shmesh_node* node,
 
 shmesh_status_code shmesh_node_peers(const shmesh_node* node, char*** out_names,
                                      size_t* out_count, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     if (out_count != nullptr) *out_count = 0;
     SHMESH_REQUIRE(out_names);
     *out_names = nullptr;
@@ -568,7 +329,7 @@ shmesh_status_code shmesh_node_peers(const shmesh_node* node, char*** out_names,
 
 shmesh_status_code shmesh_node_wait_for_peers(shmesh_node* node, size_t n, int64_t timeout_ms,
                                               shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     SHMESH_REQUIRE(node);
     return node->node->WaitForPeers(n, Deadline(timeout_ms));
   });
@@ -576,7 +337,7 @@ shmesh_status_code shmesh_node_wait_for_peers(shmesh_node* node, size_t n, int64
 
 shmesh_status_code shmesh_node_topology(shmesh_node* node, int local_only, void** out,
                                         size_t* out_len, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     if (out_len != nullptr) *out_len = 0;
     SHMESH_REQUIRE(out);
     *out = nullptr;
@@ -596,7 +357,7 @@ shmesh_status_code shmesh_node_topology(shmesh_node* node, int local_only, void*
 
 shmesh_status_code shmesh_node_topology_json(shmesh_node* node, int local_only, char** out,
                                              size_t* out_len, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
+  return Guard(err, [&, entry = __func__]() -> absl::Status {
     if (out_len != nullptr) *out_len = 0;
     SHMESH_REQUIRE(out);
     *out = nullptr;
@@ -611,251 +372,6 @@ shmesh_status_code shmesh_node_topology_json(shmesh_node* node, int local_only, 
     }
     *out = CopyWithNul(json);
     if (out_len != nullptr) *out_len = json.size();
-    return absl::OkStatus();
-  });
-}
-
-// --- Topics ----------------------------------------------------------------
-
-shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
-                                         const shmesh_publisher_options* options,
-                                         shmesh_publisher** out, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(out);
-    *out = nullptr;
-    SHMESH_REQUIRE(node);
-    SHMESH_REQUIRE(topic);
-    mesh::PublisherOptions opts;
-    if (options != nullptr) {
-      opts.history = options->history;
-      // Read as the int C stored: a C caller may put any value there, and
-      // loading one outside the enum's values as the enum is undefined in C++.
-      int32_t reliability;
-      static_assert(sizeof(reliability) == sizeof(options->reliability), "enum width");
-      std::memcpy(&reliability, &options->reliability, sizeof(reliability));
-      switch (reliability) {
-        case SHMESH_RELIABLE:
-          opts.reliability = mesh::PublisherOptions::Reliability::kReliable;
-          break;
-        case SHMESH_BEST_EFFORT:
-          opts.reliability = mesh::PublisherOptions::Reliability::kBestEffort;
-          break;
-        default:
-          return absl::InvalidArgumentError(absl::StrCat(
-              "shmesh_node_advertise: options->reliability is ", reliability,
-              "; use SHMESH_RELIABLE or SHMESH_BEST_EFFORT"));
-      }
-      if (options->on_matched != nullptr) {
-        shmesh_matched_fn fn = options->on_matched;
-        void* user_data = options->on_matched_user_data;
-        opts.on_matched = [fn, user_data](size_t matched) { fn(matched, user_data); };
-      }
-    }
-    auto pub = node->node->Advertise(topic, std::move(opts));
-    if (!pub.ok()) return pub.status();
-    auto handle = std::make_unique<shmesh_publisher>();
-    handle->pub = std::move(*pub);
-    *out = handle.release();
-    return absl::OkStatus();
-  });
-}
-
-shmesh_status_code shmesh_publisher_publish(shmesh_publisher* pub, const void* payload,
-                                            size_t len, int64_t timeout_ms,
-                                            shmesh_delivery_report** out_report,
-                                            shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    if (out_report != nullptr) *out_report = nullptr;
-    SHMESH_REQUIRE(pub);
-    if (len > 0) SHMESH_REQUIRE(payload);
-    absl::StatusOr<mesh::PublishResult> r =
-        pub->pub->Publish(Bytes(payload, len), Deadline(timeout_ms));
-    if (!r.ok()) return r.status();
-    if (out_report != nullptr) *out_report = PackReport(r->delivered, nullptr, r->not_reached);
-    return absl::OkStatus();
-  });
-}
-
-size_t shmesh_publisher_matched(const shmesh_publisher* pub) {
-  return pub == nullptr ? 0 : pub->pub->matched();
-}
-
-shmesh_status_code shmesh_publisher_wait_for_subscribers(shmesh_publisher* pub, size_t n,
-                                                         int64_t timeout_ms, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(pub);
-    return pub->pub->WaitForSubscribers(n, Deadline(timeout_ms));
-  });
-}
-
-void shmesh_publisher_destroy(shmesh_publisher* pub) {
-  if (pub == nullptr) return;
-  try {
-    delete pub;
-  } catch (...) {
-  }
-}
-
-shmesh_status_code shmesh_node_subscribe(shmesh_node* node, const char* pattern,
-                                         shmesh_message_fn fn, void* user_data,
-                                         shmesh_subscription** out, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(out);
-    *out = nullptr;
-    SHMESH_REQUIRE(node);
-    SHMESH_REQUIRE(pattern);
-    SHMESH_REQUIRE(fn);
-    auto sub = node->node->Subscribe(pattern, WrapMessageFn(fn, user_data));
-    if (!sub.ok()) return sub.status();
-    auto handle = std::make_unique<shmesh_subscription>();
-    handle->sub = std::move(*sub);
-    *out = handle.release();
-    return absl::OkStatus();
-  });
-}
-
-shmesh_status_code shmesh_node_subscribe_pull(shmesh_node* node, const char* pattern,
-                                              size_t queue_depth, shmesh_subscription** out,
-                                              shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(out);
-    *out = nullptr;
-    SHMESH_REQUIRE(node);
-    SHMESH_REQUIRE(pattern);
-    mesh::SubscribeOptions opts;
-    if (queue_depth != 0) opts.queue_depth = queue_depth;
-    auto sub = node->node->Subscribe(pattern, opts);
-    if (!sub.ok()) return sub.status();
-    auto handle = std::make_unique<shmesh_subscription>();
-    handle->sub = std::move(*sub);
-    *out = handle.release();
-    return absl::OkStatus();
-  });
-}
-
-shmesh_status_code shmesh_subscription_receive(shmesh_subscription* sub, int64_t timeout_ms,
-                                               shmesh_message_owned* out, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(out);
-    *out = shmesh_message_owned{nullptr, nullptr, nullptr, 0};
-    SHMESH_REQUIRE(sub);
-    absl::StatusOr<mesh::Message> m = sub->sub->Receive(Deadline(timeout_ms));
-    if (!m.ok()) return m.status();
-    FillOwned(*m, out);
-    return absl::OkStatus();
-  });
-}
-
-int shmesh_subscription_ready_fd(const shmesh_subscription* sub) {
-  return sub == nullptr ? -1 : sub->sub->ready_fd();
-}
-
-uint64_t shmesh_subscription_received(const shmesh_subscription* sub) {
-  return sub == nullptr ? 0 : sub->sub->received();
-}
-
-void shmesh_subscription_unsubscribe(shmesh_subscription* sub) {
-  if (sub == nullptr) return;
-  try {
-    sub->sub->Unsubscribe();
-  } catch (...) {
-  }
-}
-
-void shmesh_subscription_destroy(shmesh_subscription* sub) {
-  if (sub == nullptr) return;
-  try {
-    delete sub;
-  } catch (...) {
-  }
-}
-
-// --- Services --------------------------------------------------------------
-
-shmesh_status_code shmesh_responder_write(shmesh_responder* r, const void* data, size_t len,
-                                          shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(r);
-    if (len > 0) SHMESH_REQUIRE(data);
-    r->response.append(Bytes(data, len).data(), len);
-    return absl::OkStatus();
-  });
-}
-
-shmesh_status_code shmesh_responder_set_error_message(shmesh_responder* r, const char* message,
-                                                      shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(r);
-    SHMESH_REQUIRE(message);
-    r->error_message = message;
-    return absl::OkStatus();
-  });
-}
-
-shmesh_status_code shmesh_node_serve(shmesh_node* node, const char* service, shmesh_service_fn fn,
-                                     void* user_data, shmesh_service** out, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    SHMESH_REQUIRE(out);
-    *out = nullptr;
-    SHMESH_REQUIRE(node);
-    SHMESH_REQUIRE(service);
-    SHMESH_REQUIRE(fn);
-    auto reg = node->node->Serve(service, [fn, user_data](const mesh::RequestView& r) {
-      return RunService(fn, user_data, r);
-    });
-    if (!reg.ok()) return reg.status();
-    auto handle = std::make_unique<shmesh_service>();
-    handle->reg = std::move(*reg);
-    *out = handle.release();
-    return absl::OkStatus();
-  });
-}
-
-uint64_t shmesh_service_handled(const shmesh_service* svc) {
-  return svc == nullptr ? 0 : svc->reg->handled();
-}
-
-void shmesh_service_destroy(shmesh_service* svc) {
-  if (svc == nullptr) return;
-  try {
-    delete svc;
-  } catch (...) {
-  }
-}
-
-shmesh_status_code shmesh_node_call(shmesh_node* node, const char* service, const void* request,
-                                    size_t request_len, int64_t timeout_ms, const char* server,
-                                    void** out_response, size_t* out_len, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    if (out_len != nullptr) *out_len = 0;
-    SHMESH_REQUIRE(out_response);
-    *out_response = nullptr;
-    SHMESH_REQUIRE(out_len);
-    SHMESH_REQUIRE(node);
-    SHMESH_REQUIRE(service);
-    if (request_len > 0) SHMESH_REQUIRE(request);
-    mesh::CallOptions options;
-    if (server != nullptr) options.server = server;
-    absl::StatusOr<std::string> response =
-        node->node->Call(service, Bytes(request, request_len), Deadline(timeout_ms), options);
-    if (!response.ok()) return response.status();
-    *out_response = CopyWithNul(*response);
-    *out_len = response->size();
-    return absl::OkStatus();
-  });
-}
-
-shmesh_status_code shmesh_node_servers(const shmesh_node* node, const char* service,
-                                       char*** out_names, size_t* out_count, shmesh_error* err) {
-  return Guard(err, [&]() -> absl::Status {
-    if (out_count != nullptr) *out_count = 0;
-    SHMESH_REQUIRE(out_names);
-    *out_names = nullptr;
-    SHMESH_REQUIRE(node);
-    SHMESH_REQUIRE(service);
-    const std::vector<std::string> servers = node->node->Servers(service);
-    *out_names = PackStrings(servers);
-    if (out_count != nullptr) *out_count = servers.size();
     return absl::OkStatus();
   });
 }

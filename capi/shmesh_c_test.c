@@ -152,7 +152,7 @@ static void test_errors(const char* dir) {
   /* NULL arguments: INVALID_ARGUMENT naming the argument. */
   CHECK_CODE(shmesh_node_create_from_text(NULL, &node, &err), SHMESH_INVALID_ARGUMENT);
   CHECK(node == NULL);
-  CHECK(strstr(err.message, "config_text") != NULL);
+  CHECK(strstr(err.message, "shmesh_node_create_from_text: argument `config_text` is NULL") != NULL);
   CHECK_CODE(shmesh_node_create_from_text("name: \"x\"", NULL, &err), SHMESH_INVALID_ARGUMENT);
   CHECK_CODE(shmesh_node_create_from_file(NULL, &node, &err), SHMESH_INVALID_ARGUMENT);
   CHECK_CODE(shmesh_node_send(NULL, "p", "x", 1, 0, &err), SHMESH_INVALID_ARGUMENT);
