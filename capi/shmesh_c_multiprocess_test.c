@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
 
@@ -137,6 +138,8 @@ static int run_parent(void) {
   pid_t child = fork();
   CHECK(child >= 0);
   if (child == 0) {
+    /* Dies with the parent (a failed CHECK there leaves no orphan). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     char* const argv[] = {exe, "--child", dir, NULL};
     execv(exe, argv);
     _exit(127);
