@@ -19,9 +19,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "capi/shmesh_internal.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "mesh/config.h"
 #include "mesh/node.h"
 
 namespace {
@@ -37,37 +36,14 @@ using shmesh_capi::PackStrings;
 using shmesh_capi::WrapMessageFn;
 using shmesh_capi::PeerView;
 
-constexpr char kVersion[] = "0.1.0";
+constexpr char kVersion[] = SHMESH_VERSION;
 
 // ---------------------------------------------------------------------------
 // Config text.
 
-// Collects the text parser's errors as "<text>:LINE:COL: message" lines.
-class TextErrors : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, google::protobuf::io::ColumnNumber column,
-                const std::string& message) override {
-    if (!text_.empty()) text_ += "; ";
-    absl::StrAppend(&text_, "<text>:", line + 1, ":", column + 1, ": ", message);
-  }
-  const std::string& text() const { return text_; }
-
- private:
-  std::string text_;
-};
-
-absl::StatusOr<mesh::v1::NodeConfig> ParseConfigText(const char* text) {
-  mesh::v1::NodeConfig config;
-  TextErrors errors;
-  google::protobuf::TextFormat::Parser parser;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &config)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config text does not parse: ", errors.text().empty() ? "syntax error" : errors.text(),
-        ". Fix the text (protobuf text format; the fields are in proto/mesh/v1/config.proto)"));
-  }
-  return config;
-}
+// The config parser of meshd and Node::CreateFromFile: errors name the
+// line, the field, a close match of a misspelled field, and config.proto.
+absl::StatusOr<mesh::v1::NodeConfig> ParseConfigText(const char* text) { return mesh::ParseConfig(text, "<text>"); }
 
 absl::Status AdoptNode(absl::StatusOr<std::unique_ptr<mesh::Node>> node, shmesh_node** out) {
   if (!node.ok()) return node.status();

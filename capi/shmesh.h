@@ -69,9 +69,9 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 /* Version */
 
-#define SHMESH_VERSION_MAJOR 0
-#define SHMESH_VERSION_MINOR 1
-#define SHMESH_VERSION_PATCH 0
+/* SHMESH_VERSION ("MAJOR.MINOR.PATCH") and SHMESH_VERSION_MAJOR/MINOR/PATCH,
+ * of the headers compiled against (next to this file when installed). */
+#include "mesh/version.h"
 
 /* The library's version, "MAJOR.MINOR.PATCH" (static storage; never free). */
 const char* shmesh_version(void);

@@ -124,7 +124,7 @@ static shmesh_status_code bad_code_service(const shmesh_request* req, shmesh_res
 }
 
 static void test_version_and_names(void) {
-  CHECK(strcmp(shmesh_version(), "0.1.0") == 0);
+  CHECK(strcmp(shmesh_version(), SHMESH_VERSION) == 0);
   CHECK(strcmp(shmesh_status_code_name(SHMESH_OK), "OK") == 0);
   CHECK(strcmp(shmesh_status_code_name(SHMESH_NOT_FOUND), "NOT_FOUND") == 0);
   CHECK(strcmp(shmesh_status_code_name(SHMESH_UNAUTHENTICATED), "UNAUTHENTICATED") == 0);

@@ -41,7 +41,7 @@ find_in_roots() {
 }
 need() { find_in_roots "$1" || die "$1 not found in ${ROOTS[*]} (build it first: ./meshw build)"; }
 
-version_h="$(need mesh/version.h)"
+version_h="$(need mesh/version.h)" || exit 1
 VERSION="$(sed -n 's/^#define SHMESH_VERSION "\(.*\)"$/\1/p' "$version_h")"
 [[ "$VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "no SHMESH_VERSION \"X.Y.Z\" in $version_h"
 MAJOR="${VERSION%%.*}"
@@ -70,6 +70,12 @@ put() {
   chmod "$mode" "$PREFIX/$rel"
   installed+=("$rel")
 }
+# ship WORKSPACE_PATH DEST_REL MODE: put, from the first ROOT that has it.
+ship() {
+  local src
+  src="$(need "$1")" || exit 1
+  put "$src" "$2" "$3"
+}
 link() {
   rm -f "$PREFIX/$2"
   ln -s "$1" "$PREFIX/$2"
@@ -77,9 +83,9 @@ link() {
 }
 
 # Binaries and the library.
-put "$(need mesh/cmd/meshd)" bin/meshd 0755
-put "$(need mesh/cmd/meshctl)" bin/meshctl 0755
-put "$(need dist/libshmesh.so)" "lib/libshmesh.so.$VERSION" 0755
+ship mesh/cmd/meshd bin/meshd 0755
+ship mesh/cmd/meshctl bin/meshctl 0755
+ship dist/libshmesh.so "lib/libshmesh.so.$VERSION" 0755
 link "libshmesh.so.$VERSION" "lib/libshmesh.so.$MAJOR"
 link "libshmesh.so.$MAJOR" lib/libshmesh.so
 
@@ -87,10 +93,10 @@ link "libshmesh.so.$MAJOR" lib/libshmesh.so
 # themselves (what a gRPC client of the control plane generates from), and
 # the C API when it is built.
 for h in node.h message.h topic.h rpc.h config.h version.h; do
-  put "$(need "mesh/$h")" "include/shmesh/mesh/$h" 0644
+  ship "mesh/$h" "include/shmesh/mesh/$h" 0644
 done
 for f in config.pb.h mesh.pb.h mesh.grpc.pb.h config.proto mesh.proto; do
-  put "$(need "proto/mesh/v1/$f")" "include/shmesh/mesh/v1/$f" 0644
+  ship "proto/mesh/v1/$f" "include/shmesh/mesh/v1/$f" 0644
 done
 if c_api="$(find_in_roots capi/shmesh.h)"; then
   put "$c_api" include/shmesh/shmesh.h 0644
@@ -114,7 +120,7 @@ if py_ext="$(find_in_roots python/_shmesh.so)"; then
   pyver="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
   pydir="lib/python$pyver/dist-packages/shmesh"
   put "$py_ext" "$pydir/_shmesh.so" 0755
-  py_src="$(need python/shmesh/__init__.py)"
+  py_src="$(need python/shmesh/__init__.py)" || exit 1
   for f in "$(dirname "$py_src")"/*.py; do
     put "$f" "$pydir/$(basename "$f")" 0644
   done

@@ -54,7 +54,7 @@ def _impl(ctx):
         user_link_flags = ["-Wl,-soname," + ctx.attr.soname],
     )
     so = out.library_to_link.resolved_symlink_dynamic_library or out.library_to_link.dynamic_library
-    return [DefaultInfo(files = depset([so]))]
+    return [DefaultInfo(files = depset([so]), runfiles = ctx.runfiles(files = [so]))]
 
 cc_whole_shared_library = rule(
     implementation = _impl,

@@ -62,7 +62,8 @@ def cc_grpc_proto(name, srcs, proto_deps = [], deps = [], grpc = True, import_ro
         outs = outs,
         cmd = cmd,
         tools = tools,
-        visibility = ["//visibility:private"],
+        # The generated files themselves (an installer ships the headers).
+        visibility = visibility,
     )
     native.cc_library(
         name = name,
