@@ -20,7 +20,9 @@ export PYTHONDONTWRITEBYTECODE=1
 # Debian's python3 (the headers the extension was built against).
 py=/usr/bin/python3
 if ldd "$pkg/_shmesh.so" | grep -q libasan; then
-  export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+  # libstdc++ too: ASan finds the real __cxa_throw when it starts, and
+  # python3 does not load libstdc++ itself (a C++ throw would then abort).
+  export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
   # python itself "leaks" (interned objects, arenas it never frees).
   export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 fi
