@@ -74,17 +74,25 @@ def _stop_all_nodes():
             pass
 
 
+_ENUM_FIELDS = ("log_level", "mode")
+
+
 def _config_text(fields):
-    """NodeConfig text format from keyword arguments (name="a", seeds=[...])."""
+    """NodeConfig text format from keyword arguments: name="a",
+    seeds=["unix:/tmp/sm/b.grpc"], log_level="warning",
+    wait={"mode": "SLEEP"} (a dict is a nested message)."""
     lines = []
     for key, value in fields.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
+            if isinstance(v, dict):
+                lines.append("{} {{ {} }}".format(key, _config_text(v).replace("\n", " ")))
+                continue
             if isinstance(v, bool):
                 text = "true" if v else "false"
             elif isinstance(v, int):
                 text = str(v)
-            elif isinstance(v, str) and key == "log_level":
+            elif isinstance(v, str) and key in _ENUM_FIELDS:
                 text = v.upper()
             else:
                 text = json.dumps(str(v))  # a double-quoted string text format accepts
