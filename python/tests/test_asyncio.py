@@ -11,6 +11,7 @@ def test_receive_async(make_node):
     a = make_node("a")
     b = make_node("b", seed=a)
     a.wait_for_peers(1, timeout=5)
+    b.wait_for_peers(1, timeout=5)  # each side sees the link when it is installed there
 
     async def main():
         waiters = [asyncio.ensure_future(a.receive_async(timeout=5)) for _ in range(2)]

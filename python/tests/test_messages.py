@@ -64,6 +64,7 @@ def test_pull_receive_and_receive_fd(make_node):
     a = make_node("a")
     b = make_node("b", seed=a)
     a.wait_for_peers(1, timeout=5)
+    b.wait_for_peers(1, timeout=5)  # each side sees the link when it is installed there
     with pytest.raises(shmesh.DeadlineExceededError) as e:
         a.receive(timeout=0)
     assert e.value.code == shmesh.StatusCode.DEADLINE_EXCEEDED == 4
@@ -82,6 +83,7 @@ def test_receive_releases_the_gil(make_node):
     a = make_node("a")
     b = make_node("b", seed=a)
     a.wait_for_peers(1, timeout=5)
+    b.wait_for_peers(1, timeout=5)  # each side sees the link when it is installed there
     result = []
     t = threading.Thread(target=lambda: result.append(a.receive(timeout=5)))
     t.start()
