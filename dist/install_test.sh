@@ -20,7 +20,9 @@ san=()
 py_env=()
 if readelf -d "$lib" | grep -q 'libasan'; then
   san=(-fsanitize=address)
-  py_env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0)
+  py_env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)")
+  # python3 itself is not built for LeakSanitizer: no leak check there.
+  py_env+=(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
 elif readelf -d "$lib" | grep -q 'libubsan'; then
   san=(-fsanitize=undefined)
 fi

@@ -51,7 +51,9 @@ def _impl(ctx):
         cc_toolchain = cc_toolchain,
         linking_contexts = [linking_context],
         output_type = "dynamic_library",
-        user_link_flags = ["-Wl,-soname," + ctx.attr.soname],
+        user_link_flags = ["-Wl,-soname," + ctx.attr.soname] +
+                          (["-Wl,--version-script=" + ctx.file.version_script.path] if ctx.file.version_script else []),
+        additional_inputs = [ctx.file.version_script] if ctx.file.version_script else [],
     )
     so = out.library_to_link.resolved_symlink_dynamic_library or out.library_to_link.dynamic_library
     return [DefaultInfo(files = depset([so]), runfiles = ctx.runfiles(files = [so]))]
@@ -63,6 +65,8 @@ cc_whole_shared_library = rule(
         # The output is lib<library_name>.so.
         "library_name": attr.string(mandatory = True),
         "soname": attr.string(mandatory = True),
+        # A linker version script: which symbols the library exports.
+        "version_script": attr.label(allow_single_file = True),
         "_cc_toolchain": attr.label(default = Label("@bazel_tools//tools/cpp:current_cc_toolchain")),
     },
     fragments = ["cpp"],

@@ -3,7 +3,12 @@
 // numbered messages through the shared-memory rings, prints every reply it
 // gets, and leaves.
 //
-//   bazel run //examples:publisher -- --config examples/publisher.textproto
+//   bazel build //examples:publisher
+//   bazel-bin/examples/publisher --config examples/publisher.textproto
+//
+// (`bazel run` runs the program in another directory, so give it an
+// absolute path: `bazel run //examples:publisher -- --config
+// $PWD/examples/publisher.textproto`.)
 #include <cstdio>
 #include <string>
 

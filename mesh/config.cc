@@ -59,9 +59,17 @@ absl::StatusOr<std::string> ReadConfigFile(const std::string& path) {
   if (!fd.valid()) {
     const int err = errno;
     switch (err) {
-      case ENOENT:
-        return absl::NotFoundError(
-            absl::StrCat("config file ", path, " not found"));
+      case ENOENT: {
+        // A relative path: say where it was looked for (`bazel run`, for
+        // one, runs a program in another directory than the shell's).
+        std::string where;
+        if (!path.empty() && path[0] != '/') {
+          char cwd[4096];
+          where = absl::StrCat(" (looked in ", ::getcwd(cwd, sizeof cwd) != nullptr ? cwd : "the working directory",
+                               "/; give an absolute path, or run from the directory that has it)");
+        }
+        return absl::NotFoundError(absl::StrCat("config file ", path, " not found", where));
+      }
       case EACCES:
         return absl::PermissionDeniedError(absl::StrCat(
             "config file ", path, " is not readable: permission denied"));

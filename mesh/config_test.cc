@@ -125,6 +125,12 @@ TEST(LoadConfigFileTest, MissingFileIsNotFound) {
   EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(config.status().message(),
             absl::StrCat("config file ", path, " not found"));
+  // A relative path: the message says where it was looked for.
+  char cwd[4096];
+  ASSERT_NE(::getcwd(cwd, sizeof cwd), nullptr);
+  EXPECT_EQ(LoadConfigFile("no/such.textproto").status().message(),
+            absl::StrCat("config file no/such.textproto not found (looked in ", cwd,
+                         "/; give an absolute path, or run from the directory that has it)"));
 }
 
 TEST(LoadConfigFileTest, UnreadableFileIsPermissionDenied) {
