@@ -14,9 +14,16 @@ It defines, unless the workspace already has a repository of that name:
     shmesh's BUILD files depend on;
   - @rules_cc, @rules_java, @remote_coverage_tools: the offline stand-ins
     that Bazel 4's own tools refer to (they would otherwise be downloaded).
-Nothing is downloaded. With the internet, `git_repository` or
-`http_archive` can fetch shmesh itself instead of `local_repository`; the
-rest is the same. Your .bazelrc needs `build --cxxopt=-std=c++17`.
+Nothing is downloaded. With the internet, fetch shmesh itself instead of
+`local_repository`; the rest is the same:
+
+    load("@bazel_tools//tools/build_defs/repo:git.bzl", "git_repository")
+    git_repository(name = "shmesh", remote = "<shmesh's git URL>", commit = "<a commit>")
+    # or: http_archive(name = "shmesh", urls = ["<a release tarball>"],
+    #                  sha256 = "...", strip_prefix = "shmesh-<version>")
+
+Your .bazelrc needs `build --cxxopt=-std=c++17`. The machine needs the
+Debian packages of `./meshw setup` (pkg-config finds them).
 """
 
 load("//third_party/system:system.bzl", "system_libraries")
