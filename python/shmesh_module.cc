@@ -113,12 +113,20 @@ void BindNode(py::module_& m) {
           "stop",
           [](PyNode& self) {
             if (!self.node) return;
+            if (InNodeCallback()) {
+              // Stop waits for the node's callbacks: from one of them (of
+              // this node or, on a thread we cannot tell apart, another) it
+              // could wait for itself.
+              ThrowIfError(absl::FailedPreconditionError(
+                  "stop() cannot be called from a shmesh callback; stop the node from another thread"));
+            }
             mesh::Node& n = *self.node;
             py::gil_scoped_release nogil;
             n.Stop();
           },
           "Leaves the mesh, closes every link and stops the node's threads. Idempotent.\n"
-          "Waits for a callback in progress (releasing the GIL): do not call from a callback.")
+          "Waits for a callback in progress (releasing the GIL). FailedPreconditionError when\n"
+          "called from inside a callback (of any node).")
       .def_property_readonly(
           "name", [](PyNode& self) { return self.get().name(); }, "This node's name.")
       .def_property_readonly(

@@ -123,3 +123,23 @@ def test_interpreter_exit_with_running_nodes_does_not_hang(run_dir):
                        timeout=30, cwd=run_dir)
     assert r.returncode == 0, r.stderr
     assert "exiting" in r.stdout
+
+
+def test_stop_from_a_callback_is_refused(make_node):
+    a = make_node("a", start=False)
+    errors = []
+
+    @a.on_message
+    def on_message(m):
+        try:
+            a.stop()
+        except shmesh.FailedPreconditionError as e:
+            errors.append(e)
+
+    a.start()
+    b = make_node("b", seed=a)
+    b.wait_for_peers(1, timeout=5)
+    b.send("a", b"stop please")
+    assert wait_until(lambda: errors)
+    b.send("a", b"still running")
+    assert wait_until(lambda: len(errors) == 2)

@@ -10,30 +10,37 @@ from conftest import wait_until
 def test_topics_callback_and_pull(make_node):
     a = make_node("a")
     b = make_node("b", seed=a)
+    a.wait_for_peers(1, timeout=5)
+    b.wait_for_peers(1, timeout=5)
     got = []
     matched = []
     with a.advertise("robot/arm/status", history=2, on_matched=matched.append) as pub:
-        pub.publish(b"h1")  # nobody subscribes yet: kept in history
+        pub.publish(b"h0")  # nobody subscribes yet: kept in history (the last 2)
+        pub.publish(b"h1")
         pub.publish(b"h2")
         sub = b.subscribe("robot/**", lambda m: got.append((m.topic, m.from_, bytes(m.payload))))
-        pull = b.subscribe("robot/*/status", queue_depth=16)
         pub.wait_for_subscribers(1, timeout=5)
         assert pub.matched == 1 and pub.subscribers() == ["b"]
+        # The history first.
+        assert wait_until(lambda: len(got) == 2), got
+        assert got == [("robot/arm/status", "a", b"h1"), ("robot/arm/status", "a", b"h2")]
+        # A second subscription on a node that already matches: the live stream.
+        pull = b.subscribe("robot/*/status", queue_depth=16)
         r = pub.publish(b"live", timeout=5)
         assert r.delivered == 1 and r.not_reached == []
-        assert wait_until(lambda: len(got) == 3)
-        assert got == [("robot/arm/status", "a", b"h1"), ("robot/arm/status", "a", b"h2"),
-                       ("robot/arm/status", "a", b"live")]
-        assert pull.receive(timeout=5).payload in (b"h1", b"h2", b"live")
-        assert pub.published_messages == 3
-        assert wait_until(lambda: matched and matched[-1] == 1)
+        assert wait_until(lambda: len(got) == 3), got
+        assert got[2] == ("robot/arm/status", "a", b"live")
+        m = pull.receive(timeout=5)
+        assert (m.topic, m.from_, m.payload) == ("robot/arm/status", "a", b"live")
+        assert pub.published_messages == 4
+        assert wait_until(lambda: matched and matched[-1] == 1), matched
         sub.unsubscribe()
         assert sub.received == 3
     with pytest.raises(shmesh.InvalidArgumentError):
         a.advertise("bad//topic")
     with pytest.raises(shmesh.FailedPreconditionError):
-        pull2 = b.subscribe("x/*", lambda m: None)
-        pull2.receive(timeout=0)
+        with_callback = b.subscribe("x/*", lambda m: None)
+        with_callback.receive(timeout=0)
 
 
 def test_services_and_error_codes(make_node):
