@@ -17,6 +17,10 @@ cp "$so" "$pkg/_shmesh.so"
 export PYTHONPATH="$tmp/pkg"
 export SHMESH_MESHD="$meshd"
 export PYTHONDONTWRITEBYTECODE=1
+# A crash prints every thread's Python stack (from interpreter start, not
+# only while pytest runs), and pytest's output is not lost in a buffer.
+export PYTHONFAULTHANDLER=1
+export PYTHONUNBUFFERED=1
 # Debian's python3 (the headers the extension was built against).
 py=/usr/bin/python3
 if ldd "$pkg/_shmesh.so" | grep -q libasan; then
