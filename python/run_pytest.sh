@@ -23,14 +23,18 @@ export PYTHONFAULTHANDLER=1
 export PYTHONUNBUFFERED=1
 # Debian's python3 (the headers the extension was built against).
 py=/usr/bin/python3
-if ldd "$pkg/_shmesh.so" | grep -q libasan; then
+# (ldd's output is read whole first: `ldd | grep -q` under pipefail fails
+# when grep exits at the first match and ldd gets SIGPIPE.)
+deps="$(ldd "$pkg/_shmesh.so")"
+if grep -q libasan <<<"$deps"; then
+  echo "run_pytest.sh: the extension uses ASan: preloading its runtime" >&2
   # libstdc++ too: ASan finds the real __cxa_throw when it starts, and
   # python3 does not load libstdc++ itself (a C++ throw would then abort).
   export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
   # python itself "leaks" (interned objects, arenas it never frees).
   export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 fi
-if ldd "$pkg/_shmesh.so" | grep -q libubsan; then
+if grep -q libubsan <<<"$deps"; then
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 fi
 cd "$tmp"
