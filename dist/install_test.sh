@@ -16,14 +16,19 @@ step() { echo "--- $*"; }
 # Sanitizer builds (--config=asan/ubsan): what links against the library
 # needs the same runtime.
 lib="$RUNFILES/dist/libshmesh.so"
+# Read whole, then matched: `readelf | grep -q` under pipefail fails when
+# grep's early exit makes readelf die of SIGPIPE.
+dynamic="$(readelf -d "$lib")"
 san=()
 py_env=()
-if readelf -d "$lib" | grep -q 'libasan'; then
+if [[ "$dynamic" == *libasan* ]]; then
   san=(-fsanitize=address)
-  py_env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)")
-  # python3 itself is not built for LeakSanitizer: no leak check there.
-  py_env+=(ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
-elif readelf -d "$lib" | grep -q 'libubsan'; then
+  # python3 is not built with ASan: its runtime goes first, and libstdc++
+  # with it (ASan resolves __cxa_throw at start; python3 alone has none).
+  # No leak check in an uninstrumented interpreter.
+  py_env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
+          ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
+elif [[ "$dynamic" == *libubsan* ]]; then
   san=(-fsanitize=undefined)
 fi
 
@@ -43,7 +48,7 @@ for f in bin/meshd bin/meshctl lib/libshmesh.so lib/libshmesh.so.0 include/shmes
   lib/pkgconfig/shmesh.pc lib/cmake/shmesh/shmeshConfig.cmake lib/cmake/shmesh/shmeshConfigVersion.cmake; do
   [[ -e "$P/$f" ]] || fail "$f is not installed"
 done
-readelf -d "$P/lib/libshmesh.so" | grep -q 'SONAME.*\[libshmesh.so.0\]' || fail "libshmesh.so has no soname libshmesh.so.0"
+[[ "$(readelf -d "$P/lib/libshmesh.so")" == *"Library soname: [libshmesh.so.0]"* ]] || fail "libshmesh.so has no soname libshmesh.so.0"
 if grep -rq "$TMP/first" "$P/lib/pkgconfig" "$P/lib/cmake"; then fail "an installed file names the prefix it was installed in"; fi
 
 step "the installed tools"

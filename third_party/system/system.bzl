@@ -44,9 +44,8 @@ _LIBS = {
     "benchmark_main": (["benchmark"], ["-lbenchmark_main"], "libbenchmark-dev"),
     "zmq": (["libzmq"], [], "libzmq3-dev"),
     # Headers only (--libs is empty for both: a Python extension does not
-    # link libpython). These targets make a missing package fail with its
-    # name; the include directory -I/usr/include/python3.11 (pkg-config
-    # --cflags, which this rule does not read) is given by python/BUILD.bazel.
+    # link libpython); the include directory (/usr/include/python3.N) comes
+    # from pkg-config --cflags-only-I, as for every library here.
     "pybind11": (["pybind11"], [], "pybind11-dev"),
     "python3": (["python3"], [], "python3-dev"),
 }
@@ -78,8 +77,26 @@ def _system_impl(ctx):
     for name in sorted(_LIBS.keys()):
         modules, extra, package = _LIBS[name]
         flags = extra + [f for f in _pkg_config(ctx, modules, package) if f]
+
+        # Include directories other than /usr/include (which the toolchain
+        # searches anyway), e.g. /usr/include/python3.11: linked into this
+        # repository and declared with `includes`, so that they reach every
+        # target that depends on the library, wherever pkg-config found them.
+        includes = []
+        hdrs_globs = []
+        res = ctx.execute([ctx.which("pkg-config"), "--cflags-only-I"] + modules)
+        for flag in res.stdout.strip().split(" "):
+            if not flag.startswith("-I") or flag[2:].rstrip("/") == "/usr/include":
+                continue
+            link = "include/{}/{}".format(name, len(includes))
+            ctx.symlink(flag[2:], link)
+            includes.append(link)
+            hdrs_globs.append(link + "/**")
         lines.append("cc_library(")
         lines.append("    name = \"{}\",".format(name))
+        if includes:
+            lines.append("    hdrs = glob({}),".format(repr(hdrs_globs)))
+            lines.append("    includes = {},".format(repr(includes)))
         lines.append("    linkopts = {},".format(repr(flags)))
         lines.append(")")
         lines.append("")
