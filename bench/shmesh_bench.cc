@@ -54,6 +54,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/harness.h"
+#include "bench/python_bench.h"
 #include "bench/roles.h"
 #include "bench/topics_bench.h"
 
@@ -62,8 +63,10 @@ ABSL_FLAG(std::string, json, "", "also write the rows as a JSON array to this fi
 ABSL_FLAG(int, reps, 3, "repetitions of every measurement (medians are reported)");
 ABSL_FLAG(std::string, microbench, "",
           "path of ring_microbench (Google Benchmark) to run and fold into the table");
+ABSL_FLAG(std::string, python_bench, "",
+          "path of python/bench_roundtrip.py to run and fold into the table (py_* rows; needs PYTHONPATH)");
 ABSL_FLAG(std::string, only, "",
-          "comma-separated groups to run (ring,doorbell,mesh,topics,rpc,uds,zmq,grpc,setup,mesh16,micro); "
+          "comma-separated groups to run (ring,doorbell,mesh,topics,rpc,uds,zmq,grpc,setup,mesh16,micro,python); "
           "default all");
 ABSL_FLAG(int, idle_s, 10, "seconds over which the idle 16-node mesh's CPU is measured");
 ABSL_FLAG(int, nodes, 16, "nodes of the formation / idle mesh");
@@ -183,7 +186,7 @@ class Results {
         "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "topic_fanout_1",
         "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream",
         "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
-        "mesh16_formation", "mesh16_idle"};
+        "mesh16_formation", "mesh16_idle", "py_rtt", "py_call_rtt", "py_send", "py_send_batch"};
     auto rank = [](const std::string& name) {
       for (size_t i = 0; i < std::size(kOrder); ++i) {
         if (name == kOrder[i]) return i;
@@ -698,9 +701,11 @@ void PrintTargets(const Results& r) {
     std::printf("- [info] doorbell_socketpair / doorbell_eventfd %s: %.3gx (%.0f ns vs %.0f ns)\n", field,
                 *ratio_value, *socketpair, *eventfd);
   }
-  PrintTopicRatios([&r](const std::string& row, uint64_t payload, const std::string& field) {
+  const MedianFn median = [&r](const std::string& row, uint64_t payload, const std::string& field) {
     return r.Median(row, payload, field);
-  });
+  };
+  PrintTopicRatios(median);
+  PrintPythonRatios(median);
   const auto sleep_p50 = r.Median("raw_ring_sleep", 64, "p50_ns");
   const auto sleep_ratio = ratio(sleep_p50, r.Median("doorbell_socketpair", 0, "p50_ns"));
   if (sleep_ratio.has_value()) {
@@ -777,6 +782,8 @@ int Orchestrate() {
   if (wanted("mesh16")) RunMesh16(results, plan, tmp, idle_note);
   const std::string micro = absl::GetFlag(FLAGS_microbench);
   if (wanted("micro") && !micro.empty()) RunMicrobench(results, plan, micro);
+  const std::string python = absl::GetFlag(FLAGS_python_bench);
+  if (wanted("python") && !python.empty()) results.AddAll(RunPythonBench(python, plan.reps, plan.quick));
   const double elapsed = static_cast<double>(NowNs() - t_start) / 1e9;
   std::string cleanup = "rm -rf '" + tmp + "'";
   if (std::system(cleanup.c_str()) != 0) Progress("could not remove " + tmp);
@@ -795,6 +802,8 @@ int Orchestrate() {
       "doorbell_eventfd / doorbell_socketpair: the bare doorbell primitives (old: a pair of eventfds; new: one "
       "AF_UNIX stream socket pair), poll() + read/recv on every message, one-way = round trip / 2, %llu round "
       "trips after %llu. topic_spin: the mesh_spin ping-pong through a Publisher and a Subscription each way. "
+      "py_*: two Python processes through the binding (python/bench_roundtrip.py), ADAPTIVE, unpinned: "
+      "py_rtt send + receive() round trip and py_call_rtt Node.call, not halved; py_send[_batch] one-way. "
       "rpc_adaptive_rtt, rpc_sleep_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE or SLEEP, unpinned. topic_fanout_<N>: "
       "one publisher to N subscriber processes, nothing pinned, msgs/s and GB/s per subscriber. "
       "topic_sub_first_msg[_max]: Subscribe returning -> first message (a history of 1), p50 and max of 20. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "

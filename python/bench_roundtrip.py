@@ -71,6 +71,8 @@ def main():
     parser.add_argument("--round_trips", type=int, default=20000)
     parser.add_argument("--messages", type=int, default=200000)
     parser.add_argument("--wait_mode", default="", help="ADAPTIVE (default), SPIN or SLEEP")
+    parser.add_argument("--rows", action="store_true",
+                        help="print the results as shmesh_bench ROW lines (./meshw bench folds them in)")
     parser.add_argument("--peer", nargs=2, metavar=("RUN_DIR", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
@@ -139,6 +141,12 @@ def main():
 
         rate_send = one_way(with_send)
         rate_batch = one_way(with_batch)
+        if args.rows:
+            print("ROW py_rtt 64 p50_ns={:.0f} p99_ns={:.0f}".format(p50 * 1000, p99 * 1000))
+            print("ROW py_call_rtt 64 p50_ns={:.0f} p99_ns={:.0f}".format(call_p50 * 1000, call_p99 * 1000))
+            print("ROW py_send 64 msgs_per_s={:.0f}".format(rate_send))
+            print("ROW py_send_batch 64 msgs_per_s={:.0f}".format(rate_batch))
+            return
         print("python round trip 64 B: p50 {:.1f} us, p99 {:.1f} us ({} round trips)".format(
             p50, p99, args.round_trips))
         print("python call round trip 64 B: p50 {:.1f} us, p99 {:.1f} us ({} calls)".format(
