@@ -198,7 +198,7 @@ typedef void (*shmesh_peer_unresponsive_fn)(const shmesh_peer_info* peer, int un
 /* Node lifecycle */
 
 /* Creates a stopped node from a config file (protobuf text format, or JSON
- * when the path ends in ".json"; fields: proto/mesh/v1/config.proto). On
+ * when the path ends in ".json"; fields: mesh/v1/config.proto next to this header). On
  * success *out is a new node the caller owns (shmesh_node_destroy).
  * NOT_FOUND / PERMISSION_DENIED for the file, INVALID_ARGUMENT naming the
  * line and field for a bad config. */
@@ -324,7 +324,7 @@ shmesh_status_code shmesh_node_peers(const shmesh_node* node, char*** out_names,
 shmesh_status_code shmesh_node_wait_for_peers(shmesh_node* node, size_t n, int64_t timeout_ms,
                                               shmesh_error* err);
 
-/* The topology (mesh.v1.TopologySnapshot, proto/mesh/v1/mesh.proto) as
+/* The topology (mesh.v1.TopologySnapshot, mesh/v1/mesh.proto next to this header) as
  * serialized protobuf bytes: *out (freed with shmesh_free) holds *out_len
  * bytes (both out-parameters required). With local_only 0, gathers every member's links over gRPC (members
  * that do not answer in time leave their links marked unconfirmed). */

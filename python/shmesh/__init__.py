@@ -151,7 +151,7 @@ class Node(_shmesh._Node):
     """One process's membership in a shmesh mesh (the C++ mesh::Node).
 
     Build it from a config file, config text, or the config's fields as
-    keywords (NodeConfig in proto/mesh/v1/config.proto):
+    keywords (NodeConfig in mesh/v1/config.proto, installed in include/shmesh/):
 
         shmesh.Node("node.textproto")
         shmesh.Node(config_text='name: "a" run_dir: "/tmp/sm"')
