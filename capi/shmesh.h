@@ -53,8 +53,9 @@
  *   mesh/node.h: message, subscription and service callbacks on its receive
  *   thread (in order per sender, one at a time), peer and matched callbacks
  *   on its events thread (one at a time). They must return quickly, must not
- *   destroy the node, must not call shmesh_node_stop, and a service handler
- *   must not call shmesh_node_call (the receive thread delivers responses).
+ *   destroy the node, must not call shmesh_node_stop, and shmesh_node_call
+ *   from a message, subscription or service handler fails at once with
+ *   FAILED_PRECONDITION (the receive thread is what delivers responses).
  */
 #ifndef SHMESH_SHMESH_H_
 #define SHMESH_SHMESH_H_

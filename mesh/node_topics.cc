@@ -56,6 +56,8 @@ void NodeImpl::MakeTopicsAndServices() {
   rc.max_message_bytes = config_.max_message_bytes();
   rc.check_running = [this](absl::string_view what) { return CheckRunning(what); };
   rc.link_failed = [this](const std::shared_ptr<Transport>& link, absl::string_view why) { LinkFailed(link, why); };
+  // Compares with the table, not receiver_ (made by Start, maybe while a Call runs).
+  rc.on_receive_thread = [this] { return Receiver::CurrentThreadTable() == &links_; };
   rpc_ = std::make_unique<rpc::Rpc>(std::move(rc), &interest_, &log_);
 }
 

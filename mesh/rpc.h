@@ -30,7 +30,8 @@
 // Thread contract: thread-safe. A service handler runs on the server's
 // receive thread (in order per caller node, one at a time): it must not
 // block for long and must not Call() (the receive thread is what would
-// deliver the response). Destroying the ServiceRegistration stops serving:
+// deliver the response: such a Call fails at once with FAILED_PRECONDITION;
+// so does one from a message or subscription handler, which run there too). Destroying the ServiceRegistration stops serving:
 // once the destructor returns the handler is not running and is never
 // called again.
 #ifndef SHMESH_MESH_RPC_H_

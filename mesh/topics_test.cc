@@ -239,6 +239,38 @@ TEST_F(TopicsTest, FullPullQueueHoldsThePublisherBackAndLosesNothing) {
   EXPECT_TRUE(absl::IsDeadlineExceeded((*sub)->Receive(absl::Now() + absl::Milliseconds(50)).status()));
 }
 
+// A Call from the node's own receive thread (a service handler calling
+// another service of the mesh) could never get its response: it fails at
+// once, naming the cause, instead of waiting for its deadline. A Call from
+// another node's handler, or from another thread, works.
+TEST_F(TopicsTest, CallFromTheReceiveThreadFailsAtOnce) {
+  std::vector<Node*> n = Mesh(2);
+  absl::Cleanup stop = [this] { StopNodes(); };
+  auto echo = n[0]->Serve("echo", [](const RequestView& r) -> absl::StatusOr<std::string> {
+    return std::string(r.payload);
+  });
+  Node* n1 = n[1];
+  auto nested = n1->Serve("nested", [n1](const RequestView& r) -> absl::StatusOr<std::string> {
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::string> inner = n1->Call("echo", r.payload, absl::Now() + absl::Seconds(10));
+    if (absl::Now() - start > absl::Seconds(2)) return absl::InternalError("the nested call waited");
+    if (inner.ok()) return absl::InternalError("the nested call got a response");
+    return inner.status();  // FAILED_PRECONDITION, passed back to the caller
+  });
+  ASSERT_TRUE(echo.ok() && nested.ok());
+  for (absl::Time end = absl::Now() + absl::Seconds(5);
+       (n[0]->Servers("nested").empty() || n[1]->Servers("echo").empty()) && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  absl::StatusOr<std::string> r = n[0]->Call("nested", "x", absl::Now() + absl::Seconds(20));
+  EXPECT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("receive thread"));
+  // From a plain thread of the same node: fine.
+  r = n[1]->Call("echo", "y", absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, "y");
+}
+
 TEST_F(TopicsTest, CallsGetResponsesAndEveryDocumentedError) {
   std::vector<Node*> n = Mesh(3);
   auto upper = n[1]->Serve("upper", [](const RequestView& r) -> absl::StatusOr<std::string> {

@@ -96,6 +96,14 @@ Receiver::Receiver(Options options, Hooks hooks, const LinkTable* table, const L
 
 Receiver::~Receiver() { Stop(); }
 
+namespace {
+// The table of the receiver whose Loop runs on this thread (null
+// elsewhere): set once at the top of Loop, read only by the same thread.
+thread_local const LinkTable* tls_table = nullptr;
+}  // namespace
+
+const LinkTable* Receiver::CurrentThreadTable() { return tls_table; }
+
 void Receiver::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
@@ -133,6 +141,7 @@ Receiver::Counters Receiver::counters() const {
 
 void Receiver::Loop() {
   NameThisThread("mesh-recv");
+  tls_table = table_;
   base::Epoll* const epoll = &epoll_;
   std::vector<std::shared_ptr<Transport>> active;
   // Per link: the doorbell spam guard, kept across refreshes of `active`.

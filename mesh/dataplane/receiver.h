@@ -90,6 +90,9 @@ class Receiver {
   // Starts / stops and joins the receive thread. Stop is idempotent.
   void Start();
   void Stop();
+  // The link table of the receiver whose thread this is (the node whose
+  // handlers run here), or null on any other thread.
+  static const LinkTable* CurrentThreadTable();
   // Makes the thread look at the link table again (a link came or went).
   void Wake();
   // The peer of `link` said it leaves (gRPC Leave): its frames are drained

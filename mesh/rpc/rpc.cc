@@ -129,6 +129,12 @@ std::vector<std::string> Rpc::Servers(absl::string_view service) const {
 absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_view request, absl::Time deadline,
                                       const CallOptions& options) {
   if (absl::Status running = context_.check_running("Call()"); !running.ok()) return running;
+  if (context_.on_receive_thread && context_.on_receive_thread()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Call(\"", service, "\") from a handler on this node's receive thread (a message, subscription or "
+        "service handler), which is the thread that would deliver the response: it could only time out. "
+        "Make the call from another thread (hand the work to a thread of your own)"));
+  }
   if (absl::Status valid = pubsub::ValidateTopicName(service, "service"); !valid.ok()) return valid;
   if (request.size() > context_.max_message_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("request of ", request.size(), " bytes to ", service,

@@ -88,6 +88,9 @@ struct RpcContext {
   size_t max_message_bytes = 0;
   std::function<absl::Status(absl::string_view what)> check_running;
   std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;
+  // True on the node's receive thread, which delivers responses: a Call
+  // from there could never get its own and fails at once instead.
+  std::function<bool()> on_receive_thread;
 };
 
 class Rpc {
