@@ -15,12 +15,10 @@ It defines, unless the workspace already has a repository of that name:
   - @rules_cc, @rules_java, @remote_coverage_tools: the offline stand-ins
     that Bazel 4's own tools refer to (they would otherwise be downloaded).
 Nothing is downloaded. With the internet, fetch shmesh itself instead of
-`local_repository`; the rest is the same:
-
-    load("@bazel_tools//tools/build_defs/repo:git.bzl", "git_repository")
-    git_repository(name = "shmesh", remote = "<shmesh's git URL>", commit = "<a commit>")
-    # or: http_archive(name = "shmesh", urls = ["<a release tarball>"],
-    #                  sha256 = "...", strip_prefix = "shmesh-<version>")
+`local_repository`, the rest staying the same: Bazel's `git_repository`
+(from @bazel_tools//tools/build_defs/repo:git.bzl) with name "shmesh",
+shmesh's git URL as `remote` and a `commit`, or `http_archive` with a
+release tarball's `urls`, `sha256` and `strip_prefix`.
 
 Your .bazelrc needs `build --cxxopt=-std=c++17`. The machine needs the
 Debian packages of `./meshw setup` (pkg-config finds them).
