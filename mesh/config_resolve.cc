@@ -52,6 +52,14 @@ constexpr uint64_t kMaxRingCapacity = uint64_t{1} << 30;
 // the mesh's 8-byte message envelope (kMessagePrefix in
 // mesh/dataplane/envelope.h) before the payload.
 constexpr uint64_t kFrameOverheadBytes = 8 + 8;
+// pool and max_message_bytes: see config.proto.
+constexpr uint64_t kDefaultPoolLimit = uint64_t{1} << 32;
+constexpr uint64_t kMinPoolLimit = uint64_t{1} << 20;
+constexpr uint64_t kDefaultPeerQuota = uint64_t{1} << 30;
+constexpr uint64_t kDefaultPoolThreshold = uint64_t{1} << 16;
+constexpr uint32_t kDefaultMaxPeerSegments = 4096;
+constexpr uint64_t kDefaultPoolRetain = uint64_t{256} << 20;
+constexpr uint64_t kDefaultMaxMessage = uint64_t{1} << 30;
 constexpr uint32_t kDefaultSpinUs = 50;
 constexpr uint32_t kMaxSpinUs = 1000000;
 // unresponsive_after_ms: see config.proto (a node beats four times per its
@@ -301,16 +309,33 @@ absl::StatusOr<NodeConfig> ResolveConfig(const NodeConfig& config,
                                    kDefaultRingCapacity, " (1 MiB)"));
   }
 
+  // pool (before max_message_bytes, whose upper bound is the pool's limit)
+  mesh::v1::PoolConfig* pool = out.mutable_pool();
+  if (pool->limit_bytes() == 0) pool->set_limit_bytes(kDefaultPoolLimit);
+  if (pool->limit_bytes() < kMinPoolLimit) {
+    return FieldError(source, "pool.limit_bytes", absl::StrCat(pool->limit_bytes(), " is too small"),
+                      absl::StrCat("use at least ", kMinPoolLimit, " (1 MiB), or 0 for ", kDefaultPoolLimit,
+                                   " (4 GiB)"));
+  }
+  if (pool->peer_quota_bytes() == 0) pool->set_peer_quota_bytes(std::min(kDefaultPeerQuota, pool->limit_bytes()));
+  if (pool->peer_quota_bytes() > pool->limit_bytes()) {
+    return FieldError(source, "pool.peer_quota_bytes",
+                      absl::StrCat(pool->peer_quota_bytes(), " exceeds pool.limit_bytes (", pool->limit_bytes(), ")"),
+                      "use at most pool.limit_bytes, or 0 for 1 GiB (or the limit, if smaller)");
+  }
+  const uint64_t ring_message = capacity / 4 - kFrameOverheadBytes;
+  if (pool->threshold_bytes() == 0) pool->set_threshold_bytes(kDefaultPoolThreshold);
+  pool->set_threshold_bytes(std::min<uint64_t>(pool->threshold_bytes(), ring_message));
+  if (pool->max_peer_segments() == 0) pool->set_max_peer_segments(kDefaultMaxPeerSegments);
+  if (pool->retain_bytes() == 0) pool->set_retain_bytes(kDefaultPoolRetain);
+
   // max_message_bytes
-  const uint64_t max_message = capacity / 4 - kFrameOverheadBytes;
-  if (out.max_message_bytes() == 0) out.set_max_message_bytes(max_message);
-  if (out.max_message_bytes() > max_message) {
+  if (out.max_message_bytes() == 0) out.set_max_message_bytes(std::min(kDefaultMaxMessage, pool->limit_bytes()));
+  if (out.max_message_bytes() > pool->limit_bytes()) {
     return FieldError(
         source, "max_message_bytes",
-        absl::StrCat(out.max_message_bytes(), " is too large for a ring of ",
-                     capacity, " bytes"),
-        absl::StrCat("use 1 to ", max_message,
-                     " (ring_capacity_bytes / 4 - 16: the ring's frame header and the message envelope), or 0 for that maximum"));
+        absl::StrCat(out.max_message_bytes(), " exceeds pool.limit_bytes (", pool->limit_bytes(), ")"),
+        "use 1 to pool.limit_bytes (raise that for larger messages), or 0 for 1 GiB");
   }
 
   // allowed_peer_uids

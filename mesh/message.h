@@ -5,6 +5,7 @@
 #define SHMESH_MESH_MESSAGE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,11 +25,31 @@ struct MessageView {
   absl::string_view topic;    // the topic (mesh/topic.h); empty for Node::Send
 };
 
-// A received message, owned (from Node::Receive).
+// A payload that stays where the sender put it: a block of the sender's
+// shared-memory pool (mesh/pool/README.md), mapped read-only here. The
+// sender gets the block back when the last reference to this object is
+// gone, so hold it only as long as you read it. The sender can still write
+// that memory: copy before validating what you parse.
+class SharedPayload {
+ public:
+  virtual ~SharedPayload() = default;
+  virtual absl::string_view bytes() const = 0;
+};
+
+// A received message, owned (from Node::Receive, Subscription::Receive).
+// A small message is copied out of the ring into `payload`. A pooled one
+// (larger than the sender's pool.threshold_bytes, or sent from a loan) is
+// not copied at all: `shared` holds it in the sender's pool and `payload`
+// is empty. data() returns the bytes either way: read them through it.
 struct Message {
   std::string from;
   std::string payload;
   std::string topic;  // the topic (mesh/topic.h); empty for Node::Send
+  std::shared_ptr<const SharedPayload> shared;
+
+  absl::string_view data() const { return shared != nullptr ? shared->bytes() : absl::string_view(payload); }
+  // The bytes as an owned string (a copy for a pooled message).
+  std::string CopyData() const { return shared != nullptr ? std::string(shared->bytes()) : payload; }
 };
 
 // A peer as passed to the peer-up and peer-down handlers.

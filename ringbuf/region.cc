@@ -42,42 +42,57 @@ absl::StatusOr<SharedRegion> SharedRegion::Create(std::string_view debug_name, s
   return SharedRegion(std::move(fd), data, size);
 }
 
-absl::StatusOr<SharedRegion> SharedRegion::Map(base::UniqueFd fd, size_t expected_size) {
-  if (!fd.valid()) return absl::InvalidArgumentError("SharedRegion::Map: no fd given");
-  if (expected_size == 0) {
-    return absl::InvalidArgumentError("SharedRegion::Map: expected_size is 0");
-  }
-  const int raw = fd.get();
+namespace {
+
+// The checks Map and MapReadOnly share: `raw` is a memfd sealed against
+// shrinking, growing and further sealing, not write-sealed, a regular file
+// of exactly `expected_size` bytes. `what` names the caller in errors.
+absl::Status CheckSealedMemfd(int raw, size_t expected_size, absl::string_view what) {
+  if (expected_size == 0) return absl::InvalidArgumentError(absl::StrCat(what, ": expected_size is 0"));
   absl::StatusOr<int> seals = os_internal::GetSeals(raw);
   if (!seals.ok()) {
     if (absl::IsInvalidArgument(seals.status())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("SharedRegion::Map: fd ", raw,
-                       " is not a memfd (F_GET_SEALS failed: ", seals.status().message(), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(what, ": fd ", raw, " is not a memfd (F_GET_SEALS failed: ",
+                                                     seals.status().message(), ")"));
     }
     return seals.status();
   }
   if ((*seals & kRequiredSeals) != kRequiredSeals) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "SharedRegion::Map: memfd ", raw, " lacks seals ", SealNames(kRequiredSeals & ~*seals),
-        " (has ", SealNames(*seals), "); its size could change and a mapping could SIGBUS"));
+        what, ": memfd ", raw, " lacks seals ", SealNames(kRequiredSeals & ~*seals), " (has ", SealNames(*seals),
+        "); its size could change and a mapping could SIGBUS"));
   }
   if ((*seals & kForbiddenSeals) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("SharedRegion::Map: memfd ", raw, " is write-sealed (",
-                     SealNames(*seals & kForbiddenSeals), "); a ring needs a writable mapping"));
+    return absl::FailedPreconditionError(absl::StrCat(what, ": memfd ", raw, " is write-sealed (",
+                                                      SealNames(*seals & kForbiddenSeals),
+                                                      "); shmesh's regions are written by their creator"));
   }
   SHMESH_ASSIGN_OR_RETURN(os_internal::FileInfo info, os_internal::Fstat(raw));
   if (!info.regular) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("SharedRegion::Map: fd ", raw, " is not a regular file"));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": fd ", raw, " is not a regular file"));
   }
   if (info.size != expected_size) {
-    return absl::InvalidArgumentError(absl::StrCat("SharedRegion::Map: memfd ", raw, " has ",
-                                                   info.size, " bytes, expected ", expected_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": memfd ", raw, " has ", info.size, " bytes, expected ", expected_size));
   }
-  SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapShared(raw, expected_size));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SharedRegion> SharedRegion::Map(base::UniqueFd fd, size_t expected_size) {
+  if (!fd.valid()) return absl::InvalidArgumentError("SharedRegion::Map: no fd given");
+  SHMESH_RETURN_IF_ERROR(CheckSealedMemfd(fd.get(), expected_size, "SharedRegion::Map"));
+  SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapShared(fd.get(), expected_size));
   return SharedRegion(std::move(fd), data, expected_size);
+}
+
+absl::StatusOr<SharedRegion> SharedRegion::MapReadOnly(base::UniqueFd fd, size_t expected_size) {
+  if (!fd.valid()) return absl::InvalidArgumentError("SharedRegion::MapReadOnly: no fd given");
+  SHMESH_RETURN_IF_ERROR(CheckSealedMemfd(fd.get(), expected_size, "SharedRegion::MapReadOnly"));
+  SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapSharedReadOnly(fd.get(), expected_size));
+  // The mapping keeps the memory; the descriptor is no longer needed.
+  return SharedRegion(base::UniqueFd(), data, expected_size);
 }
 
 SharedRegion::SharedRegion(SharedRegion&& other) noexcept

@@ -47,13 +47,20 @@ class SharedRegion {
   // the seals are wrong. The message names what was wrong.
   static absl::StatusOr<SharedRegion> Map(base::UniqueFd fd, size_t expected_size);
 
+  // The same checks as Map, then a read-only shared mapping (PROT_READ),
+  // after which `fd` is closed: the region owns only its mapping (fd()
+  // returns -1). For memory another process writes and this one only
+  // reads (pool segments). Writing to data() of such a region faults.
+  static absl::StatusOr<SharedRegion> MapReadOnly(base::UniqueFd fd, size_t expected_size);
+
   SharedRegion(SharedRegion&& other) noexcept;
   SharedRegion& operator=(SharedRegion&& other) noexcept;
   SharedRegion(const SharedRegion&) = delete;
   SharedRegion& operator=(const SharedRegion&) = delete;
   ~SharedRegion();
 
-  // The memfd, still owned by this object (borrowed; dup it to pass it on).
+  // The memfd, still owned by this object (borrowed; dup it to pass it on);
+  // -1 for a region from MapReadOnly.
   int fd() const { return fd_.get(); }
   // The start of the mapping (page-aligned) and its length in bytes.
   uint8_t* data() { return data_; }

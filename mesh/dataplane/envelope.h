@@ -1,7 +1,7 @@
 // The frame envelope: the small versioned header at the start of every frame
 // a shmesh link carries in its rings. It says what kind of frame follows
-// (a plain message today; topics, request/response and pool references
-// later), on which channel, with which flags and, for requests and
+// (a plain message, a topic frame, a request or response, a reference to a
+// pool block, or pool releases), on which channel, with which flags and, for requests and
 // responses only, with which correlation id, so one ring can multiplex them.
 // The sender of a plain message prepends the constant 8-byte kMessagePrefix
 // (no work per message); the receiver runs ParseFrame on every frame and
@@ -13,7 +13,7 @@
 // the 8-byte base; the 8-byte correlation follows it only for the kinds that
 // pair frames (kRequest, kResponse): WireHeaderBytes(kind) is 8 or 16.
 //
-//   kMessage, kTopic, kPoolRef (8 bytes):
+//   kMessage, kTopic, kPoolRef, kPoolRelease (8 bytes):
 //
 //   byte  0         1         2    3    4 ........ 7
 //       +---------+---------+---------+-------------+
@@ -32,13 +32,15 @@
 //       | payload (frame length - 16 bytes, may be empty) ...
 //
 //   version      kEnvelopeVersion (1); any other value is invalid.
-//   kind         a FrameKind; 0 and 6..255 are invalid. Decides the header
+//   kind         a FrameKind; 0 and 7..255 are invalid. Decides the header
 //                length, so it is checked before anything after byte 7 is
 //                read.
 //   flags        kFrameFlagDeclare on kTopic (see below); any other set
 //                bit, or a bit the kind does not define, is invalid.
-//   channel      topic id (kTopic), service id (kRequest); must be 0 for
-//                kMessage; unused by kResponse.
+//   channel      topic id (kTopic; kPoolRef of a publication), service id
+//                (kRequest); must be 0 for kMessage; 0 for a kPoolRef that
+//                carries a plain message; unused by kResponse and
+//                kPoolRelease.
 //   correlation  request/response pairing id; on the wire only for kRequest
 //                and kResponse (any value). Other kinds have none: their
 //                payload starts at byte 8, and FrameHeader::correlation
@@ -89,18 +91,19 @@ inline constexpr size_t kCorrelationBytes = 8;
 // The longest header: room enough for any EncodeFrameHeader output.
 inline constexpr size_t kMaxFrameHeaderBytes = kFrameBaseBytes + kCorrelationBytes;
 
-// What a frame carries. kPoolRef is reserved (zero-copy pools): it parses
-// as valid (so a receiver can count it as "unsupported kind" rather than
-// "corrupt"), but nothing sends it yet and a receiver must not deliver it.
+// What a frame carries. The payloads of kPoolRef and kPoolRelease are laid
+// out and checked by mesh/pool/pool_ref.h.
 enum class FrameKind : uint8_t {
-  kMessage = 1,   // a plain Node::Send payload; channel 0; no correlation
-  kTopic = 2,     // a publication on topic id `channel` (or its declaration); no correlation
-  kRequest = 3,   // a request to service id `channel`, call id `correlation`
-  kResponse = 4,  // the response to call `correlation`: status code, then body or error
-  kPoolRef = 5,   // reserved: a reference to a buffer in a shared pool; no correlation
+  kMessage = 1,      // a plain Node::Send payload; channel 0; no correlation
+  kTopic = 2,        // a publication on topic id `channel` (or its declaration); no correlation
+  kRequest = 3,      // a request to service id `channel`, call id `correlation`
+  kResponse = 4,     // the response to call `correlation`: status code, then body or error
+  kPoolRef = 5,      // a message whose payload is a block of the sender's pool: a plain
+                     // message (channel 0) or a publication on topic id `channel`
+  kPoolRelease = 6,  // the receiver is done with pool blocks of the peer it writes to
 };
 inline constexpr uint8_t kMinFrameKind = 1;
-inline constexpr uint8_t kMaxFrameKind = 5;
+inline constexpr uint8_t kMaxFrameKind = 6;
 
 // True if `kind` is one of the FrameKind values above.
 constexpr bool IsKnownFrameKind(uint8_t kind) {
@@ -130,6 +133,7 @@ static_assert(WireHeaderBytes(FrameKind::kTopic) == 8, "a topic frame has no cor
 static_assert(WireHeaderBytes(FrameKind::kRequest) == 16, "a request carries its correlation");
 static_assert(WireHeaderBytes(FrameKind::kResponse) == 16, "a response carries its correlation");
 static_assert(WireHeaderBytes(FrameKind::kPoolRef) == 8, "a pool reference has no correlation");
+static_assert(WireHeaderBytes(FrameKind::kPoolRelease) == 8, "a pool release has no correlation");
 static_assert(WireHeaderBytes(uint8_t{0}) == 8 && WireHeaderBytes(uint8_t{255}) == 8,
               "unknown kinds: the base only");
 

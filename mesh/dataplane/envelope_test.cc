@@ -20,8 +20,8 @@ namespace {
 using ::testing::HasSubstr;
 
 static_assert(!IsKnownFrameKind(0), "kind 0 is invalid");
-static_assert(IsKnownFrameKind(1) && IsKnownFrameKind(5), "1..5 are kinds");
-static_assert(!IsKnownFrameKind(6) && !IsKnownFrameKind(255), "6..255 are invalid");
+static_assert(IsKnownFrameKind(1) && IsKnownFrameKind(6), "1..6 are kinds");
+static_assert(!IsKnownFrameKind(7) && !IsKnownFrameKind(255), "7..255 are invalid");
 static_assert(kMessagePrefix.size() == kFrameBaseBytes, "prefix is one message header");
 static_assert(kMessagePrefix.size() == WireHeaderBytes(FrameKind::kMessage), "prefix is one header");
 static_assert(kFrameBaseBytes == 8 && kCorrelationBytes == 8 && kMaxFrameHeaderBytes == 16,
@@ -33,7 +33,8 @@ static_assert(WireHeaderBytes(FrameKind::kRequest) == 16 && WireHeaderBytes(Fram
               "request and response carry their correlation");
 
 constexpr FrameKind kAllKinds[] = {FrameKind::kMessage, FrameKind::kTopic, FrameKind::kRequest,
-                                   FrameKind::kResponse, FrameKind::kPoolRef};
+                                   FrameKind::kResponse, FrameKind::kPoolRef,
+                                   FrameKind::kPoolRelease};
 
 bool Correlated(FrameKind kind) { return kind == FrameKind::kRequest || kind == FrameKind::kResponse; }
 
@@ -74,7 +75,7 @@ Reference ReferenceParse(absl::string_view b) {
   h.channel = static_cast<uint32_t>(u(4) | u(5) << 8 | u(6) << 16 | u(7) << 24);
   h.correlation = 0;
   if (h.version != 1) return {FrameError::kBadVersion, h, 0};
-  if (h.kind < 1 || h.kind > 5) return {FrameError::kUnknownKind, h, 0};
+  if (h.kind < 1 || h.kind > 6) return {FrameError::kUnknownKind, h, 0};
   // Only kTopic (2) defines a flag: bit 0, declare.
   if ((h.flags & ~(h.kind == 2 ? 1 : 0)) != 0) return {FrameError::kUnknownFlags, h, 0};
   const bool correlated = h.kind == 3 || h.kind == 4;  // request, response
@@ -272,10 +273,10 @@ TEST(EnvelopeTest, UnknownKindIsNeverAMessage) {
       frame[1] = static_cast<char>(kind);
       const ParsedFrame p = ParseFrame(frame);
       ExpectConsistent(frame);
-      if (kind >= 1 && kind <= 5 && frame.size() >= WireHeaderBytes(static_cast<uint8_t>(kind))) {
+      if (kind >= 1 && kind <= 6 && frame.size() >= WireHeaderBytes(static_cast<uint8_t>(kind))) {
         ASSERT_TRUE(p.ok()) << "kind " << kind;
         EXPECT_EQ(p.header.kind, kind);
-      } else if (kind >= 1 && kind <= 5) {
+      } else if (kind >= 1 && kind <= 6) {
         EXPECT_EQ(p.error, FrameError::kTooShort) << "kind " << kind;
       } else {
         EXPECT_EQ(p.error, FrameError::kUnknownKind) << "kind " << kind;

@@ -19,16 +19,19 @@ static_assert(kMaxControlMessageBytes <= fdpass::kMaxMessageBytes,
 static_assert(kMaxControlFds <= fdpass::kMaxFdsPerMessage,
               "fdpass must be able to receive every control message's fds");
 
-// How many descriptors a known kind may carry. None do yet; PoolSegment
-// will carry its segment's memfd.
+// How many descriptors a known kind may carry: PoolSegment its segment's
+// memfd (exactly one: mesh/pool checks the count), the others none.
 size_t MaxFdsOf(LinkControl::BodyCase body,
                 const ControlChannelOptions& options) {
   switch (body) {
     case LinkControl::kPing:
       return options.testing_fds_on_ping ? kMaxControlFds : 0;
+    case LinkControl::kPoolSegment:
+      return 1;
     case LinkControl::kGoodbye:
     case LinkControl::kPong:
     case LinkControl::kInterest:
+    case LinkControl::kPoolRetire:
     case LinkControl::BODY_NOT_SET:
       return 0;
   }
@@ -45,6 +48,10 @@ const char* KindName(LinkControl::BodyCase body) {
       return "Pong";
     case LinkControl::kInterest:
       return "Interest";
+    case LinkControl::kPoolSegment:
+      return "PoolSegment";
+    case LinkControl::kPoolRetire:
+      return "PoolRetire";
     case LinkControl::BODY_NOT_SET:
       return "unknown";
   }

@@ -81,6 +81,14 @@ absl::StatusOr<uint8_t*> MapShared(int fd, size_t size) {
   return static_cast<uint8_t*>(addr);
 }
 
+absl::StatusOr<uint8_t*> MapSharedReadOnly(int fd, size_t size) {
+  void* addr = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("mmap(fd ", fd, ", ", size, " bytes, MAP_SHARED, read-only)"));
+  }
+  return static_cast<uint8_t*>(addr);
+}
+
 void Unmap(uint8_t* addr, size_t size) {
   if (::munmap(addr, size) < 0) {
     const int err = errno;

@@ -44,6 +44,8 @@ absl::StatusOr<FileInfo> Fstat(int fd);
 // mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0). The caller
 // owns the mapping and releases it with Unmap.
 absl::StatusOr<uint8_t*> MapShared(int fd, size_t size);
+// The same, PROT_READ only.
+absl::StatusOr<uint8_t*> MapSharedReadOnly(int fd, size_t size);
 // munmap(addr, size). Failure is a programmer bug (bad range); it is
 // reported on stderr and otherwise ignored, since destructors call it.
 void Unmap(uint8_t* addr, size_t size);

@@ -52,7 +52,7 @@ FrameError ReferenceParse(absl::string_view b, FrameHeader* h, size_t* header_by
   h->channel = static_cast<uint32_t>(u(4) | u(5) << 8 | u(6) << 16 | u(7) << 24);
   h->correlation = 0;
   if (h->version != 1) return FrameError::kBadVersion;
-  if (h->kind < 1 || h->kind > 5) return FrameError::kUnknownKind;
+  if (h->kind < 1 || h->kind > 6) return FrameError::kUnknownKind;
   // Only kTopic (2) defines a flag: bit 0, declare.
   if ((h->flags & ~(h->kind == 2 ? 1 : 0)) != 0) return FrameError::kUnknownFlags;
   const bool correlated = h->kind == 3 || h->kind == 4;  // request, response
