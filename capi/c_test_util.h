@@ -86,9 +86,9 @@ static inline void test_remove_dir(const char* dir) {
 }
 
 /* The config text of node `name` in run directory `dir`, seeded with node
- * `seed`'s gRPC socket there (NULL: no seed), 64 KiB rings and WARNING
- * logs (DEBUG when MESH_TEST_LOG is set), as mesh/test_util.cc's
- * TestConfig. */
+ * `seed`'s gRPC socket there (NULL: no seed), 64 KiB rings, messages of
+ * at most a quarter ring (16368 bytes) and WARNING logs (DEBUG when
+ * MESH_TEST_LOG is set), as mesh/test_util.cc's TestConfig. */
 static inline void test_config(char* out, size_t size, const char* dir, const char* name,
                                const char* seed) {
   char seeds[256] = "";
@@ -98,6 +98,7 @@ static inline void test_config(char* out, size_t size, const char* dir, const ch
                    "run_dir: \"%s\"\n"
                    "%s"
                    "ring_capacity_bytes: 65536\n"
+                   "max_message_bytes: 16368\n"
                    "log_level: %s\n",
                    name, dir, seeds, getenv("MESH_TEST_LOG") != NULL ? "DEBUG" : "WARNING");
   CHECK(n > 0 && (size_t)n < size);

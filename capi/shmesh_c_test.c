@@ -300,7 +300,7 @@ static void test_two_nodes(const char* dir) {
   CHECK_CODE(shmesh_node_send(alpha, long_name, "x", 1, 100, &err), SHMESH_NOT_FOUND);
   CHECK(strlen(err.message) == SHMESH_ERROR_MESSAGE_SIZE - 1);
   CHECK(strcmp(err.message + SHMESH_ERROR_MESSAGE_SIZE - 4, "...") == 0);
-  /* Larger than max_message_bytes (under the 64 KiB ring): INVALID_ARGUMENT. */
+  /* Larger than max_message_bytes (16368 here): INVALID_ARGUMENT. */
   const size_t big_len = 1 << 20;
   char* big = calloc(big_len, 1);
   CHECK(big != NULL);

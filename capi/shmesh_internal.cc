@@ -129,11 +129,11 @@ shmesh_delivery_report* PackReport(size_t delivered_count, const std::vector<std
 void FillOwned(const mesh::Message& m, shmesh_message_owned* out) {
   std::unique_ptr<char, decltype(&std::free)> from(CopyWithNul(m.from), &std::free);
   std::unique_ptr<char, decltype(&std::free)> topic(CopyWithNul(m.topic), &std::free);
-  char* payload = CopyWithNul(m.payload);
+  char* payload = CopyWithNul(m.data());
   out->from = from.release();
   out->topic = topic.release();
   out->payload = payload;
-  out->payload_len = m.payload.size();
+  out->payload_len = m.data().size();
 }
 
 // ---------------------------------------------------------------------------

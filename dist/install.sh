@@ -92,7 +92,7 @@ link "libshmesh.so.$MAJOR" lib/libshmesh.so
 # Headers: the C++ API, the generated protobuf code it includes, the protos
 # themselves (what a gRPC client of the control plane generates from), and
 # the C API when it is built.
-for h in node.h message.h topic.h rpc.h config.h version.h; do
+for h in node.h message.h topic.h rpc.h config.h version.h loan.h; do
   ship "mesh/$h" "include/shmesh/mesh/$h" 0644
 done
 for f in config.pb.h mesh.pb.h mesh.grpc.pb.h config.proto mesh.proto; do

@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < absl::GetFlag(FLAGS_count); ++i) {
     absl::StatusOr<mesh::Message> m = (*sub)->Receive(deadline);
     if (!m.ok()) return Fail(absl::StrCat("message ", i + 1).c_str(), m.status());
-    std::printf("subscriber: %s from %s: %s\n", m->topic.c_str(), m->from.c_str(), m->payload.c_str());
+    std::printf("subscriber: %s from %s: %.*s\n", m->topic.c_str(), m->from.c_str(),
+                static_cast<int>(m->data().size()), m->data().data());
     std::fflush(stdout);
   }
   sub->reset();

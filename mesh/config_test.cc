@@ -346,7 +346,12 @@ TEST(ResolveConfigTest, FillsEveryDefault) {
   EXPECT_EQ(r->grpc_listen(), "unix:/run/user/4242/shmesh/alpha.grpc");
   EXPECT_EQ(r->seeds_size(), 0);
   EXPECT_EQ(r->ring_capacity_bytes(), 1048576u);
-  EXPECT_EQ(r->max_message_bytes(), 1048576u / 4 - 16);
+  EXPECT_EQ(r->max_message_bytes(), uint64_t{1} << 30);
+  EXPECT_EQ(r->pool().limit_bytes(), uint64_t{1} << 32);
+  EXPECT_EQ(r->pool().peer_quota_bytes(), uint64_t{1} << 30);
+  EXPECT_EQ(r->pool().threshold_bytes(), 65536u);
+  EXPECT_EQ(r->pool().max_peer_segments(), 4096u);
+  EXPECT_EQ(r->pool().retain_bytes(), uint64_t{256} << 20);
   ASSERT_EQ(r->allowed_peer_uids_size(), 1);
   EXPECT_EQ(r->allowed_peer_uids(0), ::getuid());
   EXPECT_EQ(r->wait().mode(), WaitPolicy::ADAPTIVE);
@@ -515,19 +520,33 @@ TEST(ResolveConfigTest, BadRingCapacity) {
   }
 }
 
-TEST(ResolveConfigTest, BadMaxMessage) {
+TEST(ResolveConfigTest, MaxMessageIsBoundedByThePoolNotTheRing) {
   NodeConfig c = Named("a");
   c.set_ring_capacity_bytes(4096);
-  // A quarter of the ring, less the ring's frame header (8) and the
-  // message envelope (8).
-  c.set_max_message_bytes(1009);
-  ExpectInvalid(c, "max_message_bytes", "1008");
-  c.set_max_message_bytes(1008);
+  c.set_max_message_bytes(uint64_t{1} << 30);  // far past a quarter of the ring: the pool carries it
+  absl::StatusOr<NodeConfig> r = ResolveConfig(c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // What goes through the ring at most: a quarter of it, less the ring's
+  // frame header (8) and the message envelope (8).
+  EXPECT_EQ(r->pool().threshold_bytes(), 1008u);
+  c.set_max_message_bytes((uint64_t{1} << 32) + 1);
+  ExpectInvalid(c, "max_message_bytes", "pool.limit_bytes");
+  c.mutable_pool()->set_limit_bytes(uint64_t{1} << 33);
   EXPECT_TRUE(ResolveConfig(c).ok());
-  // The limit follows the default ring size too.
-  c = Named("a");
-  c.set_max_message_bytes(1048576);
-  ExpectInvalid(c, "max_message_bytes", "262128");
+}
+
+TEST(ResolveConfigTest, BadPool) {
+  NodeConfig c = Named("a");
+  c.mutable_pool()->set_limit_bytes(4096);
+  ExpectInvalid(c, "pool.limit_bytes", "1048576");
+  c.mutable_pool()->set_limit_bytes(1 << 20);
+  c.mutable_pool()->set_peer_quota_bytes(2 << 20);
+  ExpectInvalid(c, "pool.peer_quota_bytes", "limit");
+  c.mutable_pool()->set_peer_quota_bytes(0);
+  absl::StatusOr<NodeConfig> r = ResolveConfig(c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->pool().peer_quota_bytes(), 1u << 20);  // the default, capped at the limit
+  EXPECT_EQ(r->max_message_bytes(), 1u << 20);        // likewise
 }
 
 TEST(ResolveConfigTest, BadUid) {

@@ -122,6 +122,14 @@ absl::StatusOr<std::string> Node::Call(absl::string_view service, absl::string_v
 }
 std::vector<std::string> Node::Servers(absl::string_view service) const { return impl_->Servers(service); }
 
+absl::StatusOr<mesh::Loan> Node::Loan(size_t bytes, absl::Time deadline) { return impl_->NewLoan(bytes, deadline); }
+absl::Status Node::Send(absl::string_view peer, mesh::Loan&& loan, absl::Time deadline) {
+  return impl_->SendLoan(peer, &loan, deadline);
+}
+absl::StatusOr<BroadcastResult> Node::Broadcast(mesh::Loan&& loan, absl::Time deadline) {
+  return impl_->BroadcastLoan(&loan, deadline);
+}
+
 // ---------------------------------------------------------------------------
 // NodeImpl: lifecycle.
 
@@ -131,11 +139,21 @@ NodeImpl::NodeImpl(mesh::v1::NodeConfig resolved_config)
       log_(config_.name(), config_.log_level()),
       link_path_(absl::StrCat(config_.run_dir(), "/", config_.name(), ".link")),
       events_("mesh-events"),
+      pool_(pool::SendPool::Create(pool::PoolOptions{config_.name(), config_.pool().limit_bytes(),
+                                                     config_.pool().peer_quota_bytes(),
+                                                     config_.pool().retain_bytes()})),
+      inboxes_(pool::Inboxes::Options{config_.pool().max_peer_segments(),
+                                      [this] {
+                                        // Set in Start(), before any link (and so any pooled
+                                        // payload) exists.
+                                        if (receiver_ != nullptr) receiver_->Wake();
+                                      }}),
       sender_(config_.name(), config_.max_message_bytes(), &links_,
               Sender::Hooks{[this](absl::string_view what) { return CheckRunning(what); },
                             [this](const std::shared_ptr<Transport>& link, absl::string_view why) {
                               LinkFailed(link, why);
-                            }}),
+                            }},
+              pool_.get(), config_.pool().threshold_bytes()),
       interest_(&links_, &log_),
       control_server_(config_.grpc_listen(),
                       std::vector<uint32_t>(config_.allowed_peer_uids().begin(), config_.allowed_peer_uids().end()),
@@ -191,6 +209,8 @@ absl::Status NodeImpl::Start() {
     hooks.message_handler = message_handler_;
     hooks.queue = queue_.get();
     hooks.router = this;
+    hooks.inboxes = &inboxes_;
+    hooks.pool = pool_.get();
     hooks.link_failed = [this](const std::shared_ptr<Transport>& link, absl::string_view why) {
       LinkFailed(link, why);
     };
@@ -295,6 +315,9 @@ void NodeImpl::Stop() {
   if (health_ != nullptr) health_->Stop();
   events_.Stop();
   for (const auto& link : links_.Close()) (void)link->MarkDown();
+  // Peers hold nothing of the pool any more (loans the application still
+  // holds stay valid; their blocks are freed when dropped).
+  pool_->AllLinksGone();
   // Removes the link socket (only ours: Listen failed without touching a
   // file another node holds).
   link_setup_.reset();

@@ -36,6 +36,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "mesh/loan.h"
 #include "mesh/message.h"
 #include "mesh/rpc.h"
 #include "mesh/topic.h"
@@ -91,7 +92,12 @@ class Node {
   // The resolved config (defaults filled in).
   const mesh::v1::NodeConfig& config() const;
 
-  // Sends `payload` to peer `peer`. Waits for ring space until `deadline`:
+  // Sends `payload` to peer `peer`. A payload larger than
+  // config().pool().threshold_bytes (64 KiB by default) is copied once into
+  // this node's pool and the ring carries a reference (as a Loan does); up
+  // to max_message_bytes (1 GiB by default) whatever the ring's size.
+  // Waits for ring space (and for a large payload, pool memory and the
+  // peer's pool quota) until `deadline`:
   // absl::InfinitePast() (or any past time) fails at once with
   // RESOURCE_EXHAUSTED when the ring is full; a later deadline returns
   // DEADLINE_EXCEEDED if space did not free up in time. NOT_FOUND if there is
@@ -123,6 +129,25 @@ class Node {
   // OK, with both lists empty.
   absl::StatusOr<BroadcastResult> Broadcast(absl::string_view payload,
                                             absl::Time deadline = absl::InfiniteFuture());
+
+  // Zero-copy (mesh/loan.h). A writable buffer of `bytes` in this node's
+  // shared-memory pool, to fill in place and then pass to Send, Broadcast
+  // or Publisher::Publish. Waits for pool memory until `deadline` (the pool
+  // is full while receivers hold its blocks): RESOURCE_EXHAUSTED with a
+  // past deadline, DEADLINE_EXCEEDED after waiting, naming who holds what;
+  // INVALID_ARGUMENT over max_message_bytes. Any thread; also before
+  // Start().
+  absl::StatusOr<mesh::Loan> Loan(size_t bytes, absl::Time deadline = absl::InfiniteFuture());
+  // Sends the loaned buffer to `peer` without copying it: the ring carries
+  // a 32-byte reference and the peer reads the payload in place. On
+  // success `loan` is left empty; on error it is untouched (send it again
+  // or drop it). Errors as Send, and RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED
+  // when `peer` holds its whole quota of this pool (pool.peer_quota_bytes)
+  // and does not release in time; INVALID_ARGUMENT for an empty loan.
+  absl::Status Send(absl::string_view peer, mesh::Loan&& loan, absl::Time deadline = absl::InfiniteFuture());
+  // Broadcasts the loaned buffer: every peer gets a reference to the same
+  // bytes (written once). `loan` is left empty unless no peer was reached.
+  absl::StatusOr<BroadcastResult> Broadcast(mesh::Loan&& loan, absl::Time deadline = absl::InfiniteFuture());
 
   // Receiving. With a message handler set, every message is passed to it on
   // the receive thread. Without one, messages queue (bounded; a full queue

@@ -120,6 +120,7 @@ absl::StatusOr<mesh::v1::TopologySnapshot> NodeImpl::LocalTopology() {
   }
   mesh::v1::TopologySnapshot snapshot = topology::LocalSnapshot(name(), absl::Now(), Members(), reports);
   *snapshot.add_topics() = TopicsReport();
+  *snapshot.add_pools() = PoolReport();
   return snapshot;
 }
 

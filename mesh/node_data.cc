@@ -44,6 +44,53 @@ absl::StatusOr<control::BroadcastOutcome> NodeImpl::Broadcast(absl::string_view 
   return control::BroadcastOutcome{std::move(result.delivered), std::move(result.not_reached)};
 }
 
+absl::StatusOr<mesh::Loan> NodeImpl::NewLoan(size_t bytes, absl::Time deadline) {
+  if (bytes > config_.max_message_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("a loan of ", bytes, " bytes exceeds max_message_bytes (",
+                                                   config_.max_message_bytes(), "); loan less or raise the limit"));
+  }
+  SHMESH_ASSIGN_OR_RETURN(pool::BlockHandle block, pool_->Allocate(bytes, deadline));
+  return mesh::Loan(std::move(block));
+}
+
+absl::Status NodeImpl::SendLoan(absl::string_view peer, mesh::Loan* loan, absl::Time deadline) {
+  if (loan->block() == nullptr) return absl::InvalidArgumentError("the loan is empty (already sent, or moved from)");
+  SHMESH_RETURN_IF_ERROR(sender_.SendBlock(peer, *loan->block(), deadline));
+  loan->Consume();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BroadcastResult> NodeImpl::BroadcastLoan(mesh::Loan* loan, absl::Time deadline) {
+  if (loan->block() == nullptr) return absl::InvalidArgumentError("the loan is empty (already sent, or moved from)");
+  SHMESH_ASSIGN_OR_RETURN(BroadcastResult result, sender_.BroadcastBlock(*loan->block(), deadline));
+  loan->Consume();
+  return result;
+}
+
+mesh::v1::PoolUsage NodeImpl::PoolReport() const {
+  const pool::SendPool::Stats s = pool_->stats();
+  const pool::Inboxes::Stats r = inboxes_.stats();
+  mesh::v1::PoolUsage out;
+  out.set_node(name());
+  out.set_segments(s.segments);
+  out.set_segment_bytes(s.segment_bytes);
+  out.set_blocks_in_use(s.blocks_in_use);
+  out.set_bytes_in_use(s.bytes_in_use);
+  out.set_sent_messages(s.sent_messages);
+  out.set_sent_bytes(s.sent_bytes);
+  out.set_bad_releases(s.bad_releases);
+  for (const auto& h : s.held_by) {
+    mesh::v1::PoolUsage::PeerHold* hold = out.add_held_by();
+    hold->set_peer(h.peer);
+    hold->set_blocks(h.blocks);
+    hold->set_bytes(h.bytes);
+  }
+  out.set_mapped_segments(r.mapped_segments);
+  out.set_mapped_bytes(r.mapped_bytes);
+  out.set_dropped_bad_refs(r.dropped_bad_refs);
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Receiving and handlers.
 
@@ -129,6 +176,7 @@ void NodeImpl::LinkFailed(const std::shared_ptr<Transport>& link, absl::string_v
   });
   if (was_installed) log_.Info("peer down: %s (pid %d): %s", info.name, info.pid, why);
   TopicsLinkDown(link.get(), why);
+  pool_->LinkGone(link.get());  // what the peer held is free again
   receiver_->Wake();
 }
 

@@ -64,6 +64,8 @@
 #include "mesh/links/link_table.h"
 #include "mesh/membership/membership.h"
 #include "mesh/node.h"
+#include "mesh/pool/inbox.h"
+#include "mesh/pool/send_pool.h"
 #include "mesh/pubsub/topics.h"
 #include "mesh/rpc/rpc.h"
 #include "mesh/v1/config.pb.h"
@@ -95,6 +97,13 @@ class NodeImpl final : public control::DiscoveryBackend,
   absl::StatusOr<size_t> SendBatch(absl::string_view peer, absl::Span<const absl::string_view> payloads,
                                    absl::Time deadline);
   absl::StatusOr<BroadcastResult> BroadcastApi(absl::string_view payload, absl::Time deadline);
+  // Loans (node_data.cc). SendLoan and BroadcastLoan empty `*loan` when
+  // it was sent.
+  absl::StatusOr<mesh::Loan> NewLoan(size_t bytes, absl::Time deadline);
+  absl::Status SendLoan(absl::string_view peer, mesh::Loan* loan, absl::Time deadline);
+  absl::StatusOr<BroadcastResult> BroadcastLoan(mesh::Loan* loan, absl::Time deadline);
+  // The pool's share of the topology.
+  mesh::v1::PoolUsage PoolReport() const;
   absl::Status SetMessageHandler(std::function<void(const MessageView&)> handler);
   absl::StatusOr<Message> Receive(absl::Time deadline);
   int receive_fd() const;
@@ -116,8 +125,8 @@ class NodeImpl final : public control::DiscoveryBackend,
   std::vector<std::string> Servers(absl::string_view service) const;
 
   // --- FrameRouter (receive thread; node_topics.cc) ---
-  bool RouteFrame(const std::shared_ptr<Transport>& link, const FrameHeader& header,
-                  absl::string_view payload) override;
+  bool RouteFrame(const std::shared_ptr<Transport>& link, const FrameHeader& header, absl::string_view payload,
+                  const std::shared_ptr<const SharedPayload>& pooled) override;
   absl::Status RouteControl(const std::shared_ptr<Transport>& link, const mesh::v1::LinkControl& msg) override;
   void LinksChanged(absl::Span<const std::shared_ptr<Transport>> active) override;
 
@@ -187,6 +196,10 @@ class NodeImpl final : public control::DiscoveryBackend,
   // Components, in construction order (destroyed in reverse).
   LinkTable links_;
   events::EventQueue events_;
+  // The pool (sending side; shared with the loans and blocks alive) and
+  // the peers' segments (receiving side).
+  std::shared_ptr<pool::SendPool> pool_;
+  pool::Inboxes inboxes_;
   Sender sender_;
   std::unique_ptr<ReceiveQueue> queue_;
   std::unique_ptr<Receiver> receiver_;

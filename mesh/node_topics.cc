@@ -19,6 +19,17 @@ const std::string& Publisher::topic() const { return core_->topic(); }
 absl::StatusOr<PublishResult> Publisher::Publish(absl::string_view payload, absl::Time deadline) {
   return core_->Publish(payload, deadline);
 }
+absl::StatusOr<mesh::Loan> Publisher::Loan(size_t bytes, absl::Time deadline) {
+  absl::StatusOr<pool::BlockHandle> block = core_->AllocateBlock(bytes, deadline);
+  if (!block.ok()) return block.status();
+  return mesh::Loan(std::move(*block));
+}
+absl::StatusOr<PublishResult> Publisher::Publish(mesh::Loan&& loan, absl::Time deadline) {
+  if (loan.block() == nullptr) return absl::InvalidArgumentError("the loan is empty (already sent, or moved from)");
+  absl::StatusOr<PublishResult> result = core_->PublishBlock(*loan.block(), deadline);
+  if (result.ok()) loan.Consume();
+  return result;
+}
 size_t Publisher::matched() const { return core_->matched(); }
 std::vector<std::string> Publisher::subscribers() const { return core_->subscribers(); }
 absl::Status Publisher::WaitForSubscribers(size_t n, absl::Time deadline) {
@@ -51,6 +62,8 @@ void NodeImpl::MakeTopicsAndServices() {
   pc.check_running = [this](absl::string_view what) { return CheckRunning(what); };
   pc.link_failed = [this](const std::shared_ptr<Transport>& link, absl::string_view why) { LinkFailed(link, why); };
   pc.post_event = [this](std::function<void()> fn) { events_.Post(std::move(fn)); };
+  pc.pool = pool_;
+  pc.pool_threshold = config_.pool().threshold_bytes();
   topics_ = std::make_unique<pubsub::Topics>(std::move(pc), &interest_, &log_, /*resume_fd=*/-1);
   rpc::RpcContext rc;
   rc.max_message_bytes = config_.max_message_bytes();
@@ -90,10 +103,10 @@ mesh::v1::NodeTopics NodeImpl::TopicsReport() const {
 }
 
 bool NodeImpl::RouteFrame(const std::shared_ptr<Transport>& link, const FrameHeader& header,
-                          absl::string_view payload) {
+                          absl::string_view payload, const std::shared_ptr<const SharedPayload>& pooled) {
   switch (header.frame_kind()) {
     case FrameKind::kTopic:
-      return topics_->router().OnFrame(*link, header, payload);
+      return topics_->router().OnFrame(*link, header, payload, pooled);
     case FrameKind::kRequest:
       rpc_->OnRequest(link, header, payload);
       return true;

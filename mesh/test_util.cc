@@ -22,6 +22,10 @@ mesh::v1::NodeConfig TestConfig(const std::string& dir, const std::string& name,
   c.set_run_dir(dir);
   for (const auto& s : seeds) c.add_seeds(absl::StrCat("unix:", dir, "/", s, ".grpc"));
   c.set_ring_capacity_bytes(1 << 16);
+  // A quarter of the ring (less the frame header and envelope): the
+  // messages of the ring-only tests. Tests of large messages (the pool)
+  // raise it.
+  c.set_max_message_bytes((1 << 16) / 4 - 16);
   c.set_log_level(std::getenv("MESH_TEST_LOG") ? mesh::v1::DEBUG : mesh::v1::WARNING);
   return c;
 }

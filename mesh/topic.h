@@ -56,6 +56,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "mesh/loan.h"
 #include "mesh/message.h"
 
 namespace mesh {
@@ -115,8 +116,21 @@ class Publisher {
   // (node not running), and, when there were subscribers but none could be
   // reached, the first subscriber's error (RESOURCE_EXHAUSTED,
   // DEADLINE_EXCEEDED, UNAVAILABLE) naming each.
+  // A payload larger than the node's pool.threshold_bytes (64 KiB by
+  // default) is copied once into the node's pool, and every subscriber
+  // gets a reference to that one copy (mesh/loan.h).
   absl::StatusOr<PublishResult> Publish(absl::string_view payload,
                                         absl::Time deadline = absl::InfiniteFuture());
+  // Zero-copy (mesh/loan.h): a buffer of `bytes` in the node's pool to fill
+  // in place (errors as Node::Loan), then publish with the overload below:
+  // every subscriber reads the same bytes, written once, and a history
+  // keeps the buffer (not a copy).
+  absl::StatusOr<mesh::Loan> Loan(size_t bytes, absl::Time deadline = absl::InfiniteFuture());
+  // Publishes the loaned buffer, as Publish does bytes. `loan` is left
+  // empty unless the call fails with nothing reached (then it is untouched:
+  // publish it again or drop it). RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED
+  // also when a subscriber holds its whole pool quota.
+  absl::StatusOr<PublishResult> Publish(mesh::Loan&& loan, absl::Time deadline = absl::InfiniteFuture());
   // The number of linked nodes with a subscription matching this topic,
   // and their names (sorted).
   size_t matched() const;

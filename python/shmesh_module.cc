@@ -71,7 +71,7 @@ py::object TryReceive(mesh::Node& node) {
   absl::StatusOr<mesh::Message> m = node.Receive(absl::InfinitePast());
   if (m.status().code() == absl::StatusCode::kDeadlineExceeded) return py::none();
   mesh::Message msg = ValueOrThrow(std::move(m));
-  return OwnedMessage(std::move(msg.from), std::move(msg.topic), std::move(msg.payload));
+  return OwnedMessage(std::move(msg.from), std::move(msg.topic), msg.shared ? msg.CopyData() : std::move(msg.payload));
 }
 
 }  // namespace
@@ -228,7 +228,7 @@ void BindNode(py::module_& m) {
               }));
             }
             mesh::Message msg = ValueOrThrow(std::move(m));
-            return OwnedMessage(std::move(msg.from), std::move(msg.topic), std::move(msg.payload));
+            return OwnedMessage(std::move(msg.from), std::move(msg.topic), msg.shared ? msg.CopyData() : std::move(msg.payload));
           },
           py::arg("timeout") = py::none(),
           "Takes the next queued message (a Message whose payload is bytes), waiting up to\n"

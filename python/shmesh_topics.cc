@@ -141,7 +141,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
               }));
             }
             mesh::Message msg = ValueOrThrow(std::move(m));
-            return OwnedMessage(std::move(msg.from), std::move(msg.topic), std::move(msg.payload));
+            return OwnedMessage(std::move(msg.from), std::move(msg.topic), msg.shared ? msg.CopyData() : std::move(msg.payload));
           },
           py::arg("timeout") = py::none(),
           "Pull form: the next message (payload bytes, topic, from_), waiting up to `timeout`\n"
@@ -153,7 +153,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
             absl::StatusOr<mesh::Message> m = self.get("Subscription").Receive(absl::InfinitePast());
             if (m.status().code() == absl::StatusCode::kDeadlineExceeded) return py::none();
             mesh::Message msg = ValueOrThrow(std::move(m));
-            return OwnedMessage(std::move(msg.from), std::move(msg.topic), std::move(msg.payload));
+            return OwnedMessage(std::move(msg.from), std::move(msg.topic), msg.shared ? msg.CopyData() : std::move(msg.payload));
           },
           "A queued message, or None at once.")
       .def(

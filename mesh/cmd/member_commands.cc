@@ -138,7 +138,7 @@ int RunEcho(const MemberFlags& flags, const mesh::v1::TopologySnapshot& mesh,
                                CodeName(m.status()), ": ",
                                m.status().message()));
     }
-    if (!WriteOut(TopicMessageLine(m->topic, m->from, m->payload))) break;
+    if (!WriteOut(TopicMessageLine(m->topic, m->from, m->data()))) break;
     ++printed;
   }
   return kExitOk;

@@ -16,6 +16,7 @@
 #include "absl/types/span.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/links/transport.h"
+#include "mesh/message.h"
 #include "mesh/v1/mesh.pb.h"
 
 namespace mesh {
@@ -27,8 +28,11 @@ class FrameRouter {
   // within max_message_bytes. False: its destination is full: the frame
   // stays first in `link`'s ring and the receiver stops draining that link
   // until it is woken (Receiver::Wake), then offers the frame again.
+  // `pooled`, when set, holds `payload` (a publication that came as a pool
+  // reference: `header` is then its kTopic header): keep a copy of it to
+  // keep the bytes without copying them.
   virtual bool RouteFrame(const std::shared_ptr<Transport>& link, const FrameHeader& header,
-                          absl::string_view payload) = 0;
+                          absl::string_view payload, const std::shared_ptr<const SharedPayload>& pooled) = 0;
   // A control message of a kind the receiver does not handle itself. OK:
   // handled. UNIMPLEMENTED: a kind nobody here knows (counted, ignored).
   // Any other error: the peer broke the protocol; the link fails.

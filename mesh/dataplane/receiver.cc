@@ -133,6 +133,7 @@ Receiver::Counters Receiver::counters() const {
   c.dropped_oversize = counters_.dropped_oversize.load(std::memory_order_relaxed);
   c.dropped_invalid = counters_.dropped_invalid.load(std::memory_order_relaxed);
   c.dropped_unhandled = counters_.dropped_unhandled.load(std::memory_order_relaxed);
+  c.dropped_bad_refs = counters_.dropped_bad_refs.load(std::memory_order_relaxed);
   c.pings_answered = counters_.pings_answered.load(std::memory_order_relaxed);
   c.pongs = counters_.pongs.load(std::memory_order_relaxed);
   c.control_ignored = counters_.control_ignored.load(std::memory_order_relaxed);
@@ -142,6 +143,8 @@ Receiver::Counters Receiver::counters() const {
 void Receiver::Loop() {
   NameThisThread("mesh-recv");
   tls_table = table_;
+  // Releases of pool payloads delivered here are batched per pass.
+  pool::SetDeferReleasesOnThisThread(true);
   base::Epoll* const epoll = &epoll_;
   std::vector<std::shared_ptr<Transport>> active;
   // Per link: the doorbell spam guard, kept across refreshes of `active`.
@@ -202,6 +205,50 @@ void Receiver::Loop() {
     return true;
   };
 
+  // A kPoolRef frame: resolved in the link's inbox to the payload in the
+  // peer's segment, then delivered as the message (channel 0) or
+  // publication (topic id `channel`) it carries. A reference to a segment
+  // not seen yet is refused once, so that the link's control channel (where
+  // the peer sent the segment before the reference) is read first; after
+  // that it is dropped and counted. False: leave the frame in the ring.
+  auto route_pooled = [&](const std::shared_ptr<Transport>& link, const ParsedFrame& parsed, size_t frame_bytes) {
+    pool::Inbox* inbox = hooks_.inboxes->Get(link);
+    std::shared_ptr<const pool::PooledPayload> pooled;
+    const pool::RefError e = inbox->Resolve(parsed.payload, options_.max_message_bytes, &pooled);
+    if (e == pool::RefError::kUnknownSegment && !inbox->awaiting_control) {
+      inbox->awaiting_control = true;
+      return false;
+    }
+    inbox->awaiting_control = false;
+    if (e != pool::RefError::kNone) {
+      Bump(counters_.dropped_bad_refs);
+      hooks_.inboxes->CountBadRef();
+      note_drop(*link, absl::StrCat("a pool reference that does not resolve (", pool::RefErrorName(e), ")"),
+                frame_bytes);
+      return true;
+    }
+    if (parsed.header.channel != 0) {
+      if (hooks_.router == nullptr) {
+        Bump(counters_.dropped_unhandled);
+        return true;
+      }
+      if (!queued.empty()) flush();
+      FrameHeader topic;
+      topic.kind = static_cast<uint8_t>(FrameKind::kTopic);
+      topic.channel = parsed.header.channel;
+      return hooks_.router->RouteFrame(link, topic, pooled->bytes(), pooled);
+    }
+    if (hooks_.message_handler) {
+      hooks_.message_handler(MessageView{link->peer_name(), pooled->bytes(), {}});
+    } else {
+      Message m;
+      m.from = link->peer_name();
+      m.shared = std::move(pooled);
+      queued.push_back(std::move(m));
+    }
+    return true;
+  };
+
   // A frame that failed the fast check below: the full parse says why, or
   // it is a topic frame, request or response for the router. False: the
   // router's destination is full (leave the frame in the ring).
@@ -213,10 +260,19 @@ void Receiver::Loop() {
       return true;
     }
     const FrameKind kind = parsed.header.frame_kind();
+    if (kind == FrameKind::kPoolRef && hooks_.inboxes != nullptr) return route_pooled(link, parsed, frame.size());
+    if (kind == FrameKind::kPoolRelease && hooks_.pool != nullptr) {
+      if (!pool::IsReleasePayload(parsed.payload)) {
+        Bump(counters_.dropped_invalid);
+        note_drop(*link, "a pool release that is not a whole number of tokens", frame.size());
+      } else {
+        hooks_.pool->OnRelease(link.get(), parsed.payload);
+      }
+      return true;
+    }
     if (hooks_.router == nullptr || (kind != FrameKind::kTopic && kind != FrameKind::kRequest &&
                                      kind != FrameKind::kResponse)) {
-      // Pool references are not handled by this build yet. (A valid
-      // kMessage header always passes the fast check.)
+      // (A valid kMessage header always passes the fast check.)
       Bump(counters_.dropped_unhandled);
       note_drop(*link, absl::StrCat("frame kind ", parsed.header.kind, " is not handled by this node"),
                 frame.size());
@@ -224,7 +280,7 @@ void Receiver::Loop() {
     }
     if (oversize(*link, parsed.payload.size(), frame.size())) return true;
     if (!queued.empty()) flush();  // keep a link's frames in order across kinds
-    return hooks_.router->RouteFrame(link, parsed.header, parsed.payload);
+    return hooks_.router->RouteFrame(link, parsed.header, parsed.payload, nullptr);
   };
 
   // One frame from `link`: check its envelope, route it. A plain message's
@@ -259,6 +315,7 @@ void Receiver::Loop() {
     rang.assign(active.size(), 0);
     held.assign(active.size(), 0);
     if (hooks_.router != nullptr) hooks_.router->LinksChanged(active);
+    if (hooks_.inboxes != nullptr) hooks_.inboxes->LinksChanged(active);
     std::map<const Transport*, DoorbellGuard> kept;
     for (size_t i = 0; i < active.size(); ++i) {
       // A link that is down is being retired; watching it would only wake
@@ -332,37 +389,9 @@ void Receiver::Loop() {
     flush();
   };
 
-  auto drain_all = [&]() -> bool {
-    bool any = false;
-    for (size_t i = 0; i < active.size(); ++i) {
-      const auto& link = active[i];
-      if (link->down()) continue;
-      if (queue_full()) break;
-      if (held[i]) continue;  // a subscription of its next frame is full
-      bool refused = false;
-      auto n = link->Drain(kDrainBatch, [&](absl::string_view frame) {
-        if (route(link, frame)) return true;
-        refused = true;
-        return false;
-      });
-      flush();
-      if (refused) held[i] = 1;
-      if (!n.ok()) {
-        fail_link(link, absl::StrCat("ring corrupted: ", n.status().message()));
-      } else if (*n > 0) {
-        any = true;
-      }
-      if (rang[i]) {  // rare: only after a wake-up by this doorbell
-        if (n.ok() && *n == 0 && !refused) note_idle_wake(i);
-        rang[i] = 0;
-      }
-    }
-    return any;
-  };
-
   // Link i's socket is readable: control messages, or EOF.
-  auto read_control = [&](const std::shared_ptr<Transport>& link) {
-    for (int budget = 0; budget < 64 && !link->down(); ++budget) {
+  auto read_control = [&](const std::shared_ptr<Transport>& link, int budget) {
+    for (int read_count = 0; read_count < budget && !link->down(); ++read_count) {
       absl::StatusOr<std::optional<ControlMessage>> read = link->ReadControl();
       if (!read.ok()) {
         // Deliver what the peer wrote before it went away, then retire it.
@@ -389,6 +418,21 @@ void Receiver::Loop() {
         case mesh::v1::LinkControl::kPong:
           Bump(counters_.pongs);
           break;
+        case mesh::v1::LinkControl::kPoolSegment: {
+          const absl::Status added =
+              hooks_.inboxes != nullptr
+                  ? hooks_.inboxes->Get(link)->AddSegment(msg.pool_segment(), std::move((*read)->fds))
+                  : absl::UnimplementedError("this node takes no pool segments");
+          if (!added.ok()) {
+            drain_rest(link);
+            fail_link(link, absl::StrCat("peer broke the pool protocol: ", added.message()));
+            return;
+          }
+          break;
+        }
+        case mesh::v1::LinkControl::kPoolRetire:
+          if (hooks_.inboxes != nullptr) hooks_.inboxes->Get(link)->RetireSegment(msg.pool_retire().id());
+          break;
         default: {
           const absl::Status routed = hooks_.router != nullptr
                                           ? hooks_.router->RouteControl(link, msg)
@@ -406,6 +450,41 @@ void Receiver::Loop() {
     }
   };
 
+  auto drain_all = [&]() -> bool {
+    bool any = false;
+    for (size_t i = 0; i < active.size(); ++i) {
+      const auto& link = active[i];
+      if (link->down()) continue;
+      if (queue_full()) break;
+      if (held[i]) continue;  // a subscription of its next frame is full
+      bool refused = false;
+      auto n = link->Drain(kDrainBatch, [&](absl::string_view frame) {
+        if (route(link, frame)) return true;
+        refused = true;
+        return false;
+      });
+      flush();
+      if (refused && hooks_.inboxes != nullptr && hooks_.inboxes->Get(link)->awaiting_control) {
+        // A reference to a segment whose PoolSegment is still in the link
+        // socket: read it now; the next pass offers the frame again.
+        read_control(link, /*budget=*/4096);
+        refused = false;
+        any = true;
+      }
+      if (refused) held[i] = 1;
+      if (!n.ok()) {
+        fail_link(link, absl::StrCat("ring corrupted: ", n.status().message()));
+      } else if (*n > 0) {
+        any = true;
+      }
+      if (rang[i]) {  // rare: only after a wake-up by this doorbell
+        if (n.ok() && *n == 0 && !refused) note_idle_wake(i);
+        rang[i] = 0;
+      }
+    }
+    return any;
+  };
+
   auto handle_events = [&](int n) {
     for (int i = 0; i < n; ++i) {
       const uint64_t tag = events[i].data.u64;
@@ -419,7 +498,7 @@ void Receiver::Loop() {
       const auto& link = active[index];
       if (link->down()) continue;
       if (tag % 2 == 0) {
-        read_control(link);
+        read_control(link, 64);
       } else if (absl::Status cleared = link->ClearDoorbell(); !cleared.ok()) {
         // The peer's end of the doorbell is gone: it exited (its link socket
         // says so too, maybe in this same batch) or hung up its doorbell.
@@ -457,7 +536,11 @@ void Receiver::Loop() {
   while (!stopping()) {
     refresh();
     retire_leavers();
-    if (drain_all()) {
+    const bool drained = drain_all();
+    // Releases of the pool payloads delivered in this pass, one frame per
+    // link (those an application thread left for us too).
+    if (hooks_.inboxes != nullptr && hooks_.inboxes->AnyPending()) (void)hooks_.inboxes->FlushAll();
+    if (drained) {
       spins = 0;
       idle_since_ns = -1;
       // A stream that never pauses still gets its sockets looked at.
@@ -504,7 +587,9 @@ void Receiver::Loop() {
     // With a muted doorbell, poll: its ring is drained at least every
     // kMutedPollMs (and a held link is offered again that often, should a
     // wake-up be lost).
-    const bool polling = any_muted() || any_held;
+    // Releases left for a full ring: try again every kMutedPollMs.
+    const bool releases_left = hooks_.inboxes != nullptr && hooks_.inboxes->AnyPending();
+    const bool polling = any_muted() || any_held || releases_left;
     handle_events(epoll->Wait(events, 64, polling ? kMutedPollMs : -1));
     if (polling) {
       unmute_expired();

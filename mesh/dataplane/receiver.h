@@ -3,10 +3,12 @@
 //   - drains every link's ring in turn (kDrainBatch frames per link per
 //     pass, for fairness), checks each frame's envelope (envelope.h) and
 //     routes it: a plain message to the message handler or the receive
-//     queue, a topic frame, request or response to the FrameRouter; a
-//     frame that is malformed, of an unknown version or of a kind this node
-//     does not handle (pool references), or larger than max_message_bytes,
-//     is counted and dropped (never delivered to the wrong place). A frame
+//     queue, a topic frame, request or response to the FrameRouter, a pool
+//     reference (resolved to the payload in the sender's segment) as the
+//     message or publication it carries, pool releases to the SendPool; a
+//     frame that is malformed, of an unknown version or kind, a reference
+//     that does not resolve, or larger than max_message_bytes, is counted
+//     and dropped (never delivered to the wrong place). A frame
 //     the router refuses (a full pull subscription) stays in its ring and
 //     that link waits until Wake();
 //   - reads the links' control channels (link socket): a Ping is answered,
@@ -48,6 +50,8 @@
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
 #include "mesh/message.h"
+#include "mesh/pool/inbox.h"
+#include "mesh/pool/send_pool.h"
 #include "mesh/v1/config.pb.h"
 
 namespace mesh {
@@ -66,6 +70,12 @@ class Receiver {
     // Topics, requests, responses and Interest control messages go here
     // (borrowed; null: they are counted as unhandled and dropped).
     FrameRouter* router = nullptr;
+    // Pools (borrowed; null: pool frames are counted as unhandled and
+    // dropped, pool segments fail the link): `inboxes` resolves kPoolRef
+    // frames (the segments peers handed over), `pool` takes the releases
+    // of this node's blocks (kPoolRelease frames).
+    pool::Inboxes* inboxes = nullptr;
+    pool::SendPool* pool = nullptr;
     // A link found dead; the node retires it. Runs on the receive thread
     // (or a sender's); must not block.
     std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;
@@ -74,7 +84,8 @@ class Receiver {
   struct Counters {
     uint64_t dropped_oversize = 0;
     uint64_t dropped_invalid = 0;    // malformed envelope or unknown version/kind
-    uint64_t dropped_unhandled = 0;  // a known kind this node does not handle yet
+    uint64_t dropped_unhandled = 0;  // a known kind this node does not handle
+    uint64_t dropped_bad_refs = 0;   // a pool reference that does not resolve
     uint64_t pings_answered = 0;
     uint64_t pongs = 0;
     uint64_t control_ignored = 0;    // control messages of an unknown kind
@@ -129,7 +140,7 @@ class Receiver {
   // Written by the receive thread only (relaxed load + store), read by
   // counters() relaxed: plain statistics, they publish no other memory.
   struct AtomicCounters {
-    std::atomic<uint64_t> dropped_oversize{0}, dropped_invalid{0}, dropped_unhandled{0},
+    std::atomic<uint64_t> dropped_oversize{0}, dropped_invalid{0}, dropped_unhandled{0}, dropped_bad_refs{0},
         pings_answered{0}, pongs{0}, control_ignored{0};
   };
   AtomicCounters counters_;

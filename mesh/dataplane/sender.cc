@@ -1,6 +1,7 @@
 #include "mesh/dataplane/sender.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -19,11 +20,14 @@ constexpr absl::Duration kBroadcastSlice = absl::Milliseconds(1);
 
 }  // namespace
 
-Sender::Sender(std::string node_name, size_t max_message_bytes, const LinkTable* links, Hooks hooks)
+Sender::Sender(std::string node_name, size_t max_message_bytes, const LinkTable* links, Hooks hooks,
+               pool::SendPool* pool, size_t ring_threshold)
     : node_name_(std::move(node_name)),
       max_message_bytes_(max_message_bytes),
       links_(links),
-      hooks_(std::move(hooks)) {}
+      hooks_(std::move(hooks)),
+      pool_(pool),
+      ring_threshold_(ring_threshold) {}
 
 absl::Status Sender::CheckSize(size_t bytes) const {
   if (bytes > max_message_bytes_) {
@@ -95,15 +99,55 @@ absl::Status Sender::Send(Caller caller, absl::string_view peer, absl::string_vi
   absl::Status why;
   std::shared_ptr<Transport> link = FindLink(caller, peer, &why);
   if (link == nullptr) return why;
+  if (ABSL_PREDICT_FALSE(Pooled(payload.size()))) {
+    absl::StatusOr<pool::BlockHandle> block = CopyToBlock(payload, deadline);
+    if (!block.ok()) return block.status();
+    absl::Status s = pool_->SendRef(link, *block, 0, deadline);
+    if (s.ok()) return s;
+    NoteSendFailure(link, s);
+    return ExplainSendError(s, *link, payload.size());
+  }
   absl::Status s = link->SendFrame(kMessagePrefix, payload, deadline);
   if (ABSL_PREDICT_TRUE(s.ok())) return s;
   NoteSendFailure(link, s);
   return ExplainSendError(s, *link, payload.size());
 }
 
+absl::StatusOr<pool::BlockHandle> Sender::CopyToBlock(absl::string_view payload, absl::Time deadline) {
+  absl::StatusOr<pool::BlockHandle> block = pool_->Allocate(payload.size(), deadline);
+  if (!block.ok()) return block.status();
+  if (!payload.empty()) std::memcpy(block->data(), payload.data(), payload.size());
+  return block;
+}
+
+absl::Status Sender::SendBlock(absl::string_view peer, const pool::BlockHandle& block, absl::Time deadline) {
+  if (pool_ == nullptr || !block) return absl::InvalidArgumentError("the loan is empty (already sent or dropped)");
+  SHMESH_RETURN_IF_ERROR(CheckSize(block.size()));
+  absl::Status why;
+  std::shared_ptr<Transport> link = FindLink(Caller::kApi, peer, &why);
+  if (link == nullptr) return why;
+  absl::Status s = pool_->SendRef(link, block, 0, deadline);
+  if (s.ok()) return s;
+  NoteSendFailure(link, s);
+  return ExplainSendError(s, *link, block.size());
+}
+
 absl::StatusOr<size_t> Sender::SendBatch(absl::string_view peer, absl::Span<const absl::string_view> payloads,
                                          absl::Time deadline) {
   for (absl::string_view payload : payloads) SHMESH_RETURN_IF_ERROR(CheckSize(payload.size()));
+  if (std::any_of(payloads.begin(), payloads.end(), [&](absl::string_view p) { return Pooled(p.size()); })) {
+    // Large payloads go one by one (through the pool), in order.
+    size_t sent = 0;
+    for (absl::string_view payload : payloads) {
+      absl::Status s = Send(Caller::kApi, peer, payload, deadline);
+      if (!s.ok()) {
+        if (sent > 0) return sent;
+        return s;
+      }
+      ++sent;
+    }
+    return sent;
+  }
   absl::Status why;
   std::shared_ptr<Transport> link = FindLink(Caller::kApi, peer, &why);
   if (link == nullptr) return why;
@@ -125,15 +169,42 @@ absl::StatusOr<size_t> Sender::SendBatch(absl::string_view peer, absl::Span<cons
 absl::StatusOr<BroadcastResult> Sender::Broadcast(absl::string_view payload, absl::Time deadline) {
   SHMESH_RETURN_IF_ERROR(hooks_.check_running("Broadcast()"));
   SHMESH_RETURN_IF_ERROR(CheckSize(payload.size()));
+  if (Pooled(payload.size())) {
+    absl::StatusOr<pool::BlockHandle> block = CopyToBlock(payload, deadline);
+    if (!block.ok()) return block.status();
+    return BroadcastBlock(*block, deadline);
+  }
+  return BroadcastWith(
+      payload.size(),
+      [payload](const std::shared_ptr<Transport>& link, absl::Time d) {
+        return link->SendFrame(kMessagePrefix, payload, d);
+      },
+      deadline);
+}
+
+absl::StatusOr<BroadcastResult> Sender::BroadcastBlock(const pool::BlockHandle& block, absl::Time deadline) {
+  SHMESH_RETURN_IF_ERROR(hooks_.check_running("Broadcast()"));
+  if (pool_ == nullptr || !block) return absl::InvalidArgumentError("the loan is empty (already sent or dropped)");
+  SHMESH_RETURN_IF_ERROR(CheckSize(block.size()));
+  pool::SendPool* pool = pool_;
+  return BroadcastWith(
+      block.size(),
+      [pool, &block](const std::shared_ptr<Transport>& link, absl::Time d) { return pool->SendRef(link, block, 0, d); },
+      deadline);
+}
+
+absl::StatusOr<BroadcastResult> Sender::BroadcastWith(
+    size_t bytes, const std::function<absl::Status(const std::shared_ptr<Transport>&, absl::Time)>& send,
+    absl::Time deadline) {
   const std::vector<std::shared_ptr<Transport>> links = links_->Live();
   BroadcastResult result;
   auto give_up = [&](const std::shared_ptr<Transport>& link, const absl::Status& s) {
     NoteSendFailure(link, s);
-    result.not_reached.emplace_back(link->peer_name(), ExplainSendError(s, *link, payload.size()));
+    result.not_reached.emplace_back(link->peer_name(), ExplainSendError(s, *link, bytes));
   };
   std::vector<std::shared_ptr<Transport>> full;
   for (const auto& link : links) {
-    absl::Status s = link->SendFrame(kMessagePrefix, payload, absl::InfinitePast());
+    absl::Status s = send(link, absl::InfinitePast());
     if (s.ok()) {
       result.delivered.push_back(link->peer_name());
     } else if (absl::IsResourceExhausted(s) && deadline > absl::Now() && !link->unresponsive()) {
@@ -146,7 +217,7 @@ absl::StatusOr<BroadcastResult> Sender::Broadcast(absl::string_view payload, abs
     std::vector<std::shared_ptr<Transport>> still_full;
     for (const auto& link : full) {
       const absl::Time now = absl::Now();
-      absl::Status s = link->SendFrame(kMessagePrefix, payload, std::min(deadline, now + kBroadcastSlice));
+      absl::Status s = send(link, std::min(deadline, now + kBroadcastSlice));
       if (s.ok()) {
         result.delivered.push_back(link->peer_name());
       } else if ((absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s)) && absl::Now() < deadline &&

@@ -1,6 +1,7 @@
 #include "mesh/pubsub/publisher_core.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -90,17 +91,22 @@ absl::Status PublisherCore::CatchUpLocked(Peer* peer, uint64_t upto, absl::Time 
   // What fell out of the history cannot be sent any more.
   if (peer->next_seq < oldest) peer->next_seq = oldest;
   while (peer->next_seq < upto) {
-    absl::Status s = link.SendFrame(absl::string_view(prefix_, kFrameBaseBytes),
-                                    history_[peer->next_seq - oldest], deadline);
+    const Entry& e = history_[peer->next_seq - oldest];
+    absl::Status s = WriteLocked(peer, e.block ? Outgoing{{}, &e.block} : Outgoing{e.bytes, nullptr}, deadline);
     if (!s.ok()) return s;
     ++peer->next_seq;
   }
   return absl::OkStatus();
 }
 
-absl::Status PublisherCore::SendOneLocked(Peer* peer, uint64_t seq, absl::string_view payload, absl::Time deadline) {
+absl::Status PublisherCore::WriteLocked(Peer* peer, const Outgoing& out, absl::Time deadline) {
+  if (out.block != nullptr) return context_.pool->SendRef(peer->link, *out.block, channel_, deadline);
+  return peer->link->SendFrame(absl::string_view(prefix_, kFrameBaseBytes), out.bytes, deadline);
+}
+
+absl::Status PublisherCore::SendOneLocked(Peer* peer, uint64_t seq, const Outgoing& out, absl::Time deadline) {
   if (absl::Status s = CatchUpLocked(peer, seq, deadline); !s.ok()) return s;
-  absl::Status s = peer->link->SendFrame(absl::string_view(prefix_, kFrameBaseBytes), payload, deadline);
+  absl::Status s = WriteLocked(peer, out, deadline);
   if (s.ok()) peer->next_seq = seq + 1;
   return s;
 }
@@ -112,10 +118,40 @@ void PublisherCore::NoteFailure(const std::shared_ptr<Transport>& link, const ab
 }
 
 absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, absl::Time deadline) {
+  if (context_.pool != nullptr && payload.size() > context_.pool_threshold &&
+      payload.size() <= context_.max_message_bytes) {
+    // One copy into the pool; every subscriber gets a reference to it.
+    absl::StatusOr<pool::BlockHandle> block = AllocateBlock(payload.size(), deadline);
+    if (!block.ok()) return block.status();
+    std::memcpy(block->data(), payload.data(), payload.size());
+    return PublishBlock(*block, deadline);
+  }
+  return PublishOutside(Outgoing{payload, nullptr}, deadline);
+}
+
+absl::StatusOr<PublishResult> PublisherCore::PublishBlock(const pool::BlockHandle& block, absl::Time deadline) {
+  return PublishOutside(Outgoing{{}, &block}, deadline);
+}
+
+absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, absl::Time deadline) {
+  std::shared_ptr<pool::SendPool> pool;
+  {
+    absl::MutexLock lock(&mu_);
+    if (detached_ || context_.pool == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
+    }
+    pool = context_.pool;
+  }
+  // Outside mu_: waiting for pool memory must not hold up Rematch.
+  return pool->Allocate(bytes, deadline);
+}
+
+absl::StatusOr<PublishResult> PublisherCore::PublishOutside(const Outgoing& out, absl::Time deadline) {
   absl::StatusOr<PublishResult> result;
   {
     absl::MutexLock lock(&mu_);
-    result = PublishLocked(payload, deadline);
+    result = PublishLocked(out, deadline);
   }
   // [RematchWanted] The events thread may have asked between our last
   // look (inside) and the unlock: look once more, now that mu_ is free.
@@ -124,21 +160,22 @@ absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, 
   return result;
 }
 
-absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view payload, absl::Time deadline) {
+absl::StatusOr<PublishResult> PublisherCore::PublishLocked(const Outgoing& out, absl::Time deadline) {
+  const size_t payload_size = out.size();
   if (detached_) {
     return absl::FailedPreconditionError(
         absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
   }
   if (absl::Status running = context_.check_running("Publish()"); !running.ok()) return running;
-  if (payload.size() > context_.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("message of ", payload.size(), " bytes to topic ", topic_,
+  if (payload_size > context_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("message of ", payload_size, " bytes to topic ", topic_,
                                                    " exceeds max_message_bytes (", context_.max_message_bytes,
                                                    "); split it or raise max_message_bytes in the config"));
   }
   RematchLocked(false);
   const uint64_t seq = next_seq_++;
   if (options_.history > 0) {
-    history_.emplace_back(payload);
+    history_.push_back(out.block != nullptr ? Entry{std::string(), *out.block} : Entry{std::string(out.bytes), {}});
     if (history_.size() > options_.history) history_.pop_front();
   }
   PublishResult result;
@@ -146,7 +183,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view pay
   const bool reliable = options_.reliability == PublisherOptions::Reliability::kReliable;
   for (Peer& peer : peers_) {
     // A past deadline: never waits; a full ring says RESOURCE_EXHAUSTED.
-    absl::Status s = SendOneLocked(&peer, seq, payload, absl::InfinitePast());
+    absl::Status s = SendOneLocked(&peer, seq, out, absl::InfinitePast());
     if (s.ok()) {
       ++result.delivered;
     } else if (absl::IsResourceExhausted(s) && reliable && peer.link->unresponsive()) {
@@ -163,7 +200,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view pay
   }
   // The full ones in turn, each until the deadline: the others got it first.
   for (Peer* peer : full) {
-    absl::Status s = SendOneLocked(peer, seq, payload, deadline);
+    absl::Status s = SendOneLocked(peer, seq, out, deadline);
     if (s.ok()) {
       ++result.delivered;
     } else {
@@ -175,7 +212,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(absl::string_view pay
   // locked read-modify-write). Every accepted publication counts (also one
   // that reaches its subscribers later, from the history).
   messages_.store(messages_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  bytes_.store(bytes_.load(std::memory_order_relaxed) + payload.size(), std::memory_order_relaxed);
+  bytes_.store(bytes_.load(std::memory_order_relaxed) + payload_size, std::memory_order_relaxed);
   // A re-match the events thread could not do while we held the lock:
   // new subscribers get their history now, not at some later Publish.
   // acquire: pairs with the release store in Rematch.
@@ -261,6 +298,7 @@ void PublisherCore::Detach() {
   absl::MutexLock lock(&mu_);
   if (detached_) return;
   detached_ = true;
+  history_.clear();  // its pool blocks go back
   // Frees the id on the subscribers' side (best effort: a full ring keeps
   // it until the link goes, which is bounded per link).
   for (Peer& peer : peers_) {

@@ -44,6 +44,7 @@
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
 #include "mesh/message.h"
+#include "mesh/pool/send_pool.h"
 #include "mesh/topic.h"
 
 namespace mesh {
@@ -65,6 +66,10 @@ struct PublisherContext {
   std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;
   // Runs `fn` on the node's events thread (for on_matched).
   std::function<void(std::function<void()> fn)> post_event;
+  // The node's pool: publications of more than `pool_threshold` bytes (and
+  // loans) go through it, one block for every subscriber (null: none).
+  std::shared_ptr<pool::SendPool> pool;
+  size_t pool_threshold = ~size_t{0};
 };
 
 class PublisherCore {
@@ -76,6 +81,11 @@ class PublisherCore {
   uint32_t channel() const { return channel_; }
 
   absl::StatusOr<PublishResult> Publish(absl::string_view payload, absl::Time deadline);
+  // Publishes a block of the node's pool (a loan): every subscriber gets a
+  // reference to it, the history keeps it.
+  absl::StatusOr<PublishResult> PublishBlock(const pool::BlockHandle& block, absl::Time deadline);
+  // A block of the node's pool for a loan (FAILED_PRECONDITION if detached).
+  absl::StatusOr<pool::BlockHandle> AllocateBlock(size_t bytes, absl::Time deadline);
   // Re-matches now and sends pending declarations and history to the new
   // peers, waiting at most `patience` for ring room per peer.
   void Rematch(absl::Duration patience);
@@ -95,14 +105,28 @@ class PublisherCore {
     bool declared = false;
     uint64_t next_seq = 0;  // the next message this peer must get
   };
-  absl::StatusOr<PublishResult> PublishLocked(absl::string_view payload, absl::Time deadline)
+  // One publication: its bytes (a ring copy), or a pool block.
+  struct Entry {
+    std::string bytes;
+    pool::BlockHandle block;
+    size_t size() const { return block ? block.size() : bytes.size(); }
+  };
+  struct Outgoing {
+    absl::string_view bytes;
+    const pool::BlockHandle* block = nullptr;  // set: a pooled publication
+    size_t size() const { return block != nullptr ? block->size() : bytes.size(); }
+  };
+  absl::StatusOr<PublishResult> PublishLocked(const Outgoing& out, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<PublishResult> PublishOutside(const Outgoing& out, absl::Time deadline);
+  // Writes `out` to `peer`'s link: a frame, or a reference to the block.
+  absl::Status WriteLocked(Peer* peer, const Outgoing& out, absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-matches if the links or the interests changed since the last time.
   void RematchLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings `peer` up to message `upto` (exclusive): its declaration, then
   // what it missed from the history. Errors as Transport::SendFrame.
   absl::Status CatchUpLocked(Peer* peer, uint64_t upto, absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status SendOneLocked(Peer* peer, uint64_t seq, absl::string_view payload, absl::Time deadline)
+  absl::Status SendOneLocked(Peer* peer, uint64_t seq, const Outgoing& out, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteFailure(const std::shared_ptr<Transport>& link, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyMatchedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -125,7 +149,7 @@ class PublisherCore {
   uint64_t seen_interest_ ABSL_GUARDED_BY(mu_) = 0;
   size_t notified_matched_ ABSL_GUARDED_BY(mu_) = 0;
   // History: messages next_seq_ - history_.size() .. next_seq_ - 1.
-  std::deque<std::string> history_ ABSL_GUARDED_BY(mu_);
+  std::deque<Entry> history_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Statistics (relaxed: plain counters, read for the topology).
   std::atomic<uint64_t> messages_{0}, bytes_{0};

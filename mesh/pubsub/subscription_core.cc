@@ -21,7 +21,7 @@ SubscriptionCore::SubscriptionCore(std::string pattern, std::function<void(const
 
 SubscriptionCore::~SubscriptionCore() { Close(); }
 
-void SubscriptionCore::Deliver(const MessageView& m) {
+void SubscriptionCore::Deliver(const MessageView& m, const std::shared_ptr<const SharedPayload>& pooled) {
   gate_.Run([&] {
     // Statistics with one writer (the receive thread, inside the gate): a
     // relaxed load and store, no locked read-modify-write.
@@ -32,7 +32,11 @@ void SubscriptionCore::Deliver(const MessageView& m) {
       handler_(m);
     } else {
       std::vector<Message> one;
-      one.push_back(Message{std::string(m.from), std::string(m.payload), std::string(m.topic)});
+      if (pooled != nullptr) {
+        one.push_back(Message{std::string(m.from), std::string(), std::string(m.topic), pooled});
+      } else {
+        one.push_back(Message{std::string(m.from), std::string(m.payload), std::string(m.topic), nullptr});
+      }
       queue_->PushBatch(&one);
     }
   });

@@ -37,7 +37,9 @@ class SubscriptionCore {
   // its ring: backpressure). The handler form always has room.
   bool HasRoom() const { return queue_ == nullptr || !queue_->full(); }
   // Receive thread: delivers `m` (nothing once closed).
-  void Deliver(const MessageView& m);
+  // `pooled`, when set, holds m.payload (a pooled publication): the pull
+  // form keeps it instead of copying the bytes.
+  void Deliver(const MessageView& m, const std::shared_ptr<const SharedPayload>& pooled = nullptr);
 
   absl::StatusOr<Message> Receive(absl::Time deadline);
   int ready_fd() const { return queue_ == nullptr ? -1 : queue_->ready_fd(); }

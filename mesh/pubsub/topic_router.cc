@@ -33,10 +33,11 @@ void TopicRouter::Drop(const Transport& link, std::atomic<uint64_t>* counter, ab
   }
 }
 
-bool TopicRouter::OnFrame(const Transport& link, const FrameHeader& header, absl::string_view payload) {
+bool TopicRouter::OnFrame(const Transport& link, const FrameHeader& header, absl::string_view payload,
+                          const std::shared_ptr<const SharedPayload>& pooled) {
   // The hot path: the same link and topic id as the frame before.
   if (header.flags == 0 && &link == last_link_ && header.channel == last_id_ && last_channel_ != nullptr) {
-    return Deliver(link, last_channel_, payload);
+    return Deliver(link, last_channel_, payload, pooled);
   }
   auto found = links_.find(&link);  // receive thread: the maps' only writer
   if (header.flags & kFrameFlagDeclare) {
@@ -84,10 +85,11 @@ bool TopicRouter::OnFrame(const Transport& link, const FrameHeader& header, absl
   last_link_ = &link;
   last_id_ = header.channel;
   last_channel_ = channel;
-  return Deliver(link, channel, payload);
+  return Deliver(link, channel, payload, pooled);
 }
 
-bool TopicRouter::Deliver(const Transport& link, Channel* channel, absl::string_view payload) {
+bool TopicRouter::Deliver(const Transport& link, Channel* channel, absl::string_view payload,
+                          const std::shared_ptr<const SharedPayload>& pooled) {
   const uint64_t generation = subscriptions_->generation();
   if (channel->generation != generation) {
     channel->subs = subscriptions_->Matching(channel->topic);
@@ -106,7 +108,7 @@ bool TopicRouter::Deliver(const Transport& link, Channel* channel, absl::string_
     return true;
   }
   const MessageView view{link.peer_name(), payload, channel->topic};
-  for (const auto& sub : channel->subs) sub->Deliver(view);
+  for (const auto& sub : channel->subs) sub->Deliver(view, pooled);
   // Statistics, one writer (this thread).
   BumpBy(channel->messages, 1);
   BumpBy(channel->bytes, payload.size());

@@ -62,7 +62,8 @@ class TopicRouter {
 
   // A valid kTopic frame from `link`. False: a pull subscription it goes to
   // is full; leave the frame in the ring and come back (nothing delivered).
-  bool OnFrame(const Transport& link, const FrameHeader& header, absl::string_view payload);
+  bool OnFrame(const Transport& link, const FrameHeader& header, absl::string_view payload,
+               const std::shared_ptr<const SharedPayload>& pooled = nullptr);
   // The receive thread's links now: forget the others' ids.
   void LinksChanged(absl::Span<const std::shared_ptr<Transport>> active);
 
@@ -83,7 +84,8 @@ class TopicRouter {
     std::map<uint32_t, std::unique_ptr<Channel>> channels;
   };
   // Delivers to `channel`'s subscriptions (see OnFrame's result).
-  bool Deliver(const Transport& link, Channel* channel, absl::string_view payload);
+  bool Deliver(const Transport& link, Channel* channel, absl::string_view payload,
+               const std::shared_ptr<const SharedPayload>& pooled);
   void Retire(const std::string& peer, const Channel& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Drop(const Transport& link, std::atomic<uint64_t>* counter, absl::string_view why);
 

@@ -126,6 +126,13 @@ mesh::v1::TopologySnapshot MergeSnapshots(mesh::v1::TopologySnapshot local,
   }
   local.clear_topics();
   for (auto& [node, t] : topics) *local.add_topics() = std::move(t);
+  std::map<std::string, mesh::v1::PoolUsage> pools;
+  for (const auto& p : local.pools()) pools.emplace(p.node(), p);
+  for (const auto& s : remote) {
+    for (const auto& p : s.pools()) pools.emplace(p.node(), p);
+  }
+  local.clear_pools();
+  for (auto& [node, p] : pools) *local.add_pools() = std::move(p);
   return local;
 }
 
