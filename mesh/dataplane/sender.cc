@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/base/optimization.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
@@ -58,6 +59,8 @@ std::shared_ptr<Transport> Sender::FindLink(Caller caller, absl::string_view pee
 }
 
 absl::Status Sender::ExplainSendError(const absl::Status& status, const Transport& link, size_t bytes) const {
+  // The pool's quota errors explain themselves (who holds how much).
+  if (absl::StrContains(status.message(), "pool.peer_quota_bytes")) return status;
   const std::string& peer = link.peer_name();
   const absl::Time silent_since = link.unresponsive_since();
   const std::string why =
