@@ -96,6 +96,10 @@ ABSL_FLAG(std::vector<std::string>, seeds, {}, "Comma-separated gRPC targets to 
 ABSL_FLAG(int32_t, peers, 0, "Wait for this many peers before sending (READY).");
 ABSL_FLAG(int32_t, count, 0, "Messages per peer; 0 streams instead (see --stream_ms).");
 ABSL_FLAG(int32_t, payload_bytes, 64, "Payload bytes per message (besides the header).");
+ABSL_FLAG(int32_t, pooled_every, 0,
+          "Make every Nth message (by sequence number) pooled_bytes long, so that it goes through the "
+          "sender's shared-memory pool (mesh/pool) instead of the ring; 0: never.");
+ABSL_FLAG(int32_t, pooled_bytes, 200000, "Payload bytes of the messages --pooled_every picks.");
 ABSL_FLAG(int32_t, stream_ms, 0, "Stream mode: stop sending after this long; 0: until told.");
 ABSL_FLAG(int32_t, batch, 8, "Stream mode: messages to each peer per round.");
 ABSL_FLAG(int32_t, interval_us, 2000, "Stream mode: pause between rounds.");
@@ -371,7 +375,10 @@ int main(int argc, char** argv) {
         absl::MutexLock lock(&st.mu);
         seq = st.tx[to].sent;
       }
-      std::string msg = Encode(seq, node->id(), name, payload_bytes);
+      const int pooled_every = absl::GetFlag(FLAGS_pooled_every);
+      const bool pooled = pooled_every > 0 && seq % static_cast<uint64_t>(pooled_every) == 0;
+      std::string msg = Encode(seq, node->id(), name,
+                               pooled ? static_cast<size_t>(absl::GetFlag(FLAGS_pooled_bytes)) : payload_bytes);
       absl::Status s = node->Send(to.first, msg, absl::Now() + send_timeout);
       absl::MutexLock lock(&st.mu);
       TxStream& t = st.tx[to];

@@ -103,6 +103,9 @@ ABSL_FLAG(double, bound_factor, 2.0, "Between checkpoints, fail at once above th
 ABSL_FLAG(int32_t, interval_us, 20000, "Workers: pause between send rounds.");
 ABSL_FLAG(int32_t, batch, 4, "Workers: messages to each peer per round.");
 ABSL_FLAG(int32_t, payload_bytes, 64, "Workers: payload bytes per message.");
+ABSL_FLAG(int32_t, pooled_every, 64,
+          "Workers: every Nth message is 200000 bytes, so it goes through the sender's shared-memory pool "
+          "(a loan-sized block and a reference in the ring); 0: none.");
 ABSL_FLAG(std::vector<std::string>, worker_args, {},
           "Extra mesh_worker flags, comma-separated (e.g. --leak_on_peer_down=fd for the leak check's test).");
 ABSL_FLAG(bool, verbose, false, "Echo every worker line and print every event.");
@@ -384,6 +387,7 @@ void Soak::Launch(Slot& s) {
       absl::StrCat("--interval_us=", absl::GetFlag(FLAGS_interval_us)),
       absl::StrCat("--batch=", absl::GetFlag(FLAGS_batch)),
       absl::StrCat("--payload_bytes=", absl::GetFlag(FLAGS_payload_bytes)),
+      absl::StrCat("--pooled_every=", absl::GetFlag(FLAGS_pooled_every)),
       "--log_level=warning",
   };
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
