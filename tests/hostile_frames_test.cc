@@ -288,7 +288,11 @@ TEST_F(HostileFramesTest, ForgedAndUnknownFramesAreDroppedAndTheNodeKeepsServing
       Frame(FrameKind::kResponse, 0, 0, 0xdeadbeefULL, ResponseBody(0, "nobody asked")),
       Frame(FrameKind::kResponse, 0, 0, 1, "\x01"),  // shorter than its status
       Frame(FrameKind::kRequest, 0, 4242, 5, "to no service"),
+      // A pool reference of 4 bytes, not 32: dropped as bad_size and
+      // counted (pools[0].dropped_bad_refs, checked below).
       Frame(FrameKind::kPoolRef, 0, 0, 0, "pool"),
+      // A pool release of 7 bytes (not whole tokens): dropped.
+      Frame(FrameKind::kPoolRelease, 0, 0, 0, "release"),
       std::string("\x02\x01\0\0\0\0\0\0bad version", 19),
       Frame(FrameKind::kTopic, 0x8000, 8, 0, "unknown flag"),
       std::string("\x01\x04\0\0\0\0\0\0", 8),  // a response cut short
@@ -323,6 +327,14 @@ TEST_F(HostileFramesTest, ForgedAndUnknownFramesAreDroppedAndTheNodeKeepsServing
   EXPECT_EQ(a->Peers(), std::vector<std::string>{kEvil}) << "the link was dropped";
   const std::string log = capture->Text();
   EXPECT_NE(log.find("dropped a topic frame from 0evil"), std::string::npos) << log;
+  EXPECT_NE(log.find("a pool reference that does not resolve (bad_size)"), std::string::npos) << log;
+  {
+    absl::StatusOr<mesh::v1::TopologySnapshot> topology = a->Topology(true);
+    ASSERT_TRUE(topology.ok()) << topology.status();
+    ASSERT_EQ(topology->pools_size(), 1);
+    EXPECT_EQ(topology->pools(0).dropped_bad_refs(), 1u);
+    EXPECT_EQ(topology->pools(0).bad_releases(), 0u) << "a malformed release counted as tokens";
+  }
   capture.reset();
 
   // Calls to the hostile peer's service: forged correlation ids first,
