@@ -55,6 +55,12 @@ int FanoutPublisherRole(const RoleConfig& config); // one publisher, --expect_pe
 int FanoutSubscriberRole(const RoleConfig& config);
 int FirstPublisherRole(const RoleConfig& config);  // publishes first/t (history 1) until stdin closes
 int FirstSubscriberRole(const RoleConfig& config); // Subscribe -> first message, 20 tries per command
+// The floor (roles_floor.cc): one cache line between two pinned processes.
+int FloorRole(const RoleConfig& config);           // measures; forks its echo peer
+// Eclipse iceoryx (roles_iceoryx.cc); --policy copy or zero_copy.
+int IoxRoudiRole(const RoleConfig& config);        // runs iox-roudi until stdin closes, then stops it
+int IoxServerRole(const RoleConfig& config);       // echo/sink runtime
+int IoxClientRole(const RoleConfig& config);       // measuring runtime
 
 // A node of `config.run_dir` named `name`, seeded with `seed` (a gRPC
 // target, or empty), wait policy `policy` (spin, adaptive, sleep), rings of

@@ -6,7 +6,7 @@
 // pair to different CPUs when there are two or more, collects the ROW lines
 // the measuring side prints (one per repetition), and reports the median of
 // every statistic. Rows (see bench/README.md for the details):
-//   raw_ring, raw_ring_batch       bare ringbuf ring, busy-polling (the floor)
+//   raw_ring, raw_ring_batch       bare ringbuf ring, busy-polling (the software floor)
 //   raw_ring_sleep                 the same ring never spinning: every message
 //                                  goes through the doorbell
 //   doorbell_eventfd, doorbell_socketpair   wake-up latency of the old and the
@@ -21,6 +21,7 @@
 //   topic_sub_first_msg[_max]      Subscribe returning -> first message
 //   mesh_link_setup_pair, mesh16_formation, mesh16_idle
 //   ring_microbench_*              Google Benchmark, one thread
+//   floor, iox_copy, iox_zero_copy one cache line; Eclipse iceoryx (compare.h)
 // After the table it checks the performance targets of issue 4 as ratios
 // within this run.
 //
@@ -53,6 +54,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/compare.h"
 #include "bench/harness.h"
 #include "bench/python_bench.h"
 #include "bench/roles.h"
@@ -66,8 +68,8 @@ ABSL_FLAG(std::string, microbench, "",
 ABSL_FLAG(std::string, python_bench, "",
           "path of python/bench_roundtrip.py to run and fold into the table (py_* rows; needs PYTHONPATH)");
 ABSL_FLAG(std::string, only, "",
-          "comma-separated groups to run (ring,doorbell,mesh,topics,rpc,uds,zmq,grpc,setup,mesh16,micro,python); "
-          "default all");
+          "comma-separated groups to run (floor,ring,doorbell,mesh,topics,rpc,uds,zmq,grpc,iox,setup,mesh16,micro,"
+          "python); default all");
 ABSL_FLAG(int, idle_s, 10, "seconds over which the idle 16-node mesh's CPU is measured");
 ABSL_FLAG(int, nodes, 16, "nodes of the formation / idle mesh");
 // Role flags (internal: set by the orchestrator for its children).
@@ -122,6 +124,10 @@ int RunRole(const std::string& role) {
   if (role == "fanout_sub") return FanoutSubscriberRole(c);
   if (role == "first_pub") return FirstPublisherRole(c);
   if (role == "first_sub") return FirstSubscriberRole(c);
+  if (role == "floor") return FloorRole(c);
+  if (role == "iox_roudi") return IoxRoudiRole(c);
+  if (role == "iox_server") return IoxServerRole(c);
+  if (role == "iox_client") return IoxClientRole(c);
   Die(absl::StrCat("unknown role '", role, "'"));
 }
 
@@ -181,10 +187,10 @@ class Results {
   // Rows in the table's order: by name (the order below), then payload.
   std::vector<Row> Sorted() const {
     static const char* const kOrder[] = {
-        "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
+        "floor", "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
         "mesh_spin",  "mesh_spin_batch",
         "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "topic_fanout_1",
-        "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream",
+        "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
         "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
         "mesh16_formation", "mesh16_idle", "py_rtt", "py_call_rtt", "py_send", "py_send_batch"};
     auto rank = [](const std::string& name) {
@@ -214,6 +220,7 @@ class Results {
 
 std::string HumanSize(uint64_t bytes) {
   if (bytes == 0) return "-";
+  if (bytes >= (1 << 20) && bytes % (1 << 20) == 0) return absl::StrCat(bytes >> 20, " MiB");
   if (bytes >= 1024 && bytes % 1024 == 0) return absl::StrCat(bytes / 1024, " KiB");
   return absl::StrCat(bytes, " B");
 }
@@ -364,7 +371,8 @@ std::vector<std::string> MeshClientArgs(const Plan& plan, const std::string& dir
 // (vCPU placement, neighbours' load) hit all of them alike.
 void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
                const std::function<bool(const std::string&)>& wanted) {
-  std::optional<Pair> ring, doorbell, adaptive, rpc, rpc_sleep, uds, zmq, grpc;
+  std::unique_ptr<IoxRoudi> roudi;  // declared first: stopped after the pairs
+  std::optional<Pair> floor, ring, doorbell, adaptive, rpc, rpc_sleep, uds, zmq, grpc, iox_copy, iox_zero_copy;
   int dirs = 0;
   auto dir = [&](const std::string& prefix) { return MakeDir(tmp, absl::StrCat(prefix, dirs++)); };
   Progress("starting the long-lived pairs");
@@ -405,10 +413,25 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
   socket_pair(uds, "uds");
   socket_pair(zmq, "zmq");
   socket_pair(grpc, "grpc");
+  if (wanted("floor")) {
+    floor.emplace("floor", std::vector<std::string>{}, Concat({"--role=floor"}, CommonArgs(plan, false)));
+  }
+  if (wanted("iox")) {
+    absl::StatusOr<std::unique_ptr<IoxRoudi>> started = IoxRoudi::Start(dir("iox"));
+    if (started.ok()) {
+      roudi = std::move(*started);
+      iox_copy.emplace("iox_copy", IoxServerArgs("copy"), Concat(IoxClientArgs("copy"), CommonArgs(plan, false)));
+      iox_zero_copy.emplace("iox_zero_copy", IoxServerArgs("zero_copy"),
+                            Concat(IoxClientArgs("zero_copy"), CommonArgs(plan, false)));
+    } else {
+      Progress("iox rows left out: " + started.status().ToString());
+    }
+  }
 
   for (int round = 0; round < plan.reps; ++round) {
     Progress(absl::StrCat("round ", round + 1, "/", plan.reps));
     // Latency first, back to back.
+    if (floor.has_value()) floor->Run("ping", results);
     if (ring.has_value()) ring->Run("ping", results);
     if (ring.has_value()) ring->Run("ping_sleep", results);
     if (doorbell.has_value()) doorbell->Run("ping", results);
@@ -433,7 +456,7 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     }
     if (rpc.has_value()) rpc->Run("ping", results);
     if (rpc_sleep.has_value()) rpc_sleep->Run("ping", results);
-    for (std::optional<Pair>* pair : {&uds, &zmq, &grpc}) {
+    for (std::optional<Pair>* pair : {&uds, &zmq, &grpc, &iox_copy, &iox_zero_copy}) {
       if (pair->has_value()) (*pair)->Run("ping", results);
     }
     // Throughput.
@@ -454,6 +477,10 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     for (std::optional<Pair>* pair : {&uds, &zmq, &grpc}) {
       if (!pair->has_value()) continue;
       for (const std::string& c : ThroughputCommands(plan, false)) (*pair)->Run(c, results);
+    }
+    for (std::optional<Pair>* pair : {&iox_copy, &iox_zero_copy}) {
+      if (!pair->has_value()) continue;
+      for (const std::string& c : IoxThroughputCommands(plan.sizes)) (*pair)->Run(c, results);
     }
   }
 }
@@ -706,6 +733,7 @@ void PrintTargets(const Results& r) {
   };
   PrintTopicRatios(median);
   PrintPythonRatios(median);
+  PrintIoxTargets(median);
   const auto sleep_p50 = r.Median("raw_ring_sleep", 64, "p50_ns");
   const auto sleep_ratio = ratio(sleep_p50, r.Median("doorbell_socketpair", 0, "p50_ns"));
   if (sleep_ratio.has_value()) {
@@ -793,6 +821,11 @@ int Orchestrate() {
               cpus >= 2 ? "the two sides of each pair pinned to different CPUs" : "not pinned (one CPU)",
               load[0], plan.reps, elapsed);
   PrintTable(results);
+  std::vector<LatencyP50> p50s;
+  for (const Row& r : results.Sorted()) {
+    if (std::optional<double> p50 = r.Median("p50_ns")) p50s.push_back({r.name, r.payload, *p50});
+  }
+  PrintFloorMultiples(p50s);
   std::printf(
       "\nLatency: one-way = round trip / 2 of 64 B ping-pong, copy in and out included; %llu round trips "
       "per repetition after %llu of warm-up (uds/zmq/grpc: %llu after %llu). Throughput: one-way, %lld ms per "
