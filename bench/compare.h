@@ -8,9 +8,15 @@
 //   iox_copy, iox_zero_copy  Eclipse iceoryx 2.0 (Debian's), its daemon
 //                            RouDi started for the run by IoxRoudi, with
 //                            the throughput sizes of the other rows plus
-//                            --big_sizes (1 MiB and 8 MiB).
-// After the table, PrintIoxTargets compares shmesh rows with the iceoryx
-// rows; a row not measured prints "n/a (row not measured)".
+//                            --big_sizes (1 MiB and 8 MiB);
+//   mesh_loan, mesh_copy_big, mesh_loan_fanout_<N>
+//                            shmesh's zero-copy pool with the same traffic
+//                            (roles_pool.cc): loans at 64 KiB and
+//                            --big_sizes, copied sends at --big_sizes,
+//                            8 MiB loans on a topic to 1 and 4 subscribers.
+// After the table, PrintPoolTargets checks the targets of the pool issue,
+// most of them against the iceoryx rows; a row not measured prints
+// "n/a (row not measured)".
 //
 // Thread contract: the orchestrator's main thread only.
 #ifndef SHMESH_BENCH_COMPARE_H_
@@ -63,6 +69,23 @@ std::vector<std::string> IoxClientArgs(const std::string& mode);
 // each once (iceoryx has no batch API).
 std::vector<std::string> IoxThroughputCommands(const std::vector<uint64_t>& sizes);
 
+// Arguments of the pool rows' server and client (--role=pool_server /
+// pool_client, CPUs 1 and 0) in run directory `dir`, with wait policy
+// `policy`; the orchestrator adds the common sample-count and ring flags.
+std::vector<std::string> PoolServerArgs(const std::string& dir, const std::string& policy);
+std::vector<std::string> PoolClientArgs(const std::string& dir, const std::string& policy);
+// The pool pair's commands: "ping 64" and "ping 8388608" (latency of
+// loans), and "thru SIZE 0 loan" for 64 KiB and --big_sizes and "thru
+// SIZE 0 copy" for --big_sizes (throughput).
+std::vector<std::string> PoolLatencyCommands();
+std::vector<std::string> PoolThroughputCommands();
+// The mesh_loan_fanout_<n> publisher (CPU 0) and its subscriber `i` (CPU
+// 1) in `dir`, all ADAPTIVE (the orchestrator adds the common flags), and
+// the command of one repetition (8 MiB loans).
+std::vector<std::string> PoolFanoutPublisherArgs(const std::string& dir, int n);
+std::vector<std::string> PoolFanoutSubscriberArgs(const std::string& dir, int i);
+std::string PoolFanoutCommand();
+
 struct LatencyP50 {
   std::string row;
   uint64_t payload = 0;
@@ -71,9 +94,9 @@ struct LatencyP50 {
 // A table of every row's p50 over floor's p50; nothing if floor is absent.
 void PrintFloorMultiples(const std::vector<LatencyP50>& rows);
 
-// The targets against iceoryx, as met / MISSED lines (ratios within this
-// run); the ones without a limit yet as [info].
-void PrintIoxTargets(const MedianFn& median);
+// The targets of the pool issue (most against iceoryx), as met / MISSED
+// lines (ratios within this run); the ones without a limit as [info].
+void PrintPoolTargets(const MedianFn& median);
 
 }  // namespace shmesh_bench
 

@@ -18,8 +18,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
@@ -120,7 +122,7 @@ void WriteFull(int fd, const void* data, size_t n) {
   }
 }
 
-std::optional<ClientCommand> NextCommand() {
+std::optional<ClientCommand> NextCommand(uint64_t max_size) {
   std::string line;
   for (;;) {
     char c;
@@ -131,6 +133,7 @@ std::optional<ClientCommand> NextCommand() {
     line.push_back(c);
   }
   ClientCommand cmd;
+  cmd.size = 64;
   if (line == "ping") return cmd;
   if (line == "ping_sleep") {
     cmd.kind = ClientCommand::kPingSleep;
@@ -138,13 +141,22 @@ std::optional<ClientCommand> NextCommand() {
   }
   unsigned long long size = 0;
   int batched = 0;
-  if (std::sscanf(line.c_str(), "thru %llu %d", &size, &batched) == 2 && size > 0 && size <= kMaxPayload) {
+  char mode[8] = "";
+  char extra = 0;
+  if (std::sscanf(line.c_str(), "ping %llu %c", &size, &extra) == 1 && size > 0 && size <= max_size) {
+    cmd.size = size;
+    return cmd;
+  }
+  const int fields = std::sscanf(line.c_str(), "thru %llu %d %7s %c", &size, &batched, mode, &extra);
+  const std::string send = fields >= 3 ? mode : "copy";
+  if ((fields == 2 || fields == 3) && size > 0 && size <= max_size && (send == "loan" || send == "copy")) {
     cmd.kind = ClientCommand::kThroughput;
     cmd.size = size;
     cmd.batched = batched != 0;
+    cmd.loan = send == "loan";
     return cmd;
   }
-  Die(absl::StrCat("bad command '", line, "'"));
+  Die(absl::StrCat("bad command '", line, "' (sizes up to ", max_size, " bytes)"));
 }
 
 namespace {
@@ -232,6 +244,43 @@ std::string SelfExe() {
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   if (n <= 0) Die("readlink /proc/self/exe failed");
   return std::string(buf, static_cast<size_t>(n));
+}
+
+MemfdResident MemfdResidentOf(const std::vector<pid_t>& pids) {
+  MemfdResident total;
+  std::map<std::pair<std::string, uint64_t>, uint64_t> rss_by_memfd;  // (device, inode) -> largest Rss
+  for (pid_t pid : pids) {
+    std::ifstream smaps(absl::StrCat("/proc/", pid, "/smaps"));
+    std::string line;
+    bool in_memfd = false;  // the current mapping is of a memfd
+    std::pair<std::string, uint64_t> key;
+    while (std::getline(smaps, line)) {
+      // A mapping's header: "start-end perms offset dev inode [path]";
+      // its fields follow, one "Name:  value kB" per line.
+      char range[64], perms[8], offset[32], dev[32];
+      unsigned long long inode = 0;
+      int path_at = 0;
+      if (std::sscanf(line.c_str(), "%63s %7s %31s %31s %llu %n", range, perms, offset, dev, &inode, &path_at) ==
+              5 &&
+          std::strchr(range, '-') != nullptr) {
+        in_memfd = absl::StartsWith(absl::string_view(line).substr(path_at), "/memfd:");
+        key = {dev, inode};
+        if (in_memfd) ++total.mappings;
+        continue;
+      }
+      if (!in_memfd) continue;
+      unsigned long long kb = 0;
+      if (std::sscanf(line.c_str(), "Rss: %llu kB", &kb) == 1) {
+        uint64_t& rss = rss_by_memfd[key];
+        rss = std::max<uint64_t>(rss, kb * 1024);
+      } else if (std::sscanf(line.c_str(), "Pss: %llu kB", &kb) == 1) {
+        total.pss_bytes += kb * 1024;
+      }
+    }
+  }
+  for (const auto& [memfd, rss] : rss_by_memfd) total.rss_bytes += rss;
+  total.memfds = rss_by_memfd.size();
+  return total;
 }
 
 // ------------------------------------------------------------------ Child

@@ -14,6 +14,12 @@
 //                replies Ack{count of data messages}.
 //   kPingSleep:  as kPing, but both sides wait with WaitOptions::NoSpin()
 //                (raw ring only): every message goes through a doorbell.
+//   kPingLoan:   as kPing with mesh loans both ways (pool roles only): the
+//                client loans `size` bytes, writes the first, sends; the
+//                server answers each with a loan of its own.
+//   kThroughputLoan: as kThroughput with loaned messages (pool roles
+//                only): the server reads the first byte of each, in place,
+//                and copies nothing.
 //   kQuit:       server exits.
 // The client times everything, on CLOCK_MONOTONIC.
 //
@@ -36,7 +42,14 @@
 
 namespace shmesh_bench {
 
-enum class Op : uint32_t { kPing = 1, kThroughput = 2, kQuit = 3, kPingSleep = 4 };
+enum class Op : uint32_t {
+  kPing = 1,
+  kThroughput = 2,
+  kQuit = 3,
+  kPingSleep = 4,
+  kPingLoan = 5,
+  kThroughputLoan = 6,
+};
 
 inline constexpr uint32_t kCommandMagic = 0x424d4348;  // "HCMB"
 struct Command {
@@ -56,9 +69,12 @@ inline constexpr char kDataByte = 'D';
 inline constexpr char kEndByte = 'E';
 inline constexpr char kPingByte = 'P';
 
-// Messages larger than this are not benchmarked (the 64 KiB row is the
-// largest).
+// Messages larger than this are not benchmarked through rings and sockets
+// (the 64 KiB row is the largest).
 inline constexpr size_t kMaxPayload = 64 * 1024;
+// The largest payload of the pool rows (mesh_loan, mesh_copy_big,
+// mesh_loan_fanout_*), as of the iceoryx rows.
+inline constexpr size_t kMaxPoolPayload = size_t{8} << 20;
 
 [[noreturn]] void Die(const std::string& what);
 // Dies with `what` unless `status` is OK. `what` is a literal: no string is
@@ -97,16 +113,21 @@ void WriteFull(int fd, const void* data, size_t n);
 //   ping               one repetition of the 64 B ping-pong
 //   ping_sleep         the same with both sides sleeping on every message
 //                      (only the raw ring role; others die)
+//   ping SIZE          the same with SIZE-byte messages (pool roles)
 //   thru SIZE BATCHED  one repetition of the throughput test (BATCHED: 1
 //                      to send through the batch API, where there is one)
+//   thru SIZE 0 loan   the same with loaned messages (pool roles); "copy"
+//                      in place of "loan" says copied sends (the default)
 // EOF on stdin ends it (it then tells its server to quit).
 struct ClientCommand {
   enum Kind { kPing, kPingSleep, kThroughput } kind = kPing;
-  uint64_t size = 0;
+  uint64_t size = 0;  // kPing: 64 unless the line gave a size
   bool batched = false;
+  bool loan = false;
 };
-// The next command from stdin; nullopt at EOF. Dies on a malformed line.
-std::optional<ClientCommand> NextCommand();
+// The next command from stdin, with sizes of 1 to `max_size` bytes;
+// nullopt at EOF. Dies on a malformed line.
+std::optional<ClientCommand> NextCommand(uint64_t max_size = kMaxPayload);
 
 // Unix stream sockets for the uds benchmark (owned fds returned).
 int UnixListen(const std::string& path);
@@ -168,6 +189,19 @@ class Child {
 
 // Path of this executable (for re-executing roles).
 std::string SelfExe();
+
+// The shared memory resident in `pids` through memfd mappings, from
+// /proc/<pid>/smaps: each memfd (device, inode) counted once, with the
+// largest Rss of any of its mappings (the pages some process touched);
+// also the sum of Pss over all those mappings (each page shared by k of
+// these processes counts 1/k in each). Processes that are gone count 0.
+struct MemfdResident {
+  uint64_t rss_bytes = 0;
+  uint64_t pss_bytes = 0;
+  size_t memfds = 0;
+  size_t mappings = 0;
+};
+MemfdResident MemfdResidentOf(const std::vector<pid_t>& pids);
 
 }  // namespace shmesh_bench
 

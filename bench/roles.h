@@ -61,6 +61,11 @@ int FloorRole(const RoleConfig& config);           // measures; forks its echo p
 int IoxRoudiRole(const RoleConfig& config);        // runs iox-roudi until stdin closes, then stops it
 int IoxServerRole(const RoleConfig& config);       // echo/sink runtime
 int IoxClientRole(const RoleConfig& config);       // measuring runtime
+// The shared-memory pool (roles_pool.cc): loans and large copied sends.
+int PoolServerRole(const RoleConfig& config);          // node "s": echoes loans, counts, copies out
+int PoolClientRole(const RoleConfig& config);          // node "c": rows mesh_loan, mesh_copy_big
+int PoolFanoutPublisherRole(const RoleConfig& config); // loans on a topic to --expect_peers subscribers
+int PoolFanoutSubscriberRole(const RoleConfig& config);
 
 // A node of `config.run_dir` named `name`, seeded with `seed` (a gRPC
 // target, or empty), wait policy `policy` (spin, adaptive, sleep), rings of

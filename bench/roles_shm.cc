@@ -128,6 +128,9 @@ void RingServer(RingConsumer& in, RingProducer& out) {
       }
       case Op::kQuit:
         return;
+      case Op::kPingLoan:
+      case Op::kThroughputLoan:
+        Die("ring server: loans are for the pool roles only");
     }
   }
 }

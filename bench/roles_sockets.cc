@@ -264,6 +264,9 @@ int ZmqServerRole(const RoleConfig& config) {
         break;
       case Op::kPingSleep:
         Die("zmq server: ping_sleep is for the raw ring only");
+      case Op::kPingLoan:
+      case Op::kThroughputLoan:
+        Die("zmq server: loans are for the pool roles only");
     }
   }
   WaitForStdinEof();

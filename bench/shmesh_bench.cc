@@ -22,8 +22,10 @@
 //   mesh_link_setup_pair, mesh16_formation, mesh16_idle
 //   ring_microbench_*              Google Benchmark, one thread
 //   floor, iox_copy, iox_zero_copy one cache line; Eclipse iceoryx (compare.h)
-// After the table it checks the performance targets of issue 4 as ratios
-// within this run.
+//   mesh_loan, mesh_copy_big       the zero-copy pool: loans, large copied sends
+//   mesh_loan_fanout_1, _4         8 MiB loans on a topic to 1 and 4 subscribers
+// After the table it checks the performance targets of issue 4 and of the
+// pool (compare.cc) as ratios within this run.
 //
 // Usage: shmesh_bench [--quick] [--json FILE] [--reps N] [--microbench PATH]
 #include <stdlib.h>
@@ -68,8 +70,8 @@ ABSL_FLAG(std::string, microbench, "",
 ABSL_FLAG(std::string, python_bench, "",
           "path of python/bench_roundtrip.py to run and fold into the table (py_* rows; needs PYTHONPATH)");
 ABSL_FLAG(std::string, only, "",
-          "comma-separated groups to run (floor,ring,doorbell,mesh,topics,rpc,uds,zmq,grpc,iox,setup,mesh16,micro,"
-          "python); default all");
+          "comma-separated groups to run (floor,ring,doorbell,mesh,pool,topics,rpc,uds,zmq,grpc,iox,setup,mesh16,"
+          "micro,python); default all");
 ABSL_FLAG(int, idle_s, 10, "seconds over which the idle 16-node mesh's CPU is measured");
 ABSL_FLAG(int, nodes, 16, "nodes of the formation / idle mesh");
 // Role flags (internal: set by the orchestrator for its children).
@@ -128,13 +130,17 @@ int RunRole(const std::string& role) {
   if (role == "iox_roudi") return IoxRoudiRole(c);
   if (role == "iox_server") return IoxServerRole(c);
   if (role == "iox_client") return IoxClientRole(c);
+  if (role == "pool_server") return PoolServerRole(c);
+  if (role == "pool_client") return PoolClientRole(c);
+  if (role == "pool_fanout_pub") return PoolFanoutPublisherRole(c);
+  if (role == "pool_fanout_sub") return PoolFanoutSubscriberRole(c);
   Die(absl::StrCat("unknown role '", role, "'"));
 }
 
 // ------------------------------------------------------------ results
 
-constexpr const char* kFields[] = {"p50_ns",     "p99_ns",     "p999_ns", "msgs_per_s",
-                                   "gb_per_s",   "cpu_percent", "setup_ms"};
+constexpr const char* kFields[] = {"p50_ns",     "p99_ns",      "p999_ns",  "msgs_per_s",
+                                   "gb_per_s",   "cpu_percent", "setup_ms", "shm_resident_mib"};
 
 struct Row {
   std::string name;
@@ -191,6 +197,7 @@ class Results {
         "mesh_spin",  "mesh_spin_batch",
         "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "topic_fanout_1",
         "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
+        "mesh_loan", "mesh_copy_big", "mesh_loan_fanout_1", "mesh_loan_fanout_4",
         "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
         "mesh16_formation", "mesh16_idle", "py_rtt", "py_call_rtt", "py_send", "py_send_batch"};
     auto rank = [](const std::string& name) {
@@ -345,6 +352,40 @@ class Pair {
   std::optional<Child> client_;
 };
 
+// One publisher and its subscriber processes (the mesh_loan_fanout_<N>
+// rows): the publisher measures, one repetition per command, as a Pair's
+// client does; all of them stay up between commands.
+class FanoutGroup {
+ public:
+  FanoutGroup(const std::string& dir, int n, const std::vector<std::string>& common) : n_(n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    pub_.emplace(Child::Spawn(Concat(PoolFanoutPublisherArgs(dir, n), common)));
+    pub_->WaitFor("STARTED", deadline, absl::StrCat("mesh_loan_fanout_", n, " publisher"));
+    for (int i = 0; i < n; ++i) subs_.push_back(Child::Spawn(Concat(PoolFanoutSubscriberArgs(dir, i), common)));
+    for (Child& s : subs_) s.WaitFor("READY", deadline, absl::StrCat("mesh_loan_fanout_", n, " subscriber"));
+    pub_->WaitFor("READY", deadline, absl::StrCat("mesh_loan_fanout_", n, " publisher"));
+  }
+  FanoutGroup(const FanoutGroup&) = delete;
+  FanoutGroup& operator=(const FanoutGroup&) = delete;
+  ~FanoutGroup() {
+    if (pub_.has_value()) pub_->Finish(absl::Seconds(10));
+    for (Child& s : subs_) s.CloseStdin();
+    for (Child& s : subs_) s.Finish(absl::Seconds(10));
+  }
+
+  void Run(const std::string& command, Results& results) {
+    pub_->WriteLine(command);
+    std::vector<std::string> rows;
+    pub_->WaitFor("OK", absl::Now() + kJobTimeout, absl::StrCat("mesh_loan_fanout_", n_, " ", command), &rows);
+    results.AddAll(rows);
+  }
+
+ private:
+  int n_;
+  std::optional<Child> pub_;
+  std::vector<Child> subs_;
+};
+
 std::vector<std::string> ThroughputCommands(const Plan& plan, bool batched_too) {
   std::vector<std::string> commands;
   for (uint64_t size : plan.sizes) {
@@ -373,6 +414,7 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
                const std::function<bool(const std::string&)>& wanted) {
   std::unique_ptr<IoxRoudi> roudi;  // declared first: stopped after the pairs
   std::optional<Pair> floor, ring, doorbell, adaptive, rpc, rpc_sleep, uds, zmq, grpc, iox_copy, iox_zero_copy;
+  std::optional<FanoutGroup> loan_fanout_1, loan_fanout_4;
   int dirs = 0;
   auto dir = [&](const std::string& prefix) { return MakeDir(tmp, absl::StrCat(prefix, dirs++)); };
   Progress("starting the long-lived pairs");
@@ -427,6 +469,12 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
       Progress("iox rows left out: " + started.status().ToString());
     }
   }
+  if (wanted("pool")) {
+    // Publisher on the first CPU, every subscriber on the second, all
+    // ADAPTIVE (four spinning subscribers would share one CPU).
+    loan_fanout_1.emplace(dir("lf"), 1, CommonArgs(plan, false));
+    loan_fanout_4.emplace(dir("lf"), 4, CommonArgs(plan, false));
+  }
 
   for (int round = 0; round < plan.reps; ++round) {
     Progress(absl::StrCat("round ", round + 1, "/", plan.reps));
@@ -459,6 +507,13 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     for (std::optional<Pair>* pair : {&uds, &zmq, &grpc, &iox_copy, &iox_zero_copy}) {
       if (pair->has_value()) (*pair)->Run("ping", results);
     }
+    if (wanted("pool")) {
+      // Loans both ways, both nodes spinning: as mesh_spin, a fresh pair.
+      const std::string d = dir("pl");
+      Pair loans("mesh_loan latency", Concat(PoolServerArgs(d, "spin"), CommonArgs(plan, false)),
+                 Concat(PoolClientArgs(d, "spin"), CommonArgs(plan, false)));
+      for (const std::string& c : PoolLatencyCommands()) loans.Run(c, results);
+    }
     // Throughput.
     if (ring.has_value()) {
       for (const std::string& c : ThroughputCommands(plan, true)) ring->Run(c, results);
@@ -481,6 +536,18 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     for (std::optional<Pair>* pair : {&iox_copy, &iox_zero_copy}) {
       if (!pair->has_value()) continue;
       for (const std::string& c : IoxThroughputCommands(plan.sizes)) (*pair)->Run(c, results);
+    }
+    if (wanted("pool")) {
+      // As mesh_spin's throughput: the receiving node spins, the sending
+      // one is ADAPTIVE (its receive thread, which takes the pool's
+      // releases, shares the sending CPU).
+      const std::string d = dir("pt");
+      Pair pool("mesh_loan/mesh_copy_big throughput", Concat(PoolServerArgs(d, "spin"), CommonArgs(plan, false)),
+                Concat(PoolClientArgs(d, "adaptive"), CommonArgs(plan, false)));
+      for (const std::string& c : PoolThroughputCommands()) pool.Run(c, results);
+    }
+    for (std::optional<FanoutGroup>* group : {&loan_fanout_1, &loan_fanout_4}) {
+      if (group->has_value()) (*group)->Run(PoolFanoutCommand(), results);
     }
   }
 }
@@ -606,6 +673,19 @@ void RunMesh16(Results& results, const Plan& plan, const std::string& tmp, std::
           "%s_idle from /proc/<pid>/task/*/schedstat (exact): %.2f%% of one core; by thread name, over %.0f s: "
           "%s (shmesh_bench = the nodes' own threads: main, control, link, receive).",
           name, 100.0 * total_ms / 1e3 / seconds, seconds, absl::StrJoin(parts, ", "));
+      // The shared memory the idle mesh keeps resident (rings, and pool
+      // segments if any): each memfd once.
+      std::vector<pid_t> pids;
+      for (const Child& m : members) pids.push_back(m.pid());
+      const MemfdResident shm = MemfdResidentOf(pids);
+      const double mib = static_cast<double>(shm.rss_bytes) / (1 << 20);
+      results.AddValue(name + "_idle", 0, "shm_resident_mib", mib);
+      absl::StrAppend(&idle_note, "\n",
+                      absl::StrFormat("%s_idle shared memory resident: %.1f MiB (Rss of the memfd mappings of the %d "
+                                      "processes from /proc/<pid>/smaps, each of the %d memfds counted once, by "
+                                      "inode; %d mappings; their Pss sums to %.1f MiB).",
+                                      name, mib, plan.nodes, shm.memfds, shm.mappings,
+                                      static_cast<double>(shm.pss_bytes) / (1 << 20)));
     }
     StopMembers(members);
   }
@@ -733,7 +813,7 @@ void PrintTargets(const Results& r) {
   };
   PrintTopicRatios(median);
   PrintPythonRatios(median);
-  PrintIoxTargets(median);
+  PrintPoolTargets(median);
   const auto sleep_p50 = r.Median("raw_ring_sleep", 64, "p50_ns");
   const auto sleep_ratio = ratio(sleep_p50, r.Median("doorbell_socketpair", 0, "p50_ns"));
   if (sleep_ratio.has_value()) {
@@ -843,7 +923,13 @@ int Orchestrate() {
       "streaming (throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "
       "mesh_pair_join: second node's Start() to both linked (gRPC discovery included). mesh%d_formation: last "
       "node's Start() to every node linked to all others. mesh%d_idle: utime+stime of all %d node processes "
-      "over %d s, in %% of one core. ring_microbench_*: one thread, no cross-core traffic. Repetitions of all "
+      "over %d s, in %% of one core. ring_microbench_*: one thread, no cross-core traffic. mesh_loan: mesh::Node "
+      "loans (zero-copy: write one byte, Send; the receiver reads one byte in place), throughput with the receiver "
+      "SPIN and the sender ADAPTIVE, latency with loans both ways, both SPIN (the sample counts of the 64 B rows); "
+      "mesh_copy_big: copied Send through the pool, the receiver copies the payload out; "
+      "mesh_loan_fanout_<N>: 8 MiB loans published to N subscriber processes (publisher on one CPU, subscribers "
+      "on the other), msgs/s over all N; the first throughput repetition of each size of these and the iox rows "
+      "is preceded by an unmeasured one. Repetitions of all "
       "rows interleave in rounds; each cell is the median over them. See bench/README.md.\n",
       static_cast<unsigned long long>(plan.samples), static_cast<unsigned long long>(plan.warmup),
       static_cast<unsigned long long>(plan.socket_samples),
