@@ -41,7 +41,7 @@ class IoxRoudi {
  public:
   // Starts the guard with `dir` for RouDi's log and waits until RouDi is
   // ready for clients. Errors (the iox rows are then left out, and
-  // PrintIoxTargets says why): FAILED_PRECONDITION when iox-roudi or its
+  // PrintPoolTargets says why): FAILED_PRECONDITION when iox-roudi or its
   // config (bench/iceoryx_roudi.toml in the runfiles, or
   // --iox_roudi_config) is missing or RouDi exits at start (the message
   // has its last log lines); DEADLINE_EXCEEDED if it is not ready in time.

@@ -354,7 +354,8 @@ class Pair {
 
 // One publisher and its subscriber processes (the mesh_loan_fanout_<N>
 // rows): the publisher measures, one repetition per command, as a Pair's
-// client does; all of them stay up between commands.
+// client does; all of them stay up between commands. Thread-compatible
+// (the orchestrator's main thread).
 class FanoutGroup {
  public:
   FanoutGroup(const std::string& dir, int n, const std::vector<std::string>& common) : n_(n) {
