@@ -226,10 +226,11 @@ TEST_F(PoolTest, TheLimitMakesAllocateWaitForAFreeBlock) {
 }
 
 TEST_F(PoolTest, AFreeSegmentPastRetainBytesIsRetiredAndThePeerTold) {
-  auto pool = MakePool(64 << 20, 64 << 20, /*retain=*/0);
+  // A block larger than the free memory a class keeps warm (32 MiB).
+  auto pool = MakePool(256 << 20, 256 << 20, /*retain=*/0);
   Inboxes inboxes({});
   Inbox* inbox = inboxes.Get(b_);
-  auto block = pool->Allocate(8 << 20, absl::InfinitePast());
+  auto block = pool->Allocate(64 << 20, absl::InfinitePast());
   ASSERT_TRUE(pool->SendRef(a_, *block, 0, absl::InfinitePast()).ok());
   block->Reset();
   EXPECT_EQ(ReadControlOnB(inbox), 1);
@@ -242,6 +243,38 @@ TEST_F(PoolTest, AFreeSegmentPastRetainBytesIsRetiredAndThePeerTold) {
   EXPECT_EQ(pool->stats().segments_retired, 1u);
   EXPECT_EQ(ReadControlOnB(inbox), 1);  // the PoolRetire
   EXPECT_EQ(inbox->mapped_segments(), 0u);
+}
+
+TEST_F(PoolTest, FreeWarmSegmentsAreKeptPastRetainBytes) {
+  // 8 MiB blocks: up to 32 MiB of them stay free for reuse even with
+  // retain_bytes 0, so a stream of 8 MiB messages reuses warm memory.
+  auto pool = MakePool(256 << 20, 256 << 20, /*retain=*/0);
+  std::vector<BlockHandle> blocks;
+  for (int i = 0; i < 6; ++i) blocks.push_back(*pool->Allocate(8 << 20, absl::InfinitePast()));
+  EXPECT_EQ(pool->stats().segments, 6u);
+  blocks.clear();
+  EXPECT_EQ(pool->stats().segments, 4u);  // two dropped, four kept
+  for (int i = 0; i < 4; ++i) blocks.push_back(*pool->Allocate(8 << 20, absl::InfinitePast()));
+  EXPECT_EQ(pool->stats().segments_created, 6u);  // reused, not made
+}
+
+TEST_F(PoolTest, AClassWithWarmBlocksAllInUseWaitsBrieflyForOneBeforeGrowing) {
+  // 4 blocks of 64 MiB: the class's working set (256 MiB), untouched.
+  auto pool = MakePool(uint64_t{2} << 30, uint64_t{2} << 30);
+  std::vector<BlockHandle> blocks;
+  for (int i = 0; i < 4; ++i) blocks.push_back(*pool->Allocate(64 << 20, absl::InfinitePast()));
+  std::thread freer([&] {
+    absl::SleepFor(absl::Milliseconds(2));
+    blocks[0].Reset();
+  });
+  auto next = pool->Allocate(64 << 20, absl::Now() + absl::Seconds(5));
+  freer.join();
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(pool->stats().segments_created, 4u);  // the released one, reused
+  // Nothing released within the patience: it grows.
+  auto more = pool->Allocate(64 << 20, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ(pool->stats().segments_created, 5u);
 }
 
 TEST_F(PoolTest, ReleasesOfBlocksThePeerDoesNotHoldAreCountedAndIgnored) {

@@ -168,6 +168,8 @@ class SendPool : public std::enable_shared_from_this<SendPool> {
   uint64_t total_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Free blocks per size class (log2 of the block size).
   std::vector<std::vector<Block*>> free_ ABSL_GUARDED_BY(mu_);
+  // Blocks per size class, free or not.
+  std::vector<uint64_t> class_blocks_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<const Transport*, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   uint64_t blocks_in_use_ ABSL_GUARDED_BY(mu_) = 0, bytes_in_use_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_messages_ ABSL_GUARDED_BY(mu_) = 0, sent_bytes_ ABSL_GUARDED_BY(mu_) = 0;
