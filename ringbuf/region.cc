@@ -32,13 +32,13 @@ std::string SealNames(int seals) {
 
 }  // namespace
 
-absl::StatusOr<SharedRegion> SharedRegion::Create(std::string_view debug_name, size_t size) {
+absl::StatusOr<SharedRegion> SharedRegion::Create(std::string_view debug_name, size_t size, bool populate) {
   if (size == 0) return absl::InvalidArgumentError("SharedRegion::Create: size is 0");
   std::string name(debug_name.substr(0, kMaxNameLength));
   SHMESH_ASSIGN_OR_RETURN(base::UniqueFd fd, os_internal::MemfdCreate(name));
   SHMESH_RETURN_IF_ERROR(os_internal::Ftruncate(fd.get(), size));
   SHMESH_RETURN_IF_ERROR(os_internal::AddSeals(fd.get(), kRequiredSeals));
-  SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapShared(fd.get(), size));
+  SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapShared(fd.get(), size, populate));
   return SharedRegion(std::move(fd), data, size);
 }
 

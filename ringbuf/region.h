@@ -35,7 +35,10 @@ class SharedRegion {
   // sealed against shrinking, growing and further sealing, and maps it.
   // Errors: INVALID_ARGUMENT for size 0; the mapped errno of the failing
   // syscall (e.g. RESOURCE_EXHAUSTED for EMFILE) otherwise.
-  static absl::StatusOr<SharedRegion> Create(std::string_view debug_name, size_t size);
+  // With `populate`, every page is allocated and mapped now (MAP_POPULATE:
+  // the memory becomes resident at once, and writing it later takes no page
+  // faults), for memory that will be written soon anyway.
+  static absl::StatusOr<SharedRegion> Create(std::string_view debug_name, size_t size, bool populate = false);
 
   // The receiving side: takes ownership of `fd` (closed on every error
   // path) and maps it after verifying that it is a memfd (F_GET_SEALS works)

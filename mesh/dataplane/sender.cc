@@ -117,7 +117,7 @@ absl::Status Sender::Send(Caller caller, absl::string_view peer, absl::string_vi
 }
 
 absl::StatusOr<pool::BlockHandle> Sender::CopyToBlock(absl::string_view payload, absl::Time deadline) {
-  absl::StatusOr<pool::BlockHandle> block = pool_->Allocate(payload.size(), deadline);
+  absl::StatusOr<pool::BlockHandle> block = pool_->Allocate(payload.size(), deadline, /*copy=*/true);
   if (!block.ok()) return block.status();
   if (!payload.empty()) std::memcpy(block->data(), payload.data(), payload.size());
   return block;

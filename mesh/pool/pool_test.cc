@@ -226,11 +226,12 @@ TEST_F(PoolTest, TheLimitMakesAllocateWaitForAFreeBlock) {
 }
 
 TEST_F(PoolTest, AFreeSegmentPastRetainBytesIsRetiredAndThePeerTold) {
-  // A block larger than the free memory a class keeps warm (32 MiB).
-  auto pool = MakePool(256 << 20, 256 << 20, /*retain=*/0);
+  // A block larger than any class keeps warm (256 MiB; untouched, so
+  // nothing becomes resident).
+  auto pool = MakePool(uint64_t{1} << 30, uint64_t{1} << 30, /*retain=*/0);
   Inboxes inboxes({});
   Inbox* inbox = inboxes.Get(b_);
-  auto block = pool->Allocate(64 << 20, absl::InfinitePast());
+  auto block = pool->Allocate(512 << 20, absl::InfinitePast());
   ASSERT_TRUE(pool->SendRef(a_, *block, 0, absl::InfinitePast()).ok());
   block->Reset();
   EXPECT_EQ(ReadControlOnB(inbox), 1);
@@ -246,16 +247,17 @@ TEST_F(PoolTest, AFreeSegmentPastRetainBytesIsRetiredAndThePeerTold) {
 }
 
 TEST_F(PoolTest, FreeWarmSegmentsAreKeptPastRetainBytes) {
-  // 8 MiB blocks: up to 32 MiB of them stay free for reuse even with
-  // retain_bytes 0, so a stream of 8 MiB messages reuses warm memory.
-  auto pool = MakePool(256 << 20, 256 << 20, /*retain=*/0);
+  // 8 MiB blocks: the class's working set (32 blocks, 256 MiB) stays free
+  // for reuse even with retain_bytes 0, so a stream of 8 MiB messages
+  // reuses warm memory; what is beyond it is dropped.
+  auto pool = MakePool(uint64_t{1} << 30, uint64_t{1} << 30, /*retain=*/0);
   std::vector<BlockHandle> blocks;
-  for (int i = 0; i < 6; ++i) blocks.push_back(*pool->Allocate(8 << 20, absl::InfinitePast()));
-  EXPECT_EQ(pool->stats().segments, 6u);
+  for (int i = 0; i < 34; ++i) blocks.push_back(*pool->Allocate(8 << 20, absl::Now() + absl::Seconds(5)));
+  EXPECT_EQ(pool->stats().segments, 34u);
   blocks.clear();
-  EXPECT_EQ(pool->stats().segments, 4u);  // two dropped, four kept
-  for (int i = 0; i < 4; ++i) blocks.push_back(*pool->Allocate(8 << 20, absl::InfinitePast()));
-  EXPECT_EQ(pool->stats().segments_created, 6u);  // reused, not made
+  EXPECT_EQ(pool->stats().segments, 32u);  // two dropped, the working set kept
+  for (int i = 0; i < 32; ++i) blocks.push_back(*pool->Allocate(8 << 20, absl::InfinitePast()));
+  EXPECT_EQ(pool->stats().segments_created, 34u);  // reused, not made
 }
 
 TEST_F(PoolTest, AClassWithWarmBlocksAllInUseWaitsBrieflyForOneBeforeGrowing) {

@@ -46,10 +46,25 @@ constexpr int kMaxClass = 40;  // 1 TiB: far above any limit
 // way; and the working set is deep enough that a sender which gets its
 // releases only in bursts (its receive thread shares its CPU) keeps going.
 // Free segments beyond pool.retain_bytes are dropped only while their
-// class keeps more than kWarmClassBytes free.
+// class keeps more than its working set free (blocks over
+// kMaxWarmClassBytes: always), so a stream never drops a segment it is
+// about to make again.
 constexpr uint64_t kWarmClassBytes = uint64_t{32} << 20;
 constexpr uint64_t kWarmClassBlocks = 64;
 constexpr uint64_t kMaxWarmClassBytes = uint64_t{256} << 20;
+
+// Copies (Allocate's `copy`) write every byte, so new memory costs them a
+// full write (page allocation and zeroing): their working set is
+// kCopyWorkingBytes (at least 2 blocks), grown only when no release came
+// within the patience.
+constexpr uint64_t kCopyWorkingBytes = uint64_t{16} << 20;
+
+// The working set of a class of `block_bytes` blocks, in blocks (see above).
+uint64_t WarmBlocks(uint64_t block_bytes) {
+  const uint64_t by_bytes = (kWarmClassBytes + block_bytes - 1) / block_bytes;
+  const uint64_t cap = std::max<uint64_t>(1, kMaxWarmClassBytes / block_bytes);
+  return std::min(std::max(kWarmClassBlocks, by_bytes), cap);
+}
 // At least 2 ms, and long enough for a receiver to copy a block out at
 // 0.5 GB/s (16 ms for 8 MiB).
 absl::Duration GrowPatience(size_t block_bytes) {
@@ -130,7 +145,11 @@ absl::StatusOr<Segment*> SendPool::AddSegmentLocked(int size_class) {
   const size_t count = std::max<size_t>(1, kSegmentTargetBytes / block);
   const size_t bytes = block * count;
   SHMESH_ASSIGN_OR_RETURN(ringbuf::SharedRegion region,
-                          ringbuf::SharedRegion::Create(absl::StrCat("shmesh-pool-", options_.node_name), bytes));
+                          // Populated: a block is made to be written (a large copy, or a
+                          // loan), and faulting 4 KiB at a time while writing is several
+                          // times slower than allocating the segment's pages at once.
+                          ringbuf::SharedRegion::Create(absl::StrCat("shmesh-pool-", options_.node_name), bytes,
+                                                        /*populate=*/true));
   auto segment = std::make_unique<Segment>(std::move(region));
   segment->id = next_segment_id_++;
   if (next_segment_id_ == 0) next_segment_id_ = 1;  // ids are nonzero
@@ -196,7 +215,7 @@ std::string SendPool::HoldersLocked() const {
                       "; the rest by loans, sends in flight and publisher histories");
 }
 
-absl::StatusOr<BlockHandle> SendPool::Allocate(size_t bytes, absl::Time deadline) {
+absl::StatusOr<BlockHandle> SendPool::Allocate(size_t bytes, absl::Time deadline, bool copy) {
   const int size_class = SizeClass(std::max(bytes, kMinBlockBytes));
   const size_t block_bytes = size_t{1} << size_class;
   const size_t segment_bytes = block_bytes * std::max<size_t>(1, kSegmentTargetBytes / block_bytes);
@@ -210,10 +229,9 @@ absl::StatusOr<BlockHandle> SendPool::Allocate(size_t bytes, absl::Time deadline
   bool waited_to_grow = false;
   while (true) {
     std::vector<Block*>& list = free_[size_class];
-    const uint64_t class_bytes = class_blocks_[size_class] * block_bytes;
-    const bool warm = (class_blocks_[size_class] >= kWarmClassBlocks && class_bytes >= kWarmClassBytes) ||
-                      class_bytes >= kMaxWarmClassBytes;
-    if (list.empty() && !waited_to_grow && warm) {
+    const uint64_t working_set =
+        copy ? std::max<uint64_t>(2, kCopyWorkingBytes / block_bytes) : WarmBlocks(block_bytes);
+    if (list.empty() && !waited_to_grow && class_blocks_[size_class] >= working_set) {
       // Growth patience (above): a release is likely on its way.
       waited_to_grow = true;
       freed_.WaitWithDeadline(&mu_, std::min(deadline, absl::Now() + GrowPatience(block_bytes)));
@@ -273,10 +291,10 @@ void SendPool::MaybeFreeLocked(Block* block) {
   ++segment->free_count;
   freed_.SignalAll();
   // Past retain_bytes, a free segment goes, unless its class would keep no
-  // more than kWarmClassBytes free: a stream of large messages must cycle
+  // more than its working set free: a stream of large messages must cycle
   // through warm segments, not create and drop one per message.
   if (segment->free_count == segment->block_count && total_bytes_ > options_.retain_bytes &&
-      free_[segment->size_class].size() * block->capacity > kWarmClassBytes) {
+      (block->capacity > kMaxWarmClassBytes || free_[segment->size_class].size() > WarmBlocks(block->capacity))) {
     RetireLocked(segment);
   }
 }

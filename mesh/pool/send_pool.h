@@ -107,7 +107,10 @@ class SendPool : public std::enable_shared_from_this<SendPool> {
   // deadline) or DEADLINE_EXCEEDED, naming who holds the memory;
   // INVALID_ARGUMENT if `bytes` exceeds the limit; the errno's code if a
   // segment cannot be made (e.g. RESOURCE_EXHAUSTED for EMFILE).
-  absl::StatusOr<BlockHandle> Allocate(size_t bytes, absl::Time deadline);
+  // `copy`: the caller will write the whole block now (a large copied
+  // send), so the class keeps a shallow working set (new memory costs a
+  // write of every page); otherwise (a loan) a deep one (send_pool.cc).
+  absl::StatusOr<BlockHandle> Allocate(size_t bytes, absl::Time deadline, bool copy = false);
 
   // Writes a reference to `block` into `link`'s ring, in a kPoolRef frame
   // with `channel` (0: a plain message; else a topic id). Hands the block's

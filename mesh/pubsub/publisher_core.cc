@@ -121,7 +121,7 @@ absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, 
   if (context_.pool != nullptr && payload.size() > context_.pool_threshold &&
       payload.size() <= context_.max_message_bytes) {
     // One copy into the pool; every subscriber gets a reference to it.
-    absl::StatusOr<pool::BlockHandle> block = AllocateBlock(payload.size(), deadline);
+    absl::StatusOr<pool::BlockHandle> block = AllocateBlock(payload.size(), deadline, /*copy=*/true);
     if (!block.ok()) return block.status();
     std::memcpy(block->data(), payload.data(), payload.size());
     return PublishBlock(*block, deadline);
@@ -133,7 +133,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishBlock(const pool::BlockHandl
   return PublishOutside(Outgoing{{}, &block}, deadline);
 }
 
-absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, absl::Time deadline) {
+absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, absl::Time deadline, bool copy) {
   std::shared_ptr<pool::SendPool> pool;
   {
     absl::MutexLock lock(&mu_);
@@ -144,7 +144,7 @@ absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, abs
     pool = context_.pool;
   }
   // Outside mu_: waiting for pool memory must not hold up Rematch.
-  return pool->Allocate(bytes, deadline);
+  return pool->Allocate(bytes, deadline, copy);
 }
 
 absl::StatusOr<PublishResult> PublisherCore::PublishOutside(const Outgoing& out, absl::Time deadline) {

@@ -85,7 +85,7 @@ class PublisherCore {
   // reference to it, the history keeps it.
   absl::StatusOr<PublishResult> PublishBlock(const pool::BlockHandle& block, absl::Time deadline);
   // A block of the node's pool for a loan (FAILED_PRECONDITION if detached).
-  absl::StatusOr<pool::BlockHandle> AllocateBlock(size_t bytes, absl::Time deadline);
+  absl::StatusOr<pool::BlockHandle> AllocateBlock(size_t bytes, absl::Time deadline, bool copy = false);
   // Re-matches now and sends pending declarations and history to the new
   // peers, waiting at most `patience` for ring room per peer.
   void Rematch(absl::Duration patience);

@@ -72,8 +72,8 @@ absl::StatusOr<FileInfo> Fstat(int fd) {
   return info;
 }
 
-absl::StatusOr<uint8_t*> MapShared(int fd, size_t size) {
-  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+absl::StatusOr<uint8_t*> MapShared(int fd, size_t size, bool populate) {
+  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
   if (addr == MAP_FAILED) {
     return absl::ErrnoToStatus(errno,
                                absl::StrCat("mmap(fd ", fd, ", ", size, " bytes, MAP_SHARED, RW)"));

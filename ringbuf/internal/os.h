@@ -43,7 +43,8 @@ absl::StatusOr<FileInfo> Fstat(int fd);
 
 // mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0). The caller
 // owns the mapping and releases it with Unmap.
-absl::StatusOr<uint8_t*> MapShared(int fd, size_t size);
+// `populate` adds MAP_POPULATE (fault every page in now).
+absl::StatusOr<uint8_t*> MapShared(int fd, size_t size, bool populate = false);
 // The same, PROT_READ only.
 absl::StatusOr<uint8_t*> MapSharedReadOnly(int fd, size_t size);
 // munmap(addr, size). Failure is a programmer bug (bad range); it is
