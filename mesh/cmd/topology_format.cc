@@ -121,6 +121,35 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(absl::string_view text) {
                                                  "\"; use table, json or dot"));
 }
 
+// Whether any node reported pool activity (its own segments, or peers'
+// segments mapped, or references dropped).
+bool HasPools(const TopologySnapshot& s) {
+  for (const mesh::v1::PoolUsage& p : s.pools()) {
+    if (p.segments() > 0 || p.mapped_segments() > 0 || p.sent_messages() > 0 || p.dropped_bad_refs() > 0 ||
+        p.bad_releases() > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// One row per node: its pool (mesh/pool/README.md).
+std::string PoolsTable(const TopologySnapshot& s) {
+  TextTable t({"POOL", "SEGMENTS", "BYTES", "IN USE", "SENT", "SENT BYTES", "HELD BY", "MAPPED", "BAD REFS",
+               "BAD RELEASES"},
+              {false, true, true, true, true, true, false, true, true, true});
+  for (const mesh::v1::PoolUsage& p : s.pools()) {
+    std::vector<std::string> held;
+    for (const auto& h : p.held_by()) held.push_back(absl::StrCat(Printable(h.peer()), ":", h.blocks()));
+    t.AddRow({Printable(p.node()), absl::StrCat(p.segments()), HumanBytes(p.segment_bytes()),
+              HumanBytes(p.bytes_in_use()), absl::StrCat(p.sent_messages()), HumanBytes(p.sent_bytes()),
+              held.empty() ? "-" : absl::StrJoin(held, ","),
+              absl::StrCat(p.mapped_segments(), " (", HumanBytes(p.mapped_bytes()), ")"),
+              absl::StrCat(p.dropped_bad_refs()), absl::StrCat(p.bad_releases())});
+  }
+  return t.Render();
+}
+
 std::string FormatTable(const TopologySnapshot& s, Section section) {
   if (section == Section::kTopics) return FormatTopicsTable(s);
   std::string out = absl::StrCat(
@@ -136,6 +165,7 @@ std::string FormatTable(const TopologySnapshot& s, Section section) {
   if (section == Section::kAll && HasTopics(s)) {
     absl::StrAppend(&out, "\n", TopicsTables(s));
   }
+  if (section == Section::kAll && HasPools(s)) absl::StrAppend(&out, "\n", PoolsTable(s));
   return out;
 }
 
@@ -149,6 +179,7 @@ absl::StatusOr<std::string> FormatJson(const TopologySnapshot& snapshot,
   if (section != Section::kAll && section != Section::kTopics) {
     copy.clear_topics();
   }
+  if (section != Section::kAll) copy.clear_pools();
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = multiline;
   options.always_print_primitive_fields = true;

@@ -91,6 +91,26 @@ TEST(TopologyFormatTest, TableListsMembersAndLinks) {
   }
 }
 
+TEST(TopologyFormatTest, PoolsAreShownOnlyWhenUsed) {
+  TopologySnapshot s = FullMesh(2);
+  mesh::v1::PoolUsage* idle = s.add_pools();
+  idle->set_node("n0");
+  EXPECT_THAT(FormatTable(s), Not(HasSubstr("POOL")));  // nothing to show
+  mesh::v1::PoolUsage* busy = s.add_pools();
+  busy->set_node("n1");
+  busy->set_segments(2);
+  busy->set_segment_bytes(8 << 20);
+  busy->set_sent_messages(7);
+  auto* hold = busy->add_held_by();
+  hold->set_peer("n0");
+  hold->set_blocks(3);
+  busy->set_dropped_bad_refs(4);
+  const std::string table = FormatTable(s);
+  EXPECT_THAT(table, HasSubstr("POOL"));
+  EXPECT_THAT(table, HasSubstr("n0:3"));
+  EXPECT_THAT(FormatTable(s, Section::kLinks), Not(HasSubstr("POOL")));
+}
+
 TEST(TopologyFormatTest, UnresponsiveEndIsShown) {
   TopologySnapshot s = FullMesh(3);
   EXPECT_THAT(FormatTable(s, Section::kLinks), HasSubstr("UNRESPONSIVE"));
