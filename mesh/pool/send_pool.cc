@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/base/optimization.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
@@ -347,6 +348,10 @@ absl::Status SendPool::SendRef(const std::shared_ptr<Transport>& link, const Blo
     }
     peer->held_bytes += block->capacity;
     ++block->holders;
+    // Counted now (taken back below if the ring refuses it): no second
+    // lock on the path of a send that succeeds.
+    ++sent_messages_;
+    sent_bytes_ += block->size;
   }
   char prefix[kFrameBaseBytes];
   FrameHeader h;
@@ -357,12 +362,10 @@ absl::Status SendPool::SendRef(const std::shared_ptr<Transport>& link, const Blo
   EncodePoolRef(PoolRef{block->segment->id, block->offset, block->size, token}, ref);
   absl::Status s = link->SendFrame(absl::string_view(prefix, kFrameBaseBytes), absl::string_view(ref, kPoolRefBytes),
                                    deadline);
+  if (ABSL_PREDICT_TRUE(s.ok())) return s;
   absl::MutexLock lock(&mu_);
-  if (s.ok()) {
-    ++sent_messages_;
-    sent_bytes_ += block->size;
-    return s;
-  }
+  --sent_messages_;
+  sent_bytes_ -= block->size;
   // Not sent: the peer holds nothing new (unless LinkGone took it all).
   auto it = peers_.find(link.get());
   if (it != peers_.end() && it->second->held.erase(token) > 0) {
