@@ -310,7 +310,7 @@ class HostilePoolTest : public ::testing::Test {
     absl::StatusOr<ringbuf::SharedRegion> r = ringbuf::SharedRegion::Create("evil-pool", kSegmentBytes);
     EXPECT_TRUE(r.ok()) << r.status();
     if (!r.ok()) return nullptr;
-    std::memcpy(r->data() + offset, text.data(), text.size());
+    if (!text.empty()) std::memcpy(r->data() + offset, text.data(), text.size());
     return std::make_unique<ringbuf::SharedRegion>(std::move(*r));
   }
 
