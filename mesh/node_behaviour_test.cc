@@ -386,9 +386,15 @@ TEST_F(NodeBehaviourTest, DepartedMemberIsDownUntilReplaced) {
 
   const absl::Time stopped = absl::Now();
   c->Stop();
+  // Stop itself is bounded (its Leave calls take 300 ms at most); the
+  // DOWN entry is then due within 1 s of it returning (the clock starts
+  // after it: under ASan on a loaded 2-core machine Stop alone has taken
+  // several hundred ms).
+  const absl::Time returned = absl::Now();
+  EXPECT_LT(returned - stopped, absl::Seconds(3));
   mesh::v1::Member down;
   bool found = false;
-  for (absl::Time end = stopped + absl::Seconds(1); !found && absl::Now() < end;
+  for (absl::Time end = returned + absl::Seconds(1); !found && absl::Now() < end;
        absl::SleepFor(absl::Milliseconds(5))) {
     auto topo = a->Topology(true);
     ASSERT_TRUE(topo.ok()) << topo.status();

@@ -636,13 +636,17 @@ TEST_F(HostilePoolTest, HandedOverSegmentCannotBeTruncated) {
   const int punched = ::fallocate(seg->fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                                   static_cast<off_t>(kSegmentBytes - 8192), 8192);
   EXPECT_EQ(held->data().size(), 4u);
-  if (punched == 0) EXPECT_EQ(held->data(), std::string(4, '\0'));
+  if (punched == 0) {
+    EXPECT_EQ(held->data(), std::string(4, '\0'));
+  }
   held = absl::UnknownError("dropped");  // released
   ASSERT_TRUE(evil_->Write(RefFrame(2, kSegmentBytes - 8192, 8192, 2)).ok());
   absl::StatusOr<mesh::Message> m = node_->Receive(absl::Now() + absl::Seconds(10));
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->data().size(), 8192u);
-  if (punched == 0) EXPECT_EQ(m->data(), std::string(8192, '\0'));
+  if (punched == 0) {
+    EXPECT_EQ(m->data(), std::string(8192, '\0'));
+  }
   ASSERT_NO_FATAL_FAILURE(ExpectHonestMessageDelivered("after truncation attempts"));
   EXPECT_EQ(Pool().dropped_bad_refs(), 0u);
 }
