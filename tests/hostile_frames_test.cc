@@ -43,6 +43,7 @@
 #include "mesh/dataplane/envelope.h"
 #include "mesh/links/link.h"
 #include "mesh/node.h"
+#include "tests/raw_peer.h"
 #include "mesh/v1/mesh.grpc.pb.h"
 #include "mesh/v1/mesh.pb.h"
 
@@ -123,36 +124,8 @@ class RawPeer {
  public:
   // Announces kEvil (this process) to `a` and dials it.
   static absl::StatusOr<std::unique_ptr<RawPeer>> Connect(mesh::Node* a, const std::string& dir) {
-    auto stub = mesh::v1::Discovery::NewStub(grpc::CreateChannel(a->grpc_address(), grpc::InsecureChannelCredentials()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    mesh::v1::JoinRequest req;
-    mesh::v1::Member* m = req.mutable_member();
-    m->set_name(kEvil);
-    m->set_id(kEvilId);
-    m->set_pid(::getpid());
-    m->set_uid(::getuid());
-    m->set_grpc_address(absl::StrCat("unix:", dir, "/", kEvil, ".grpc"));  // nobody serves it
-    m->set_link_socket(absl::StrCat(dir, "/", kEvil, ".link"));
-    m->set_state(mesh::v1::UP);
-    m->set_ring_capacity_bytes(kRingBytes);
-    mesh::v1::JoinResponse resp;
-    const grpc::Status st = stub->Join(&ctx, req, &resp);
-    if (!st.ok()) return absl::UnavailableError(absl::StrCat("Join: ", st.error_message()));
-    const mesh::v1::Member* target = nullptr;
-    for (const auto& member : resp.members()) {
-      if (member.name() == a->name()) target = &member;
-    }
-    if (target == nullptr) return absl::NotFoundError("the node did not list itself");
-    mesh::LinkParams self;
-    self.name = kEvil;
-    self.id = kEvilId;
-    self.ring_capacity_bytes = kRingBytes;
-    self.max_peer_ring_bytes = uint64_t{1} << 24;
-    self.allowed_uids = {::getuid()};
-    self.wait = ringbuf::WaitOptions::NoSpin();
-    self.heartbeat_interval = absl::Milliseconds(100);
-    absl::StatusOr<std::shared_ptr<mesh::Link>> link = mesh::Link::Dial(self, *target, absl::Now() + absl::Seconds(10));
+    absl::StatusOr<std::shared_ptr<mesh::Link>> link =
+        shmesh::testing::DialAsRawPeer(a, dir, kEvil, kEvilId, kRingBytes);
     if (!link.ok()) return link.status();
     return std::unique_ptr<RawPeer>(new RawPeer(std::move(*link)));
   }
