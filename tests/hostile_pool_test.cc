@@ -65,6 +65,7 @@
 #include "mesh/links/link.h"
 #include "mesh/node.h"
 #include "tests/raw_peer.h"
+#include "tests/stderr_capture.h"
 #include "mesh/pool/pool_ref.h"
 #include "mesh/v1/mesh.grpc.pb.h"
 #include "mesh/v1/mesh.pb.h"
@@ -113,37 +114,7 @@ std::string Tokens(const std::vector<uint64_t>& tokens) {
   return out;
 }
 
-// Redirects this process's stderr (where nodes log) to a file while it
-// lives; Text() reads what was written so far.
-class StderrCapture {
- public:
-  explicit StderrCapture(const std::string& path) : path_(path) {
-    std::fflush(stderr);
-    saved_ = ::dup(STDERR_FILENO);
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      ::dup2(fd, STDERR_FILENO);
-      ::close(fd);
-    }
-  }
-  ~StderrCapture() {
-    std::fflush(stderr);
-    if (saved_ >= 0) {
-      ::dup2(saved_, STDERR_FILENO);
-      ::close(saved_);
-    }
-    std::fputs(Text().c_str(), stderr);  // keep it in the test log
-  }
-  std::string Text() const {
-    std::fflush(stderr);
-    std::ifstream in(path_);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-
- private:
-  std::string path_;
-  int saved_ = -1;
-};
+using shmesh::testing::StderrCapture;
 
 // `level`: the peer-down line with its reason is logged at INFO.
 mesh::v1::NodeConfig Config(const std::string& dir, const std::string& name, mesh::v1::LogLevel level) {
