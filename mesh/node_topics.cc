@@ -71,6 +71,13 @@ void NodeImpl::MakeTopicsAndServices() {
   rc.link_failed = [this](const std::shared_ptr<Transport>& link, absl::string_view why) { LinkFailed(link, why); };
   // Compares with the table, not receiver_ (made by Start, maybe while a Call runs).
   rc.on_receive_thread = [this] { return Receiver::CurrentThreadTable() == &links_; };
+  rc.call_spin = config_.wait().mode() == mesh::v1::WaitPolicy::SLEEP
+                     ? absl::ZeroDuration()
+                     : absl::Microseconds(config_.wait().spin_us());
+  rc.wake_receiver = [this] {
+    // Set in Start(), before any link (and so any call) exists.
+    if (receiver_ != nullptr) receiver_->Wake();
+  };
   rpc_ = std::make_unique<rpc::Rpc>(std::move(rc), &interest_, &log_);
 }
 

@@ -788,6 +788,12 @@ bool RingConsumer::PrepareToSleep() {
   return true;
 }
 
+void RingConsumer::CancelSleep() {
+  // Relaxed: withdrawing the request for a doorbell, as in Wait; a producer
+  // that already claimed it rings once more, which sleepers tolerate.
+  header_->consumer_waiting.store(0, std::memory_order_relaxed);
+}
+
 absl::Status RingConsumer::DrainDoorbell() { return os_internal::DoorbellDrain(doorbell_fd_); }
 
 void RingConsumer::Close() {

@@ -307,6 +307,10 @@ class alignas(kRingLineSize) RingConsumer {
   // becomes readable, call DrainDoorbell(), then Peek(); if still empty,
   // PrepareToSleep() again.
   bool PrepareToSleep();
+  // Withdraws a PrepareToSleep() whose sleep is over or was never started:
+  // the producer stops ringing for it. A ring already under way is a
+  // spurious wake-up later, which PrepareToSleep's callers tolerate.
+  void CancelSleep();
   // Consumes the wake-ups on this end; never blocks. UNAVAILABLE if the
   // producer's end was closed (its process exited, or it hung up): the end
   // stays readable for ever, so stop polling it.

@@ -648,6 +648,23 @@ TEST_F(RingTest, DoorbellSpamDoesNotProduceFramesOrHang) {
   EXPECT_TRUE(ring.consumer().status().ok());
 }
 
+// A withdrawn sleep: the producer's next write rings nothing.
+TEST_F(RingTest, CancelSleepStopsTheRing) {
+  Ring ring = MakeRing(1024);
+  SharedRegion raw = MapRawOrDie(ring);
+  const auto* header = reinterpret_cast<const RingHeader*>(raw.data());
+  RingConsumer& consumer = ring.consumer();
+  ASSERT_TRUE(consumer.PrepareToSleep());
+  consumer.CancelSleep();
+  EXPECT_EQ(header->consumer_waiting.load(), 0u);
+  ASSERT_TRUE(ring.producer().Write("x", absl::InfinitePast()).ok());
+  struct pollfd pfd = {consumer.doorbell_fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&pfd, 1, 50), 0);
+  EXPECT_EQ(ring.producer().stats().doorbells_rung, 0u);
+  auto r = consumer.TryRead();
+  ASSERT_TRUE(r.ok() && r->has_value());
+}
+
 // The split form for event loops.
 TEST_F(RingTest, PrepareToSleepAndDrainDoorbell) {
   Ring ring = MakeRing(1024);

@@ -1,5 +1,6 @@
 #include "mesh/dataplane/receiver.h"
 
+#include <sched.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -381,6 +382,9 @@ void Receiver::Loop() {
 
   // Everything the peer wrote, for a link that is going away.
   auto drain_rest = [&](const std::shared_ptr<Transport>& link) {
+    // A caller that borrowed the consumer role (Transport::DrainAside) gives
+    // it back within one short drain of its responses.
+    for (int i = 0; i < 10'000 && link->ConsumerLent(); ++i) sched_yield();
     // A frame a full subscription refuses is left: the link is going.
     (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view frame) {
       (void)route(link, frame);
@@ -478,7 +482,8 @@ void Receiver::Loop() {
         any = true;
       }
       if (rang[i]) {  // rare: only after a wake-up by this doorbell
-        if (n.ok() && *n == 0 && !refused) note_idle_wake(i);
+        // (A link whose consumer role is lent was not looked at.)
+        if (n.ok() && *n == 0 && !refused && !link->ConsumerLent()) note_idle_wake(i);
         rang[i] = 0;
       }
     }

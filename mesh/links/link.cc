@@ -404,6 +404,33 @@ absl::StatusOr<std::optional<ControlMessage>> Link::ReadControl() {
 }
 
 absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
+  // Take the role (this thread is awake now: no borrower need arm for it).
+  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((role & kConsumerOwned) != 0) {
+      if ((role & kReceiverArmed) == 0) return 0;  // lent: its borrower takes its frames
+      // acq_rel, relaxed on failure: see consumer_role_.
+      if (consumer_role_.compare_exchange_weak(role, role & ~kReceiverArmed, std::memory_order_acq_rel,
+                                               std::memory_order_relaxed)) {
+        return 0;
+      }
+      continue;
+    }
+    // acquire: see what the last borrower did to the RingConsumer.
+    if (consumer_role_.compare_exchange_weak(role, kConsumerOwned, std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  absl::StatusOr<size_t> drained = DrainOwned(max_frames, fn);
+  // release: the next borrower sees this drain. A plain store: while we own
+  // the role nobody else changes the word (borrowers' CAS needs it free,
+  // kReceiverArmed is ours).
+  consumer_role_.store(0, std::memory_order_release);
+  return drained;
+}
+
+absl::StatusOr<size_t> Link::DrainOwned(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
   uint64_t bytes = 0;
   // One head store (and at most one doorbell) for the whole batch.
   absl::StatusOr<size_t> drained =
@@ -415,14 +442,79 @@ absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<bool(abs
   if (!drained.ok()) return drained.status();
   size_t n = *drained;
   if (n > 0) {
-    // Only the receive thread writes these (see Bump).
+    // Only the consumer role's owner writes these (see Bump).
     Bump(rx_messages_, n);
     Bump(rx_bytes_, bytes);
   }
   return n;
 }
 
-bool Link::PrepareToSleep() { return rx_ring_.consumer().PrepareToSleep(); }
+bool Link::PrepareToSleep() {
+  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((role & kConsumerOwned) != 0) {
+      // Lent: its borrower arms the doorbell when it gives the role back
+      // (acq_rel: see consumer_role_).
+      if (consumer_role_.compare_exchange_weak(role, role | kReceiverArmed, std::memory_order_acq_rel,
+                                               std::memory_order_relaxed)) {
+        return true;
+      }
+      continue;
+    }
+    // acquire: as in Drain.
+    if (consumer_role_.compare_exchange_weak(role, kConsumerOwned | kReceiverArmed, std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  const bool sleep = rx_ring_.consumer().PrepareToSleep();
+  // release: as in Drain (the word is ours alone while we own the role).
+  consumer_role_.store(sleep ? kReceiverArmed : 0, std::memory_order_release);
+  return sleep;
+}
+
+Transport::AsideDrain Link::DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
+  AsideDrain out;
+  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
+  do {
+    if ((role & kConsumerOwned) != 0) return out;
+    // acquire: see what the last owner did to the RingConsumer.
+  } while (!consumer_role_.compare_exchange_weak(role, role | kConsumerOwned, std::memory_order_acquire,
+                                                 std::memory_order_relaxed));
+  out.ran = true;
+  // A sleeping receive thread armed the doorbell: we poll now, so the
+  // peer's next write need not ring (a syscall on its side, and a wake-up
+  // here that would compete with us for a CPU).
+  if ((role & kReceiverArmed) != 0) rx_ring_.consumer().CancelSleep();
+  absl::StatusOr<size_t> drained = DrainOwned(max_frames, fn);
+  if (drained.ok()) {
+    out.frames = *drained;
+  } else {
+    out.wake_receiver = true;  // it finds the same (sticky) error and retires the link
+  }
+  // Give the role back; first re-arm the doorbell for a receive thread that
+  // sleeps counting on it.
+  bool armed = false;
+  role = consumer_role_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((role & kReceiverArmed) != 0 && !armed) {
+      armed = true;
+      if (!rx_ring_.consumer().PrepareToSleep()) out.wake_receiver = true;  // frames wait for it
+    }
+    // release: the next owner sees this drain; acq_rel so that a failed
+    // exchange re-reads kReceiverArmed set meanwhile.
+    if (consumer_role_.compare_exchange_weak(role, role & ~kConsumerOwned, std::memory_order_acq_rel,
+                                             std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  return out;
+}
+
+bool Link::ConsumerLent() const {
+  // relaxed: advisory (the receive thread's doorbell bookkeeping).
+  return (consumer_role_.load(std::memory_order_relaxed) & kConsumerOwned) != 0;
+}
 absl::Status Link::ClearDoorbell() { return rx_ring_.consumer().DrainDoorbell(); }
 
 bool Link::MarkDown() {

@@ -180,8 +180,12 @@ class Link final : public Transport {
   absl::StatusOr<size_t> Drain(size_t max_frames,
                                absl::FunctionRef<bool(absl::string_view)> fn) override;
   // Receive thread only: announce we are about to sleep on the doorbell;
-  // false if a message arrived meanwhile (then do not sleep).
+  // false if a message arrived meanwhile (then do not sleep). True at once
+  // while the consumer role is lent (its borrower arms the doorbell).
   bool PrepareToSleep() override;
+  // Any thread: see Transport::DrainAside.
+  AsideDrain DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) override;
+  bool ConsumerLent() const override;
   // Receive thread only: consume doorbell rings. Never blocks. UNAVAILABLE
   // if the peer closed its end of the doorbell (it exited, or misbehaves):
   // the doorbell stays readable for ever, so stop watching it.
@@ -235,8 +239,27 @@ class Link final : public Transport {
                                  absl::Time deadline, size_t* written);
   void CountSentLocked(absl::string_view prefix, absl::Span<const absl::string_view> payloads, size_t n);
 
+  // Passes frames of rx_ring_ to `fn` and counts them. REQUIRES: the
+  // consumer role (consumer_role_ has kConsumerOwned, set by this thread).
+  absl::StatusOr<size_t> DrainOwned(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn);
+
+  // The consumer role of rx_ring_ (its RingConsumer keeps process-local
+  // state, so one thread at a time): kConsumerOwned while a thread uses it
+  // (the receive thread in Drain/PrepareToSleep, or a borrower in
+  // DrainAside); kReceiverArmed while the receive thread sleeps counting on
+  // rx_ring_'s doorbell, which a borrower must then re-arm before it gives
+  // the role back. Every change is a read-modify-write of this one word, so
+  // a borrower's give-back and the receive thread's decision to sleep are
+  // ordered: either the borrower sees kReceiverArmed (and arms), or the
+  // receive thread sees the role free (and arms itself). Taking the role is
+  // acquire and giving it back release: the next owner sees what the last
+  // one did to the RingConsumer.
+  static constexpr uint32_t kConsumerOwned = 1;
+  static constexpr uint32_t kReceiverArmed = 2;
+  std::atomic<uint32_t> consumer_role_{0};
+
   // Serializes senders: tx_ring_.producer() has one-producer semantics.
-  // rx_ring_.consumer() is used by the receive thread only.
+  // rx_ring_.consumer() belongs to whoever has the consumer role.
   // A std::mutex rather than an absl::Mutex: Debian's Abseil is built with
   // its debug-mode deadlock detection, which makes every absl::Mutex
   // Lock/Unlock pair cost ~43 ns (a global graph update) against ~4 ns

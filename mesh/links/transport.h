@@ -17,7 +17,11 @@
 //   - SendFrame(), SendFrames(), SendInPlace(): thread-safe (a transport
 //     serializes its producers);
 //   - wait_handles(), Drain(), PrepareToSleep(), ClearDoorbell() and
-//     ReadControl(): the receive thread only (the single consumer);
+//     ReadControl(): the receive thread only;
+//   - DrainAside() and ConsumerLent(): any thread. The ring has one
+//     consumer at a time: the receive thread, or a thread that borrows the
+//     consumer role for a moment to take its own frames (a caller waiting
+//     for its response), see DrainAside;
 //   - BeatHeartbeat() and CheckPeerLiveness(): the health thread only.
 #ifndef SHMESH_MESH_LINKS_TRANSPORT_H_
 #define SHMESH_MESH_LINKS_TRANSPORT_H_
@@ -101,7 +105,8 @@ class Transport {
   // the peer broke the protocol. Either way the link is finished.
   virtual absl::StatusOr<std::optional<ControlMessage>> ReadControl() = 0;
 
-  // --- receiving (receive thread only) ---
+  // --- receiving ---
+  // (Receive thread only, up to DrainAside.)
   // Descriptors the receive thread waits on (borrowed): `control` is
   // readable when a control message or EOF arrived; `data` when the peer
   // rang after writing frames while we slept.
@@ -114,12 +119,34 @@ class Transport {
   // during the call) and returns how many it took. `fn` returns false to
   // refuse a frame (its destination is full): that frame stays first in
   // line and the drain stops. DATA_LOSS if the peer corrupted shared
-  // memory: the link is unusable.
+  // memory: the link is unusable. Returns 0 without looking while another
+  // thread has the consumer role (ConsumerLent()).
   virtual absl::StatusOr<size_t> Drain(size_t max_frames,
                                        absl::FunctionRef<bool(absl::string_view)> fn) = 0;
   // Announces that the receiver is about to sleep; false if a frame arrived
-  // meanwhile (then it must not sleep).
+  // meanwhile (then it must not sleep). While the consumer role is lent,
+  // true at once: the borrower arms the doorbell when it gives the role
+  // back (and asks for a Wake() if frames wait, see DrainAside).
   virtual bool PrepareToSleep() = 0;
+
+  // Any thread: borrows the consumer role if nobody has it (else does
+  // nothing: `ran` false), passes the waiting frames to `fn` while it takes
+  // them (up to `max_frames`; the first it refuses stays first in line for
+  // the receive thread), and gives the role back. While the role is lent
+  // the peer's writes ring no doorbell (the borrower polls); when it comes
+  // back to a sleeping receive thread with frames waiting, `wake_receiver`
+  // says the caller must wake that thread (the receiver's Wake()). A
+  // corrupt ring is left for the receive thread (also `wake_receiver`).
+  // For a thread that waits for one kind of frame and can take it itself
+  // (Rpc's caller and its response): no hand-off to the receive thread.
+  struct AsideDrain {
+    bool ran = false;
+    size_t frames = 0;
+    bool wake_receiver = false;
+  };
+  virtual AsideDrain DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) = 0;
+  // Whether a thread other than the receive thread has the consumer role now.
+  virtual bool ConsumerLent() const = 0;
   // Consumes doorbell rings; never blocks. UNAVAILABLE if the peer hung up
   // its doorbell (stop watching it).
   virtual absl::Status ClearDoorbell() = 0;

@@ -76,7 +76,11 @@ absl::StatusOr<std::string> ServiceCore::Handle(const RequestView& request) {
 // ------------------------------------------------------------------------ Rpc
 
 Rpc::Rpc(RpcContext context, interest::Exchange* exchange, const Logger* log)
-    : context_(std::move(context)), log_(log), exchange_(exchange), registry_(std::make_shared<Registry>()) {
+    : context_(std::move(context)),
+      log_(log),
+      exchange_(exchange),
+      registry_(std::make_shared<Registry>()),
+      max_spinning_callers_(std::max(1, UsableCpus() - 1)) {
   absl::MutexLock lock(&registry_->mu);
   registry_->exchange = exchange;
 }
@@ -191,16 +195,11 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
                         absl::StrCat("cannot send the request to ", service, " at ", pending->server, ": ",
                                      sent.message()));
   }
-  // Spin a little (a round trip on spinning receivers takes microseconds),
-  // then sleep until the response, the link going down, or the deadline.
-  // Not on a machine of two CPUs or fewer: there the caller's spin takes the
-  // CPU that this node's receive thread needs to read the response.
-  static const bool spin_helps = UsableCpus() > 2;
-  const absl::Time spin_end = std::min(deadline, absl::Now() + (spin_helps ? kCallSpin : absl::ZeroDuration()));
-  // acquire: pairs with the release store in Complete ([CallReady]).
-  for (uint32_t i = 0; !pending->ready.load(std::memory_order_acquire); ++i) {
-    if ((i & 63) == 63 && absl::Now() >= spin_end) break;
-    ringbuf::CpuRelax();
+  // Spin for the response (taking it from the ring ourselves), then sleep
+  // until the receive thread completes the call, the link goes down, or
+  // the deadline.
+  if (context_.call_spin > absl::ZeroDuration()) {
+    SpinForResponse(link, *pending, std::min(deadline, absl::Now() + context_.call_spin));
   }
   {
     absl::MutexLock lock(&pending->mu);
@@ -217,6 +216,43 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
   }
   return absl::DeadlineExceededError(
       absl::StrCat("no response from ", pending->server, " to ", service, " by the deadline"));
+}
+
+void Rpc::SpinForResponse(const std::shared_ptr<Transport>& link, const Pending& pending, absl::Time spin_end) {
+  // relaxed: a count (see spinning_callers_).
+  if (spinning_callers_.fetch_add(1, std::memory_order_relaxed) >= max_spinning_callers_) {
+    spinning_callers_.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  bool aside = true;  // still taking frames from the ring ourselves
+  // acquire: pairs with the release store in Complete ([CallReady]).
+  for (uint32_t i = 0; !pending.ready.load(std::memory_order_acquire); ++i) {
+    if (aside) {
+      bool refused = false;
+      const Transport::AsideDrain drained = link->DrainAside(kAsideBatch, [&](absl::string_view frame) {
+        if (TakeResponse(*link, frame)) return true;
+        refused = true;
+        return false;
+      });
+      if (drained.wake_receiver && context_.wake_receiver) context_.wake_receiver();
+      // Something for the receive thread is in the way (a message, a
+      // publication, a bad frame): it is the receive thread's turn now.
+      if (refused || drained.wake_receiver || link->down()) aside = false;
+    }
+    if ((i & 63) == 63 && absl::Now() >= spin_end) break;
+    ringbuf::CpuRelax();
+  }
+  spinning_callers_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
+}
+
+bool Rpc::TakeResponse(const Transport& link, absl::string_view frame) {
+  const ParsedFrame parsed = ParseFrame(frame);
+  if (!parsed.ok() || parsed.header.frame_kind() != FrameKind::kResponse ||
+      parsed.payload.size() > context_.max_message_bytes) {
+    return false;
+  }
+  OnResponse(link, parsed.header, parsed.payload);
+  return true;
 }
 
 std::shared_ptr<Rpc::Pending> Rpc::TakePending(uint64_t id) {

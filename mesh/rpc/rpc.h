@@ -9,7 +9,12 @@
 // message.
 //
 // Calling: a table of the calls in flight (correlation id -> the waiting
-// caller and the link it went out on). The receive thread completes them;
+// caller and the link it went out on). A caller first spins for its
+// response (RpcContext::call_spin), taking response frames from the link's
+// ring itself (Transport::DrainAside: no hand-off between threads, which
+// costs a wake-up of ~10 us); a frame of any other kind at the head of the
+// ring, or a caller that stopped spinning, leaves the work to the receive
+// thread. Either thread completes the calls;
 // a response whose id is not in the table (late: its caller gave up at the
 // deadline; or made up), or that comes on another link than its request
 // went out on (forged), is counted and dropped. When a link goes down, the
@@ -52,10 +57,8 @@ inline constexpr size_t kStatusBytes = 4;
 // How long the receive thread waits for ring room to write a response
 // before dropping it (counted; the caller then times out).
 inline constexpr absl::Duration kResponseWait = absl::Milliseconds(100);
-// How long a caller spins for its response before it sleeps: a round trip
-// on spinning receivers is a few microseconds, a sleep and wake-up ~10 us.
-// Only with more than two usable CPUs (see Rpc::Call).
-inline constexpr absl::Duration kCallSpin = absl::Microseconds(30);
+// Response frames a spinning caller takes from the ring at a time.
+inline constexpr size_t kAsideBatch = 16;
 
 // The response payload's status prefix, and its decoding. A code outside
 // the canonical set decodes as an INTERNAL error saying so.
@@ -91,6 +94,14 @@ struct RpcContext {
   // True on the node's receive thread, which delivers responses: a Call
   // from there could never get its own and fails at once instead.
   std::function<bool()> on_receive_thread;
+  // How long a caller spins for its response (taking it from the ring
+  // itself) before it sleeps until the receive thread completes the call:
+  // the node's adaptive spin (a round trip on a spinning server takes
+  // microseconds, a sleep and wake-up ~10 us each way); zero for SLEEP.
+  absl::Duration call_spin = absl::ZeroDuration();
+  // Wakes the node's receive thread (Receiver::Wake): a spinning caller
+  // left frames that are not its responses in a ring the thread sleeps on.
+  std::function<void()> wake_receiver;
 };
 
 class Rpc {
@@ -135,6 +146,15 @@ class Rpc {
   };
   // Returns whether the caller was asleep (then it is woken).
   static bool Complete(Pending* p, absl::StatusOr<std::string> result);
+  // A spinning caller's wait: takes response frames from `link`'s ring
+  // until `pending` is done or `spin_end`. Only as many callers spin at
+  // once as there are CPUs besides one (a spinner would otherwise take the
+  // CPU its server or another spinner needs).
+  void SpinForResponse(const std::shared_ptr<Transport>& link, const Pending& pending, absl::Time spin_end);
+  // A frame a spinning caller found at the head of the ring: true if it was
+  // a response (completed as OnResponse does); false leaves it, and what
+  // is wrong with it, to the receive thread.
+  bool TakeResponse(const Transport& link, absl::string_view frame);
   std::shared_ptr<Pending> TakePending(uint64_t id);
   struct Registry {
     mutable absl::Mutex mu;
@@ -150,6 +170,10 @@ class Rpc {
   std::atomic<uint32_t> next_service_id_{1};
   std::atomic<uint64_t> next_call_{1};
   std::atomic<uint64_t> round_robin_{0};
+  const int max_spinning_callers_;
+  // Callers spinning now (SpinForResponse). acq_rel/relaxed would both do:
+  // it only limits how many spin, and publishes no other memory (relaxed).
+  std::atomic<int> spinning_callers_{0};
 
   absl::Mutex calls_mu_;
   std::map<uint64_t, std::shared_ptr<Pending>> calls_ ABSL_GUARDED_BY(calls_mu_);
