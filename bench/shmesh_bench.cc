@@ -414,7 +414,7 @@ std::vector<std::string> MeshClientArgs(const Plan& plan, const std::string& dir
 void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
                const std::function<bool(const std::string&)>& wanted) {
   std::unique_ptr<IoxRoudi> roudi;  // declared first: stopped after the pairs
-  std::optional<Pair> floor, ring, doorbell, adaptive, rpc, rpc_sleep, uds, zmq, grpc, iox_copy, iox_zero_copy;
+  std::optional<Pair> floor, ring, doorbell, adaptive, rpc, rpc_sleep, rpc_pinned, uds, zmq, grpc, iox_copy, iox_zero_copy;
   std::optional<FanoutGroup> loan_fanout_1, loan_fanout_4;
   int dirs = 0;
   auto dir = [&](const std::string& prefix) { return MakeDir(tmp, absl::StrCat(prefix, dirs++)); };
@@ -436,16 +436,23 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     // run in the client process, and a pinned pair would share one CPU.
     // ADAPTIVE (the default) and SLEEP: on two CPUs the spinning receive
     // threads of ADAPTIVE can starve the caller's thread.
-    auto rpc_pair = [&](std::optional<Pair>& pair, const std::string& policy) {
+    auto rpc_pair = [&](std::optional<Pair>& pair, const std::string& policy, bool pinned) {
       const std::string d = dir("r");
-      const std::string row = absl::StrCat("rpc_", policy, "_rtt");
-      pair.emplace(row, std::vector<std::string>{"--role=rpc_server", "--run_dir=" + d, "--policy=" + policy},
+      const std::string row = absl::StrCat("rpc_", pinned ? "pinned" : policy, "_rtt");
+      pair.emplace(row,
+                   std::vector<std::string>{"--role=rpc_server", "--run_dir=" + d, "--policy=" + policy,
+                                            pinned ? "--cpu=1" : "--cpu=-1"},
                    Concat({"--role=rpc_client", "--run_dir=" + d, "--seed=unix:" + d + "/s.grpc",
-                           "--policy=" + policy, "--name=" + row},
+                           "--policy=" + policy, "--name=" + row, pinned ? "--cpu=0" : "--cpu=-1"},
                           CommonArgs(plan, true)));
     };
-    rpc_pair(rpc, "adaptive");
-    rpc_pair(rpc_sleep, "sleep");
+    rpc_pair(rpc, "adaptive", false);
+    rpc_pair(rpc_sleep, "sleep", false);
+    // Pinned as mesh_spin (server on the second CPU, client on the first):
+    // the like-for-like row for the round trip against mesh_spin's one-way
+    // latency. The caller takes its response from the ring itself, so the
+    // client's receive thread sleeps and the pair needs one CPU each.
+    rpc_pair(rpc_pinned, "adaptive", true);
   }
   auto socket_pair = [&](std::optional<Pair>& pair, const std::string& kind) {
     if (!wanted(kind)) return;
@@ -505,6 +512,7 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
     }
     if (rpc.has_value()) rpc->Run("ping", results);
     if (rpc_sleep.has_value()) rpc_sleep->Run("ping", results);
+    if (rpc_pinned.has_value()) rpc_pinned->Run("ping", results);
     for (std::optional<Pair>* pair : {&uds, &zmq, &grpc, &iox_copy, &iox_zero_copy}) {
       if (pair->has_value()) (*pair)->Run("ping", results);
     }

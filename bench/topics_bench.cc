@@ -99,6 +99,19 @@ void PrintTopicRatios(const MedianFn& median) {
   const auto spin = median("mesh_spin", 64, "p50_ns");
   line("topic_spin p50 / mesh_spin p50 (64 B one way)", ratio(topic, spin),
        topic && spin ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *topic, *spin) : "");
+  // The targets, as it words them: the round trip against the
+  // one-way mesh_spin latency, and gRPC's unary round trip against ours.
+  for (const char* rpc : {"rpc_pinned_rtt", "rpc_adaptive_rtt"}) {
+    const auto rtt = median(rpc, 64, "p50_ns");
+    const auto one_way = median("mesh_spin", 64, "p50_ns");
+    const auto grpc = median("grpc_unary", 64, "p50_ns");
+    line(absl::StrCat(rpc, " p50 / mesh_spin one-way p50 (target <= 2.5x)"), ratio(rtt, one_way),
+         rtt && one_way ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *rtt, *one_way) : "");
+    std::optional<double> grpc_rtt;
+    if (grpc.has_value()) grpc_rtt = 2 * *grpc;
+    line(absl::StrCat("grpc_unary round trip p50 / ", rpc, " p50 (target >= 50x)"), ratio(grpc_rtt, rtt),
+         rtt && grpc_rtt ? absl::StrFormat(" (%.0f ns vs %.0f ns)", *grpc_rtt, *rtt) : "");
+  }
   for (const char* rpc : {"rpc_adaptive_rtt", "rpc_sleep_rtt"}) {
     const auto rtt = median(rpc, 64, "p50_ns");
     for (const char* row : {"mesh_spin", "mesh_adaptive", "grpc_unary"}) {

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -33,7 +34,7 @@ class HandlerGate {
   // Calls fn() unless closed; false (fn not called) once closed.
   template <typename Fn>
   bool Run(Fn&& fn) {
-    absl::MutexLock lock(&call_mu_);
+    std::lock_guard<std::mutex> lock(call_mu_);
     // acquire: pairs with the release half of the exchange in Close.
     if (closed_.load(std::memory_order_acquire)) return false;
     running_.store(std::this_thread::get_id(), std::memory_order_relaxed);
@@ -48,7 +49,7 @@ class HandlerGate {
     if (closed_.exchange(true, std::memory_order_acq_rel)) return false;
     // relaxed: only this thread's own store can match its id.
     if (running_.load(std::memory_order_relaxed) != std::this_thread::get_id()) {
-      absl::MutexLock wait_for_call(&call_mu_);
+      std::lock_guard<std::mutex> wait_for_call(call_mu_);
     }
     std::function<void()> on_close;
     {
@@ -73,7 +74,10 @@ class HandlerGate {
 
  private:
   // Held around each call, so that Close() can wait for one in progress.
-  absl::Mutex call_mu_;
+  // A std::mutex: it is taken once per delivered message, and Debian's
+  // Abseil is built with deadlock detection, which makes an absl::Mutex
+  // Lock/Unlock pair cost 40-70 ns here against 5-10 ns.
+  std::mutex call_mu_;
   // The thread inside fn() (std::thread::id() when none): written under
   // call_mu_, read by Close() before it takes call_mu_.
   std::atomic<std::thread::id> running_{};

@@ -473,42 +473,41 @@ bool Link::PrepareToSleep() {
   return sleep;
 }
 
-Transport::AsideDrain Link::DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
-  AsideDrain out;
+bool Link::BorrowConsumer() {
   uint32_t role = consumer_role_.load(std::memory_order_relaxed);
   do {
-    if ((role & kConsumerOwned) != 0) return out;
+    if ((role & kConsumerOwned) != 0) return false;
     // acquire: see what the last owner did to the RingConsumer.
   } while (!consumer_role_.compare_exchange_weak(role, role | kConsumerOwned, std::memory_order_acquire,
                                                  std::memory_order_relaxed));
-  out.ran = true;
   // A sleeping receive thread armed the doorbell: we poll now, so the
   // peer's next write need not ring (a syscall on its side, and a wake-up
   // here that would compete with us for a CPU).
   if ((role & kReceiverArmed) != 0) rx_ring_.consumer().CancelSleep();
-  absl::StatusOr<size_t> drained = DrainOwned(max_frames, fn);
-  if (drained.ok()) {
-    out.frames = *drained;
-  } else {
-    out.wake_receiver = true;  // it finds the same (sticky) error and retires the link
-  }
-  // Give the role back; first re-arm the doorbell for a receive thread that
-  // sleeps counting on it.
+  return true;
+}
+
+absl::StatusOr<size_t> Link::DrainBorrowed(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
+  return DrainOwned(max_frames, fn);
+}
+
+bool Link::ReturnConsumer() {
+  // First re-arm the doorbell for a receive thread that sleeps counting on it.
   bool armed = false;
-  role = consumer_role_.load(std::memory_order_relaxed);
+  bool wake = false;
+  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
   for (;;) {
     if ((role & kReceiverArmed) != 0 && !armed) {
       armed = true;
-      if (!rx_ring_.consumer().PrepareToSleep()) out.wake_receiver = true;  // frames wait for it
+      if (!rx_ring_.consumer().PrepareToSleep()) wake = true;  // frames wait for it
     }
-    // release: the next owner sees this drain; acq_rel so that a failed
+    // release: the next owner sees what we did; acq_rel so that a failed
     // exchange re-reads kReceiverArmed set meanwhile.
     if (consumer_role_.compare_exchange_weak(role, role & ~kConsumerOwned, std::memory_order_acq_rel,
                                              std::memory_order_relaxed)) {
-      break;
+      return wake;
     }
   }
-  return out;
 }
 
 bool Link::ConsumerLent() const {

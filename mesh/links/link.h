@@ -183,8 +183,10 @@ class Link final : public Transport {
   // false if a message arrived meanwhile (then do not sleep). True at once
   // while the consumer role is lent (its borrower arms the doorbell).
   bool PrepareToSleep() override;
-  // Any thread: see Transport::DrainAside.
-  AsideDrain DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) override;
+  // See Transport::BorrowConsumer.
+  bool BorrowConsumer() override;
+  absl::StatusOr<size_t> DrainBorrowed(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) override;
+  bool ReturnConsumer() override;
   bool ConsumerLent() const override;
   // Receive thread only: consume doorbell rings. Never blocks. UNAVAILABLE
   // if the peer closed its end of the doorbell (it exited, or misbehaves):
@@ -245,8 +247,8 @@ class Link final : public Transport {
 
   // The consumer role of rx_ring_ (its RingConsumer keeps process-local
   // state, so one thread at a time): kConsumerOwned while a thread uses it
-  // (the receive thread in Drain/PrepareToSleep, or a borrower in
-  // DrainAside); kReceiverArmed while the receive thread sleeps counting on
+  // (the receive thread in Drain/PrepareToSleep, or a borrower between
+  // BorrowConsumer and ReturnConsumer); kReceiverArmed while the receive thread sleeps counting on
   // rx_ring_'s doorbell, which a borrower must then re-arm before it gives
   // the role back. Every change is a read-modify-write of this one word, so
   // a borrower's give-back and the receive thread's decision to sleep are

@@ -33,7 +33,9 @@ class NamedTransport : public Transport {
   WaitHandles wait_handles() const override { return {}; }
   absl::StatusOr<size_t> Drain(size_t, absl::FunctionRef<bool(absl::string_view)>) override { return 0; }
   bool PrepareToSleep() override { return true; }
-  AsideDrain DrainAside(size_t, absl::FunctionRef<bool(absl::string_view)>) override { return {}; }
+  bool BorrowConsumer() override { return false; }
+  absl::StatusOr<size_t> DrainBorrowed(size_t, absl::FunctionRef<bool(absl::string_view)>) override { return 0; }
+  bool ReturnConsumer() override { return false; }
   bool ConsumerLent() const override { return false; }
   absl::Status ClearDoorbell() override { return absl::OkStatus(); }
   bool MarkDown() override { return !down_.exchange(true); }

@@ -18,10 +18,10 @@
 //     serializes its producers);
 //   - wait_handles(), Drain(), PrepareToSleep(), ClearDoorbell() and
 //     ReadControl(): the receive thread only;
-//   - DrainAside() and ConsumerLent(): any thread. The ring has one
-//     consumer at a time: the receive thread, or a thread that borrows the
-//     consumer role for a moment to take its own frames (a caller waiting
-//     for its response), see DrainAside;
+//   - BorrowConsumer(), ReturnConsumer(), DrainAside() and ConsumerLent():
+//     any thread; DrainBorrowed(): the borrower. The ring has one consumer
+//     at a time: the receive thread, or a thread that borrows the consumer
+//     role to take its own frames (a caller waiting for its response);
 //   - BeatHeartbeat() and CheckPeerLiveness(): the health thread only.
 #ifndef SHMESH_MESH_LINKS_TRANSPORT_H_
 #define SHMESH_MESH_LINKS_TRANSPORT_H_
@@ -126,25 +126,40 @@ class Transport {
   // Announces that the receiver is about to sleep; false if a frame arrived
   // meanwhile (then it must not sleep). While the consumer role is lent,
   // true at once: the borrower arms the doorbell when it gives the role
-  // back (and asks for a Wake() if frames wait, see DrainAside).
+  // back (and asks for a Wake() if frames wait, see ReturnConsumer).
   virtual bool PrepareToSleep() = 0;
 
-  // Any thread: borrows the consumer role if nobody has it (else does
-  // nothing: `ran` false), passes the waiting frames to `fn` while it takes
-  // them (up to `max_frames`; the first it refuses stays first in line for
-  // the receive thread), and gives the role back. While the role is lent
-  // the peer's writes ring no doorbell (the borrower polls); when it comes
-  // back to a sleeping receive thread with frames waiting, `wake_receiver`
-  // says the caller must wake that thread (the receiver's Wake()). A
-  // corrupt ring is left for the receive thread (also `wake_receiver`).
-  // For a thread that waits for one kind of frame and can take it itself
-  // (Rpc's caller and its response): no hand-off to the receive thread.
+  // Any thread: lending the consumer role, for a thread that waits for one
+  // kind of frame and can take it itself (Rpc's caller and its response:
+  // no hand-off to the receive thread, which costs a wake-up).
+  // BorrowConsumer() takes the role if nobody has it (false: someone has).
+  // While it is lent the receive thread leaves the ring alone, and the
+  // peer's writes ring no doorbell (the borrower polls). DrainBorrowed()
+  // (REQUIRES: borrowed, by this thread) is Drain for the borrower: the
+  // first frame `fn` refuses stays first in line for the receive thread.
+  // ReturnConsumer() gives the role back; true if the receive thread
+  // sleeps while frames wait (the caller must then wake it: the receiver's
+  // Wake()); after a DATA_LOSS from DrainBorrowed, return the role and wake
+  // the receive thread, which finds the same error and retires the link.
+  virtual bool BorrowConsumer() = 0;
+  virtual absl::StatusOr<size_t> DrainBorrowed(size_t max_frames,
+                                               absl::FunctionRef<bool(absl::string_view)> fn) = 0;
+  virtual bool ReturnConsumer() = 0;
+  // Borrow, drain, return, in one call.
   struct AsideDrain {
-    bool ran = false;
+    bool ran = false;  // the role was free
     size_t frames = 0;
-    bool wake_receiver = false;
+    bool wake_receiver = false;  // ReturnConsumer's result, or a DATA_LOSS
   };
-  virtual AsideDrain DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) = 0;
+  AsideDrain DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
+    AsideDrain out;
+    if (!BorrowConsumer()) return out;
+    out.ran = true;
+    absl::StatusOr<size_t> n = DrainBorrowed(max_frames, fn);
+    if (n.ok()) out.frames = *n;
+    out.wake_receiver = ReturnConsumer() || !n.ok();
+    return out;
+  }
   // Whether a thread other than the receive thread has the consumer role now.
   virtual bool ConsumerLent() const = 0;
   // Consumes doorbell rings; never blocks. UNAVAILABLE if the peer hung up

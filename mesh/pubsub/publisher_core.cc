@@ -1,6 +1,7 @@
 #include "mesh/pubsub/publisher_core.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -55,6 +56,7 @@ void PublisherCore::RematchLocked(bool force) {
     next.push_back(old != peers_.end() ? std::move(*old) : Peer{link, false, start});
   }
   peers_.swap(next);
+  matched_cv_.notify_all();  // WaitForSubscribers
   // relaxed: a statistic for matched() (see there).
   matched_count_.store(peers_.size(), std::memory_order_relaxed);
   {
@@ -136,7 +138,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishBlock(const pool::BlockHandl
 absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, absl::Time deadline, bool copy) {
   std::shared_ptr<pool::SendPool> pool;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (detached_ || context_.pool == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
@@ -150,7 +152,7 @@ absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, abs
 absl::StatusOr<PublishResult> PublisherCore::PublishOutside(const Outgoing& out, absl::Time deadline) {
   absl::StatusOr<PublishResult> result;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     result = PublishLocked(out, deadline);
   }
   // [RematchWanted] The events thread may have asked between our last
@@ -233,12 +235,12 @@ void PublisherCore::Rematch(absl::Duration patience) {
   // A Publish in progress (maybe waiting for a full ring until its
   // deadline) must not hold the events thread: it is asked to do this
   // itself before it returns.
-  if (!mu_.TryLock()) {
+  if (!mu_.try_lock()) {
     // release: pairs with the acquire loads in and after PublishLocked.
     rematch_wanted_.store(true, std::memory_order_release);
     return;
   }
-  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); };
+  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.unlock(); };
   // relaxed: we hold mu_, and do what was wanted.
   rematch_wanted_.store(false, std::memory_order_relaxed);
   if (!detached_) RematchAndCatchUpLocked(absl::Now() + patience);
@@ -257,8 +259,8 @@ void PublisherCore::RematchAndCatchUpLocked(absl::Time deadline) {
 size_t PublisherCore::matched() {
   // Never waits behind a Publish blocked on a full ring: then the count as
   // of the last match.
-  if (!mu_.TryLock()) return matched_count_.load(std::memory_order_relaxed);
-  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); };
+  if (!mu_.try_lock()) return matched_count_.load(std::memory_order_relaxed);
+  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.unlock(); };
   if (detached_) return 0;
   RematchLocked(false);
   return peers_.size();
@@ -266,8 +268,8 @@ size_t PublisherCore::matched() {
 
 std::vector<std::string> PublisherCore::subscribers() {
   // As matched(): the last match while a Publish holds mu_.
-  if (mu_.TryLock()) {
-    absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); };
+  if (mu_.try_lock()) {
+    absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.unlock(); };
     if (!detached_) RematchLocked(false);
   }
   absl::MutexLock lock(&names_mu_);
@@ -275,7 +277,7 @@ std::vector<std::string> PublisherCore::subscribers() {
 }
 
 absl::Status PublisherCore::WaitForSubscribers(size_t n, absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   // Rematch() (the events thread, after every link or interest change)
   // updates peers_ under mu_, which re-evaluates the condition; the slices
   // also catch a change that has no rematch queued yet.
@@ -289,13 +291,12 @@ absl::Status PublisherCore::WaitForSubscribers(size_t n, absl::Time deadline) {
                                                       " subscriber(s), wanted ", n,
                                                       "; are the subscribers running and linked with this node?"));
     }
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return detached_ || peers_.size() >= n; };
-    mu_.AwaitWithDeadline(absl::Condition(&enough), std::min(deadline, now + absl::Milliseconds(20)));
+    (void)matched_cv_.wait_until(lock, absl::ToChronoTime(std::min(deadline, now + absl::Milliseconds(20))));
   }
 }
 
 void PublisherCore::Detach() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (detached_) return;
   detached_ = true;
   history_.clear();  // its pool blocks go back
@@ -306,6 +307,7 @@ void PublisherCore::Detach() {
   }
   peers_.clear();
   live_.clear();
+  matched_cv_.notify_all();
   matched_count_.store(0, std::memory_order_relaxed);
   {
     absl::MutexLock names_lock(&names_mu_);

@@ -26,10 +26,12 @@
 #define SHMESH_MESH_PUBSUB_PUBLISHER_CORE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -140,7 +142,12 @@ class PublisherCore {
   // The kTopic envelope of this publisher's frames, pre-encoded.
   char prefix_[kFrameBaseBytes];
 
-  mutable absl::Mutex mu_;
+  // A std::mutex: it is taken once per Publish, and Debian's Abseil is
+  // built with deadlock detection, which makes an absl::Mutex Lock/Unlock
+  // pair cost 40-70 ns here against 5-10 ns.
+  mutable std::mutex mu_;
+  // Notified (under mu_) when peers_ changes: WaitForSubscribers.
+  std::condition_variable matched_cv_;
   PublisherContext context_ ABSL_GUARDED_BY(mu_);
   bool detached_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<Peer> peers_ ABSL_GUARDED_BY(mu_);  // matched, by link

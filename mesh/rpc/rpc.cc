@@ -18,14 +18,13 @@ namespace mesh {
 namespace rpc {
 namespace {
 
-std::string Header16(FrameKind kind, uint32_t channel, uint64_t correlation) {
+// Encodes a request's or response's header into `out`; returns its length.
+size_t EncodeHeader16(FrameKind kind, uint32_t channel, uint64_t correlation, char out[kMaxFrameHeaderBytes]) {
   FrameHeader h;
   h.kind = static_cast<uint8_t>(kind);
   h.channel = channel;
   h.correlation = correlation;
-  char buf[kMaxFrameHeaderBytes];
-  const size_t n = EncodeFrameHeader(h, buf);
-  return std::string(buf, n);
+  return EncodeFrameHeader(h, out);
 }
 
 bool IsFatal(const absl::Status& s) { return absl::IsDataLoss(s) || absl::IsUnavailable(s); }
@@ -81,7 +80,7 @@ Rpc::Rpc(RpcContext context, interest::Exchange* exchange, const Logger* log)
       exchange_(exchange),
       registry_(std::make_shared<Registry>()),
       max_spinning_callers_(std::max(1, UsableCpus() - 1)) {
-  absl::MutexLock lock(&registry_->mu);
+  std::lock_guard<std::mutex> lock(registry_->mu);
   registry_->exchange = exchange;
 }
 
@@ -97,14 +96,14 @@ absl::StatusOr<std::shared_ptr<ServiceCore>> Rpc::Serve(absl::string_view name, 
   auto on_close = [weak, id, n] {
     std::shared_ptr<Registry> r = weak.lock();
     if (r == nullptr) return;
-    absl::MutexLock lock(&r->mu);
+    std::lock_guard<std::mutex> lock(r->mu);
     r->by_id.erase(id);
     auto it = r->by_name.find(n);
     if (it != r->by_name.end() && it->second == id) r->by_name.erase(it);
     if (r->exchange != nullptr) r->exchange->Unserve(n);
   };
   auto core = std::make_shared<ServiceCore>(n, id, std::move(handler), std::move(on_close));
-  absl::MutexLock lock(&registry_->mu);
+  std::lock_guard<std::mutex> lock(registry_->mu);
   if (registry_->exchange == nullptr) {
     core->Detach();
     return absl::FailedPreconditionError(absl::StrCat("cannot serve ", name, ": the node is gone"));
@@ -123,7 +122,7 @@ absl::StatusOr<std::shared_ptr<ServiceCore>> Rpc::Serve(absl::string_view name, 
 std::vector<std::string> Rpc::Servers(absl::string_view service) const {
   std::vector<std::string> out;
   {
-    absl::MutexLock lock(&registry_->mu);
+    std::lock_guard<std::mutex> lock(registry_->mu);
     if (registry_->exchange == nullptr) return out;
   }
   for (const auto& [link, id] : exchange_->Servers(service)) out.push_back(link->peer_name());
@@ -139,17 +138,18 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
         "service handler), which is the thread that would deliver the response: it could only time out. "
         "Make the call from another thread (hand the work to a thread of your own)"));
   }
-  if (absl::Status valid = pubsub::ValidateTopicName(service, "service"); !valid.ok()) return valid;
   if (request.size() > context_.max_message_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("request of ", request.size(), " bytes to ", service,
                                                    " exceeds max_message_bytes (", context_.max_message_bytes,
                                                    ")"));
   }
-  std::vector<std::pair<std::shared_ptr<Transport>, uint32_t>> servers = exchange_->Servers(service);
+  absl::StatusOr<std::shared_ptr<const ServerList>> found = ServersOf(service);
+  if (!found.ok()) return found.status();
+  const ServerList& servers = **found;
   std::shared_ptr<Transport> link;
   uint32_t service_id = 0;
   if (!options.server.empty()) {
-    for (auto& [l, id] : servers) {
+    for (const auto& [l, id] : servers) {
       if (l->peer_name() == options.server) {
         link = l;
         service_id = id;
@@ -178,7 +178,7 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
   pending->link = link.get();
   pending->server = link->peer_name();
   {
-    absl::MutexLock lock(&calls_mu_);
+    std::lock_guard<std::mutex> lock(calls_mu_);
     if (detached_) return absl::CancelledError("the node is stopping");
     calls_[id] = pending;
   }
@@ -187,7 +187,9 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
     (void)TakePending(id);
     return absl::UnavailableError(absl::StrCat("server ", pending->server, " went down"));
   }
-  absl::Status sent = link->SendFrame(Header16(FrameKind::kRequest, service_id, id), request, deadline);
+  char header[kMaxFrameHeaderBytes];
+  const size_t header_bytes = EncodeHeader16(FrameKind::kRequest, service_id, id, header);
+  absl::Status sent = link->SendFrame(absl::string_view(header, header_bytes), request, deadline);
   if (!sent.ok()) {
     (void)TakePending(id);
     if (IsFatal(sent) && context_.link_failed) context_.link_failed(link, absl::StrCat("a call failed: ", sent.message()));
@@ -198,50 +200,70 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
   // Spin for the response (taking it from the ring ourselves), then sleep
   // until the receive thread completes the call, the link goes down, or
   // the deadline.
-  if (context_.call_spin > absl::ZeroDuration()) {
-    SpinForResponse(link, *pending, std::min(deadline, absl::Now() + context_.call_spin));
-  }
+  if (context_.call_spin > absl::ZeroDuration()) SpinForResponse(link, *pending, deadline);
   {
-    absl::MutexLock lock(&pending->mu);
+    std::unique_lock<std::mutex> lock(pending->mu);
     pending->sleeping = true;
-    auto done = [p = pending.get()]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) { return p->done; };
-    if (pending->mu.AwaitWithDeadline(absl::Condition(&done), deadline)) return std::move(pending->result);
+    auto done = [p = pending.get()]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return p->done; };
+    if (deadline == absl::InfiniteFuture()) {
+      pending->cv.wait(lock, done);
+      return std::move(pending->result);
+    }
+    if (pending->cv.wait_until(lock, absl::ToChronoTime(deadline), done)) return std::move(pending->result);
   }
   // Deadline: withdraw the call; if a response won the race, take it.
   if (TakePending(id) == nullptr) {
-    absl::MutexLock lock(&pending->mu);
-    pending->mu.Await(absl::Condition(+[](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) { return p->done; },
-                                      pending.get()));
+    std::unique_lock<std::mutex> lock(pending->mu);
+    pending->cv.wait(lock, [p = pending.get()]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return p->done; });
     return std::move(pending->result);
   }
   return absl::DeadlineExceededError(
       absl::StrCat("no response from ", pending->server, " to ", service, " by the deadline"));
 }
 
-void Rpc::SpinForResponse(const std::shared_ptr<Transport>& link, const Pending& pending, absl::Time spin_end) {
+void Rpc::SpinForResponse(const std::shared_ptr<Transport>& link, const Pending& pending, absl::Time deadline) {
   // relaxed: a count (see spinning_callers_).
   if (spinning_callers_.fetch_add(1, std::memory_order_relaxed) >= max_spinning_callers_) {
     spinning_callers_.fetch_sub(1, std::memory_order_relaxed);
     return;
   }
-  bool aside = true;  // still taking frames from the ring ourselves
+  // The consumer role of the link is ours for the whole spin (so that the
+  // receive thread leaves the ring alone and can go to sleep), until a
+  // frame that is not a response is first in line: then it is the
+  // receive thread's turn.
+  bool held = false;
+  bool aside = true;
+  absl::Time spin_end = absl::InfinitePast();
+  auto give_back = [&] {
+    if (link->ReturnConsumer() && context_.wake_receiver) context_.wake_receiver();
+    held = false;
+  };
   // acquire: pairs with the release store in Complete ([CallReady]).
   for (uint32_t i = 0; !pending.ready.load(std::memory_order_acquire); ++i) {
-    if (aside) {
+    if (aside && !held) held = link->BorrowConsumer();
+    if (held) {
       bool refused = false;
-      const Transport::AsideDrain drained = link->DrainAside(kAsideBatch, [&](absl::string_view frame) {
+      const absl::StatusOr<size_t> drained = link->DrainBorrowed(kAsideBatch, [&](absl::string_view frame) {
         if (TakeResponse(*link, frame)) return true;
         refused = true;
         return false;
       });
-      if (drained.wake_receiver && context_.wake_receiver) context_.wake_receiver();
-      // Something for the receive thread is in the way (a message, a
-      // publication, a bad frame): it is the receive thread's turn now.
-      if (refused || drained.wake_receiver || link->down()) aside = false;
+      if (refused || !drained.ok() || link->down()) {
+        aside = false;
+        give_back();
+        if (!drained.ok() && context_.wake_receiver) context_.wake_receiver();
+      }
     }
-    if ((i & 63) == 63 && absl::Now() >= spin_end) break;
+    // The clock is first read after 64 turns (a response on a spinning
+    // server often comes sooner): the spin starts then.
+    if ((i & 63) == 63) {
+      const absl::Time now = absl::Now();
+      if (spin_end == absl::InfinitePast()) spin_end = std::min(deadline, now + context_.call_spin);
+      if (now >= spin_end) break;
+    }
     ringbuf::CpuRelax();
   }
+  if (held) give_back();
   spinning_callers_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
 }
 
@@ -255,8 +277,27 @@ bool Rpc::TakeResponse(const Transport& link, absl::string_view frame) {
   return true;
 }
 
+absl::StatusOr<std::shared_ptr<const Rpc::ServerList>> Rpc::ServersOf(absl::string_view service) {
+  const uint64_t generation = exchange_->generation();
+  {
+    std::lock_guard<std::mutex> lock(servers_mu_);
+    auto it = servers_.find(service);
+    if (it != servers_.end() && it->second.generation == generation &&
+        std::none_of(it->second.list->begin(), it->second.list->end(),
+                     [](const auto& server) { return server.first->down(); })) {
+      return it->second.list;
+    }
+  }
+  if (absl::Status valid = pubsub::ValidateTopicName(service, "service"); !valid.ok()) return valid;
+  auto list = std::make_shared<const ServerList>(exchange_->Servers(service));
+  std::lock_guard<std::mutex> lock(servers_mu_);
+  if (servers_.size() >= kServerCacheEntries) servers_.clear();
+  servers_[std::string(service)] = CachedServers{generation, list};
+  return list;
+}
+
 std::shared_ptr<Rpc::Pending> Rpc::TakePending(uint64_t id) {
-  absl::MutexLock lock(&calls_mu_);
+  std::lock_guard<std::mutex> lock(calls_mu_);
   auto it = calls_.find(id);
   if (it == calls_.end()) return nullptr;
   std::shared_ptr<Pending> p = std::move(it->second);
@@ -265,18 +306,19 @@ std::shared_ptr<Rpc::Pending> Rpc::TakePending(uint64_t id) {
 }
 
 bool Rpc::Complete(Pending* p, absl::StatusOr<std::string> result) {
-  absl::MutexLock lock(&p->mu);
+  std::lock_guard<std::mutex> lock(p->mu);
   p->result = std::move(result);
   p->done = true;
   // [CallReady] release: after the result is written.
   p->ready.store(true, std::memory_order_release);
+  if (p->sleeping) p->cv.notify_one();
   return p->sleeping;
 }
 
 void Rpc::OnRequest(const std::shared_ptr<Transport>& link, const FrameHeader& header, absl::string_view payload) {
   std::shared_ptr<ServiceCore> core;
   {
-    absl::MutexLock lock(&registry_->mu);
+    std::lock_guard<std::mutex> lock(registry_->mu);
     auto it = registry_->by_id.find(header.channel);
     if (it != registry_->by_id.end()) core = it->second;
   }
@@ -289,10 +331,15 @@ void Rpc::OnRequest(const std::shared_ptr<Transport>& link, const FrameHeader& h
                                                        " bytes, over the server's max_message_bytes (",
                                                        context_.max_message_bytes, ")"));
   }
-  const std::string prefix =
-      Header16(FrameKind::kResponse, 0, header.correlation) + EncodeStatusPrefix(result.status().code());
+  char prefix_buf[kMaxFrameHeaderBytes + kStatusBytes];
+  const size_t header_bytes = EncodeHeader16(FrameKind::kResponse, 0, header.correlation, prefix_buf);
+  const uint32_t code = envelope_internal::ToWire32(static_cast<uint32_t>(result.status().code()));
+  std::memcpy(prefix_buf + header_bytes, &code, kStatusBytes);
+  const absl::string_view prefix(prefix_buf, header_bytes + kStatusBytes);
   const absl::string_view body = result.ok() ? absl::string_view(*result) : result.status().message();
-  absl::Status sent = link->SendFrame(prefix, body, absl::Now() + kResponseWait);
+  // No clock read unless the caller's ring is full.
+  absl::Status sent = link->SendFrame(prefix, body, absl::InfinitePast());
+  if (absl::IsResourceExhausted(sent)) sent = link->SendFrame(prefix, body, absl::Now() + kResponseWait);
   if (!sent.ok()) {
     unsent_.fetch_add(1, std::memory_order_relaxed);
     uint64_t left_out = 0;
@@ -307,7 +354,7 @@ void Rpc::OnRequest(const std::shared_ptr<Transport>& link, const FrameHeader& h
 void Rpc::OnResponse(const Transport& link, const FrameHeader& header, absl::string_view payload) {
   std::shared_ptr<Pending> p;
   {
-    absl::MutexLock lock(&calls_mu_);
+    std::lock_guard<std::mutex> lock(calls_mu_);
     auto it = calls_.find(header.correlation);
     if (it == calls_.end()) {
       late_.fetch_add(1, std::memory_order_relaxed);
@@ -338,7 +385,7 @@ void Rpc::OnResponse(const Transport& link, const FrameHeader& header, absl::str
 void Rpc::LinkDown(const Transport* link, absl::string_view why) {
   std::vector<std::shared_ptr<Pending>> failed;
   {
-    absl::MutexLock lock(&calls_mu_);
+    std::lock_guard<std::mutex> lock(calls_mu_);
     for (auto it = calls_.begin(); it != calls_.end();) {
       if (it->second->link == link) {
         failed.push_back(std::move(it->second));
@@ -356,7 +403,7 @@ void Rpc::LinkDown(const Transport* link, absl::string_view why) {
 void Rpc::Detach() {
   std::vector<std::shared_ptr<Pending>> failed;
   {
-    absl::MutexLock lock(&calls_mu_);
+    std::lock_guard<std::mutex> lock(calls_mu_);
     detached_ = true;
     for (auto& [id, p] : calls_) failed.push_back(std::move(p));
     calls_.clear();
@@ -364,7 +411,7 @@ void Rpc::Detach() {
   for (const auto& p : failed) Complete(p.get(), absl::CancelledError("the node is stopping"));
   std::vector<std::shared_ptr<ServiceCore>> services;
   {
-    absl::MutexLock lock(&registry_->mu);
+    std::lock_guard<std::mutex> lock(registry_->mu);
     registry_->exchange = nullptr;
     for (const auto& [id, core] : registry_->by_id) services.push_back(core);
   }
@@ -387,7 +434,7 @@ void Rpc::Report(mesh::v1::NodeTopics* out) const {
   out->set_dropped_late_responses(c.late_responses);
   out->set_dropped_forged_responses(c.forged_responses + c.malformed);
   out->set_unknown_service_requests(c.unknown_service);
-  absl::MutexLock lock(&registry_->mu);
+  std::lock_guard<std::mutex> lock(registry_->mu);
   for (const auto& [name, id] : registry_->by_name) {
     auto it = registry_->by_id.find(id);
     if (it == registry_->by_id.end()) continue;
