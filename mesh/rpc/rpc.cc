@@ -187,10 +187,15 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
     (void)TakePending(id);
     return absl::UnavailableError(absl::StrCat("server ", pending->server, " went down"));
   }
+  // A spinning caller takes the link's consumer role before the request
+  // goes out, so that its response cannot reach the receive thread first
+  // (which would then spin on, beside us, for a response it took).
+  Spin spin = BeginSpin(*link);
   char header[kMaxFrameHeaderBytes];
   const size_t header_bytes = EncodeHeader16(FrameKind::kRequest, service_id, id, header);
   absl::Status sent = link->SendFrame(absl::string_view(header, header_bytes), request, deadline);
   if (!sent.ok()) {
+    EndSpin(*link, &spin);
     (void)TakePending(id);
     if (IsFatal(sent) && context_.link_failed) context_.link_failed(link, absl::StrCat("a call failed: ", sent.message()));
     return absl::Status(sent.code(),
@@ -200,7 +205,7 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
   // Spin for the response (taking it from the ring ourselves), then sleep
   // until the receive thread completes the call, the link goes down, or
   // the deadline.
-  if (context_.call_spin > absl::ZeroDuration()) SpinForResponse(link, *pending, deadline);
+  if (spin.active) SpinForResponse(*link, *pending, deadline, &spin);
   {
     std::unique_lock<std::mutex> lock(pending->mu);
     pending->sleeping = true;
@@ -221,37 +226,56 @@ absl::StatusOr<std::string> Rpc::Call(absl::string_view service, absl::string_vi
       absl::StrCat("no response from ", pending->server, " to ", service, " by the deadline"));
 }
 
-void Rpc::SpinForResponse(const std::shared_ptr<Transport>& link, const Pending& pending, absl::Time deadline) {
+Rpc::Spin Rpc::BeginSpin(Transport& link) {
+  Spin spin;
+  if (context_.call_spin <= absl::ZeroDuration()) return spin;
   // relaxed: a count (see spinning_callers_).
   if (spinning_callers_.fetch_add(1, std::memory_order_relaxed) >= max_spinning_callers_) {
     spinning_callers_.fetch_sub(1, std::memory_order_relaxed);
-    return;
+    return spin;
   }
-  // The consumer role of the link is ours for the whole spin (so that the
-  // receive thread leaves the ring alone and can go to sleep), until a
-  // frame that is not a response is first in line: then it is the
-  // receive thread's turn.
-  bool held = false;
+  spin.active = true;
+  // The receive thread holds the role only for one drain of the ring.
+  for (int i = 0; i < kBorrowTries && !spin.held; ++i) {
+    spin.held = link.BorrowConsumer();
+    if (!spin.held) ringbuf::CpuRelax();
+  }
+  return spin;
+}
+
+void Rpc::EndSpin(Transport& link, Spin* spin) {
+  if (spin->held && link.ReturnConsumer() && context_.wake_receiver) context_.wake_receiver();
+  spin->held = false;
+  if (spin->active) spinning_callers_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in BeginSpin
+  spin->active = false;
+}
+
+void Rpc::SpinForResponse(Transport& link, const Pending& pending, absl::Time deadline, Spin* spin) {
+  // The consumer role stays ours for the whole spin (so that the receive
+  // thread leaves the ring alone and can go to sleep), until a frame that
+  // is not a response is first in line: then it is the receive thread's
+  // turn, and we only watch for the call to complete.
   bool aside = true;
   absl::Time spin_end = absl::InfinitePast();
-  auto give_back = [&] {
-    if (link->ReturnConsumer() && context_.wake_receiver) context_.wake_receiver();
-    held = false;
-  };
   // acquire: pairs with the release store in Complete ([CallReady]).
   for (uint32_t i = 0; !pending.ready.load(std::memory_order_acquire); ++i) {
-    if (aside && !held) held = link->BorrowConsumer();
-    if (held) {
+    // The role is busy: the receive thread is in a drain of this ring. It
+    // may have been preempted on our own CPU, and then our spinning would
+    // only delay it: give it the CPU.
+    bool yield = false;
+    if (aside && !spin->held) yield = !(spin->held = link.BorrowConsumer());
+    if (spin->held) {
       bool refused = false;
-      const absl::StatusOr<size_t> drained = link->DrainBorrowed(kAsideBatch, [&](absl::string_view frame) {
-        if (TakeResponse(*link, frame)) return true;
+      const absl::StatusOr<size_t> drained = link.DrainBorrowed(kAsideBatch, [&](absl::string_view frame) {
+        if (TakeResponse(link, frame)) return true;
         refused = true;
         return false;
       });
-      if (refused || !drained.ok() || link->down()) {
+      if (refused || !drained.ok() || link.down()) {
         aside = false;
-        give_back();
-        if (!drained.ok() && context_.wake_receiver) context_.wake_receiver();
+        const bool wake = link.ReturnConsumer() || !drained.ok();
+        spin->held = false;
+        if (wake && context_.wake_receiver) context_.wake_receiver();
       }
     }
     // The clock is first read after 64 turns (a response on a spinning
@@ -261,10 +285,13 @@ void Rpc::SpinForResponse(const std::shared_ptr<Transport>& link, const Pending&
       if (spin_end == absl::InfinitePast()) spin_end = std::min(deadline, now + context_.call_spin);
       if (now >= spin_end) break;
     }
-    ringbuf::CpuRelax();
+    if (yield) {
+      sched_yield();
+    } else {
+      ringbuf::CpuRelax();
+    }
   }
-  if (held) give_back();
-  spinning_callers_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
+  EndSpin(link, spin);
 }
 
 bool Rpc::TakeResponse(const Transport& link, absl::string_view frame) {

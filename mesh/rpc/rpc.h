@@ -62,6 +62,8 @@ inline constexpr absl::Duration kResponseWait = absl::Milliseconds(100);
 // Services whose servers a node remembers between calls (all are
 // forgotten when one more is called).
 inline constexpr size_t kServerCacheEntries = 256;
+// Tries a caller makes to take its link's consumer role before it sends.
+inline constexpr int kBorrowTries = 4;
 // Response frames a spinning caller takes from the ring at a time.
 inline constexpr size_t kAsideBatch = 16;
 
@@ -169,12 +171,24 @@ class Rpc {
 
   // Returns whether the caller was asleep (then it is woken).
   static bool Complete(Pending* p, absl::StatusOr<std::string> result);
-  // A spinning caller's wait: takes response frames from `link`'s ring
-  // until `pending` is done, for RpcContext::call_spin (at most until
-  // `deadline`). Only as many callers spin at
-  // once as there are CPUs besides one (a spinner would otherwise take the
-  // CPU its server or another spinner needs).
-  void SpinForResponse(const std::shared_ptr<Transport>& link, const Pending& pending, absl::Time deadline);
+  // A spinning caller: its slot among the spinners (only as many spin at
+  // once as there are CPUs besides one: a spinner would otherwise take the
+  // CPU its server or another spinner needs), and whether it holds its
+  // link's consumer role (Transport::BorrowConsumer).
+  struct Spin {
+    bool active = false;
+    bool held = false;
+  };
+  // Before the request goes out: a slot (if spinning is on and one is
+  // free), and the consumer role (a few tries).
+  Spin BeginSpin(Transport& link);
+  // Gives the role and the slot back (waking the receive thread if frames
+  // wait for it).
+  void EndSpin(Transport& link, Spin* spin);
+  // The spin: takes response frames from `link`'s ring until `pending` is
+  // done, for RpcContext::call_spin (at most until `deadline`); then
+  // EndSpin.
+  void SpinForResponse(Transport& link, const Pending& pending, absl::Time deadline, Spin* spin);
   // A frame a spinning caller found at the head of the ring: true if it was
   // a response (completed as OnResponse does); false leaves it, and what
   // is wrong with it, to the receive thread.
