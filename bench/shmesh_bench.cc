@@ -16,7 +16,7 @@
 //   mesh_adaptive[_batch]          mesh::Node, the default policy (ADAPTIVE)
 //   uds, zmq, grpc_unary, grpc_stream   the alternatives
 //   topic_spin                     the same ping-pong over two topics
-//   rpc_adaptive_rtt, rpc_sleep_rtt  Node::Call round trips (not halved)
+//   rpc_adaptive_rtt, rpc_sleep_rtt, rpc_pinned_rtt  Node::Call round trips (not halved)
 //   topic_fanout_<N>               one publisher, N subscriber processes
 //   topic_sub_first_msg[_max]      Subscribe returning -> first message
 //   mesh_link_setup_pair, mesh16_formation, mesh16_idle
@@ -195,7 +195,7 @@ class Results {
     static const char* const kOrder[] = {
         "floor", "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
         "mesh_spin",  "mesh_spin_batch",
-        "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "topic_fanout_1",
+        "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "rpc_pinned_rtt", "topic_fanout_1",
         "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
         "mesh_loan", "mesh_copy_big", "mesh_loan_fanout_1", "mesh_loan_fanout_4",
         "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
@@ -432,10 +432,8 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
                      MeshClientArgs(plan, d, "adaptive", "mesh_adaptive"));
   }
   if (wanted("rpc")) {
-    // Not pinned: the caller's thread and the node's receive thread both
-    // run in the client process, and a pinned pair would share one CPU.
-    // ADAPTIVE (the default) and SLEEP: on two CPUs the spinning receive
-    // threads of ADAPTIVE can starve the caller's thread.
+    // ADAPTIVE (the default) and SLEEP, not pinned (as a user runs them),
+    // and ADAPTIVE pinned as mesh_spin (below).
     auto rpc_pair = [&](std::optional<Pair>& pair, const std::string& policy, bool pinned) {
       const std::string d = dir("r");
       const std::string row = absl::StrCat("rpc_", pinned ? "pinned" : policy, "_rtt");
@@ -926,7 +924,7 @@ int Orchestrate() {
       "trips after %llu. topic_spin: the mesh_spin ping-pong through a Publisher and a Subscription each way. "
       "py_*: two Python processes through the binding (python/bench_roundtrip.py), ADAPTIVE, unpinned: "
       "py_rtt send + receive() round trip and py_call_rtt Node.call, not halved; py_send[_batch] one-way. "
-      "rpc_adaptive_rtt, rpc_sleep_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE or SLEEP, unpinned. topic_fanout_<N>: "
+      "rpc_adaptive_rtt, rpc_sleep_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE or SLEEP, unpinned; rpc_pinned_rtt: ADAPTIVE, pinned as mesh_spin. topic_fanout_<N>: "
       "one publisher to N subscriber processes, nothing pinned, msgs/s and GB/s per subscriber. "
       "topic_sub_first_msg[_max]: Subscribe returning -> first message (a history of 1), p50 and max of 20. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "
       "streaming (throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "

@@ -1,7 +1,8 @@
 // Receiver: the node's data plane on the receiving side. It owns the
 // receive thread ("mesh-recv"), which
 //   - drains every link's ring in turn (kDrainBatch frames per link per
-//     pass, for fairness), checks each frame's envelope (envelope.h) and
+//     pass, for fairness; a ring whose consumer role a caller has borrowed
+//     for its response, Transport::BorrowConsumer, is left to it), checks each frame's envelope (envelope.h) and
 //     routes it: a plain message to the message handler or the receive
 //     queue, a topic frame, request or response to the FrameRouter, a pool
 //     reference (resolved to the payload in the sender's segment) as the

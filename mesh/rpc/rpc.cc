@@ -256,6 +256,7 @@ void Rpc::SpinForResponse(Transport& link, const Pending& pending, absl::Time de
   // is not a response is first in line: then it is the receive thread's
   // turn, and we only watch for the call to complete.
   bool aside = true;
+  uint32_t busy = 0;  // borrows in a row that found the role taken
   absl::Time spin_end = absl::InfinitePast();
   // acquire: pairs with the release store in Complete ([CallReady]).
   for (uint32_t i = 0; !pending.ready.load(std::memory_order_acquire); ++i) {
@@ -263,7 +264,11 @@ void Rpc::SpinForResponse(Transport& link, const Pending& pending, absl::Time de
     // may have been preempted on our own CPU, and then our spinning would
     // only delay it: give it the CPU.
     bool yield = false;
-    if (aside && !spin->held) yield = !(spin->held = link.BorrowConsumer());
+    if (aside && !spin->held) {
+      spin->held = link.BorrowConsumer();
+      busy = spin->held ? 0 : busy + 1;
+      yield = busy >= kBusyBeforeYield;
+    }
     if (spin->held) {
       bool refused = false;
       const absl::StatusOr<size_t> drained = link.DrainBorrowed(kAsideBatch, [&](absl::string_view frame) {
@@ -416,7 +421,7 @@ void Rpc::LinkDown(const Transport* link, absl::string_view why) {
     for (auto it = calls_.begin(); it != calls_.end();) {
       if (it->second->link == link) {
         failed.push_back(std::move(it->second));
-        it = calls_.erase(it);
+        calls_.erase(it++);  // (flat_hash_map: erasing keeps the other iterators)
       } else {
         ++it;
       }

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -64,6 +65,9 @@ inline constexpr absl::Duration kResponseWait = absl::Milliseconds(100);
 inline constexpr size_t kServerCacheEntries = 256;
 // Tries a caller makes to take its link's consumer role before it sends.
 inline constexpr int kBorrowTries = 4;
+// A spinning caller that found the role taken this many times in a row
+// yields its CPU at each further try (the holder may be preempted there).
+inline constexpr uint32_t kBusyBeforeYield = 32;
 // Response frames a spinning caller takes from the ring at a time.
 inline constexpr size_t kAsideBatch = 16;
 
@@ -214,7 +218,7 @@ class Rpc {
   std::atomic<int> spinning_callers_{0};
 
   std::mutex calls_mu_;
-  std::map<uint64_t, std::shared_ptr<Pending>> calls_ ABSL_GUARDED_BY(calls_mu_);
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Pending>> calls_ ABSL_GUARDED_BY(calls_mu_);
   bool detached_ ABSL_GUARDED_BY(calls_mu_) = false;
 
   LogLimiter drop_log_{absl::Seconds(1)};  // receive thread
