@@ -217,8 +217,10 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(const Outgoing& out, 
   bytes_.store(bytes_.load(std::memory_order_relaxed) + payload_size, std::memory_order_relaxed);
   // A re-match the events thread could not do while we held the lock:
   // new subscribers get their history now, not at some later Publish.
-  // acquire: pairs with the release store in Rematch.
-  if (rematch_wanted_.exchange(false, std::memory_order_acquire)) {
+  // acquire: pairs with the release store in Rematch. A plain load first:
+  // the exchange (a locked read-modify-write) only when it is set.
+  if (rematch_wanted_.load(std::memory_order_acquire) &&
+      rematch_wanted_.exchange(false, std::memory_order_acquire)) {
     RematchAndCatchUpLocked(absl::Now() + kRematchPatienceInPublish);
   }
   if (result.delivered == 0 && !result.not_reached.empty()) {
