@@ -322,7 +322,9 @@ TEST_F(HostilePoolTest, BadSegmentsFailTheLink) {
     const int fd = ::memfd_create("evil-raw", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     EXPECT_GE(fd, 0) << std::strerror(errno);
     EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0) << std::strerror(errno);
-    if (seals != 0) EXPECT_EQ(::fcntl(fd, F_ADD_SEALS, seals), 0) << std::strerror(errno);
+    if (seals != 0) {
+      EXPECT_EQ(::fcntl(fd, F_ADD_SEALS, seals), 0) << std::strerror(errno);
+    }
     return fd;
   };
   constexpr unsigned kAll = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
