@@ -382,7 +382,7 @@ void Receiver::Loop() {
 
   // Everything the peer wrote, for a link that is going away.
   auto drain_rest = [&](const std::shared_ptr<Transport>& link) {
-    // A caller that borrowed the consumer role (Transport::DrainAside) gives
+    // A caller that borrowed the consumer role (Transport::BorrowConsumer) gives
     // it back within one short drain of its responses.
     for (int i = 0; i < 10'000 && link->ConsumerLent(); ++i) sched_yield();
     // A frame a full subscription refuses is left: the link is going.

@@ -1,4 +1,4 @@
-// The consumer role of a Link's receiving ring (Transport::DrainAside): a
+// The consumer role of a Link's receiving ring (Transport::BorrowConsumer): a
 // thread other than the receive thread takes its own frames for a moment,
 // and the receive thread's sleep on the doorbell is neither broken nor
 // disturbed by it. Real links (memfd rings, doorbells, a link socket).
@@ -28,6 +28,22 @@ namespace {
 bool Readable(int fd, int ms) {
   struct pollfd p = {fd, POLLIN, 0};
   return ::poll(&p, 1, ms) == 1;
+}
+
+// Borrow, drain, return, in one call (what Rpc's caller does in steps).
+struct AsideDrain {
+  bool ran = false;  // the role was free
+  size_t frames = 0;
+  bool wake_receiver = false;  // ReturnConsumer's result, or a DATA_LOSS
+};
+AsideDrain DrainAside(Transport& link, size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
+  AsideDrain out;
+  if (!link.BorrowConsumer()) return out;
+  out.ran = true;
+  absl::StatusOr<size_t> n = link.DrainBorrowed(max_frames, fn);
+  if (n.ok()) out.frames = *n;
+  out.wake_receiver = link.ReturnConsumer() || !n.ok();
+  return out;
 }
 
 class ConsumerRoleTest : public ::testing::Test {
@@ -73,7 +89,7 @@ TEST_F(ConsumerRoleTest, TakesItsFramesAndLeavesTheRestInOrder) {
   Send("m1");
   Send("r3");
   std::vector<std::string> taken;
-  const Transport::AsideDrain d = a_->DrainAside(16, TakeR(&taken));
+  const AsideDrain d = DrainAside(*a_, 16, TakeR(&taken));
   EXPECT_TRUE(d.ran);
   EXPECT_EQ(d.frames, 2u);
   EXPECT_FALSE(d.wake_receiver);  // the receive thread is not asleep
@@ -89,7 +105,7 @@ TEST_F(ConsumerRoleTest, WhileLentTheReceiveThreadLeavesTheRingAlone) {
   Send("m1");
   std::vector<std::string> inside;
   bool slept = false;
-  const Transport::AsideDrain d = a_->DrainAside(16, [&](absl::string_view f) {
+  const AsideDrain d = DrainAside(*a_, 16, [&](absl::string_view f) {
     EXPECT_TRUE(a_->ConsumerLent());
     inside = DrainOnA();          // the receive thread, now: nothing
     slept = a_->PrepareToSleep();  // may sleep: the borrower arms for it
@@ -101,9 +117,9 @@ TEST_F(ConsumerRoleTest, WhileLentTheReceiveThreadLeavesTheRingAlone) {
   // It gave the role back to a receive thread that sleeps while m1 waits.
   EXPECT_TRUE(d.wake_receiver);
   // A second borrower is refused while the role is taken.
-  Transport::AsideDrain nested;
-  (void)a_->DrainAside(16, [&](absl::string_view) {
-    nested = a_->DrainAside(16, [](absl::string_view) { return true; });
+  AsideDrain nested;
+  (void)DrainAside(*a_, 16, [&](absl::string_view) {
+    nested = DrainAside(*a_, 16, [](absl::string_view) { return true; });
     return false;
   });
   EXPECT_FALSE(nested.ran);
@@ -114,7 +130,7 @@ TEST_F(ConsumerRoleTest, GivingTheRoleBackReArmsASleepingReceiver) {
   const int doorbell = a_->wait_handles().data;
   ASSERT_TRUE(a_->PrepareToSleep());  // the receive thread sleeps on the doorbell
   std::vector<std::string> taken;
-  const Transport::AsideDrain d = a_->DrainAside(16, TakeR(&taken));
+  const AsideDrain d = DrainAside(*a_, 16, TakeR(&taken));
   EXPECT_TRUE(d.ran);
   EXPECT_EQ(d.frames, 0u);
   EXPECT_FALSE(d.wake_receiver);
@@ -157,7 +173,7 @@ TEST_F(ConsumerRoleTest, BorrowerAndReceiveThreadShareARing) {
   });
   std::thread borrower([&] {
     while (!done.load()) {
-      const Transport::AsideDrain d = a_->DrainAside(16, [&](absl::string_view f) {
+      const AsideDrain d = DrainAside(*a_, 16, [&](absl::string_view f) {
         if (f[0] != 'r') return false;
         int seq = 0;
         EXPECT_TRUE(absl::SimpleAtoi(f.substr(1), &seq));

@@ -18,7 +18,7 @@
 //     serializes its producers);
 //   - wait_handles(), Drain(), PrepareToSleep(), ClearDoorbell() and
 //     ReadControl(): the receive thread only;
-//   - BorrowConsumer(), ReturnConsumer(), DrainAside() and ConsumerLent():
+//   - BorrowConsumer(), ReturnConsumer() and ConsumerLent():
 //     any thread; DrainBorrowed(): the borrower. The ring has one consumer
 //     at a time: the receive thread, or a thread that borrows the consumer
 //     role to take its own frames (a caller waiting for its response);
@@ -106,7 +106,7 @@ class Transport {
   virtual absl::StatusOr<std::optional<ControlMessage>> ReadControl() = 0;
 
   // --- receiving ---
-  // (Receive thread only, up to DrainAside.)
+  // (Receive thread only, up to BorrowConsumer.)
   // Descriptors the receive thread waits on (borrowed): `control` is
   // readable when a control message or EOF arrived; `data` when the peer
   // rang after writing frames while we slept.
@@ -145,21 +145,6 @@ class Transport {
   virtual absl::StatusOr<size_t> DrainBorrowed(size_t max_frames,
                                                absl::FunctionRef<bool(absl::string_view)> fn) = 0;
   virtual bool ReturnConsumer() = 0;
-  // Borrow, drain, return, in one call.
-  struct AsideDrain {
-    bool ran = false;  // the role was free
-    size_t frames = 0;
-    bool wake_receiver = false;  // ReturnConsumer's result, or a DATA_LOSS
-  };
-  AsideDrain DrainAside(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
-    AsideDrain out;
-    if (!BorrowConsumer()) return out;
-    out.ran = true;
-    absl::StatusOr<size_t> n = DrainBorrowed(max_frames, fn);
-    if (n.ok()) out.frames = *n;
-    out.wake_receiver = ReturnConsumer() || !n.ok();
-    return out;
-  }
   // Whether a thread other than the receive thread has the consumer role now.
   virtual bool ConsumerLent() const = 0;
   // Consumes doorbell rings; never blocks. UNAVAILABLE if the peer hung up
