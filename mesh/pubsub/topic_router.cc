@@ -107,11 +107,13 @@ bool TopicRouter::Deliver(const Transport& link, Channel* channel, absl::string_
     no_subscriber_.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
-  const MessageView view{link.peer_name(), payload, channel->topic};
-  for (const auto& sub : channel->subs) sub->Deliver(view, pooled);
-  // Statistics, one writer (this thread).
+  // Statistics, one writer (this thread). Counted before the handlers run,
+  // so anyone who has seen a message delivered (through the handler's own
+  // synchronisation) also sees it counted in the topology.
   BumpBy(channel->messages, 1);
   BumpBy(channel->bytes, payload.size());
+  const MessageView view{link.peer_name(), payload, channel->topic};
+  for (const auto& sub : channel->subs) sub->Deliver(view, pooled);
   return true;
 }
 
