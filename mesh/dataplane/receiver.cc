@@ -4,7 +4,6 @@
 #include <sys/epoll.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <map>
 #include <utility>
@@ -15,6 +14,7 @@
 #include "base/eventfd.h"
 #include "mesh/base/os.h"
 #include "mesh/dataplane/envelope.h"
+#include "mesh/dataplane/idle_wait.h"
 #include "ringbuf/ring.h"
 
 namespace mesh {
@@ -23,10 +23,8 @@ namespace {
 // Frames drained from one link before moving to the next (fairness).
 constexpr size_t kDrainBatch = 256;
 
-// A spinning receive thread reads the clock once per this many idle
-// iterations (a clock read costs about as much as an iteration), and once
-// per kBusyPassesPerClockRead passes that found frames.
-constexpr uint32_t kSpinsPerClockRead = 16;
+// A busy receive thread reads the clock once per this many passes that
+// found frames (when idle, IdleWait reads it).
 constexpr uint32_t kBusyPassesPerClockRead = 64;
 // A spinning receive thread looks at the link sockets (one zero-timeout
 // epoll_wait: a syscall of about 1-3 us) only when every link has been
@@ -56,13 +54,6 @@ constexpr int kMutedPollMs = 10;
 // Tags in the epoll set: 0 = the wake-up eventfd; 2*i+2 = link i's control
 // socket, 2*i+3 = its doorbell (i indexes the thread's copy of the links).
 constexpr uint64_t kTagWake = 0;
-
-// CLOCK_MONOTONIC in nanoseconds: about half the cost of absl::Now() with
-// Debian's Abseil, for the spin bookkeeping.
-int64_t SteadyNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Adds `n` to a counter with one writer (the receive thread): relaxed load
 // and store, no read-modify-write needed.
@@ -163,16 +154,10 @@ void Receiver::Loop() {
   // wake-up (the subscription made room, or anything else).
   std::vector<char> held;
   uint64_t seen_generation = 0;
-  const bool spin_forever = options_.wait.mode() == mesh::v1::WaitPolicy::SPIN;
-  const int64_t spin_ns =
-      options_.wait.mode() == mesh::v1::WaitPolicy::SLEEP ? 0 : int64_t{options_.wait.spin_us()} * 1000;
   epoll_event events[64];
-  // Spin bookkeeping without a clock read per frame: the clock is read once
-  // per kSpinsPerClockRead idle iterations, and `idle_since_ns` is set at
-  // the first read after the last frame (-1: not idle yet).
-  uint32_t spins = 0;
+  // Spin, yield or sleep after a pass that found nothing (the WaitPolicy).
+  IdleWait idle(options_.wait);
   uint32_t busy_passes = 0;
-  int64_t idle_since_ns = -1;
   int64_t next_hangup_check_ns = 0;
   // Without a handler: the messages of one drain pass, queued under one lock.
   std::vector<Message> queued;
@@ -546,8 +531,7 @@ void Receiver::Loop() {
     // link (those an application thread left for us too).
     if (hooks_.inboxes != nullptr && hooks_.inboxes->AnyPending()) (void)hooks_.inboxes->FlushAll();
     if (drained) {
-      spins = 0;
-      idle_since_ns = -1;
+      idle.Busy();
       // A stream that never pauses still gets its sockets looked at.
       if (++busy_passes % kBusyPassesPerClockRead == 0) {
         const int64_t now = SteadyNowNs();
@@ -561,21 +545,15 @@ void Receiver::Loop() {
     }
     // Nothing to read. Keep spinning while recently active (or forever with
     // SPIN), looking at the sockets once the links are quiet.
-    if (spin_forever || spin_ns > 0) {
-      bool spin = true;
-      if (spins++ % kSpinsPerClockRead == 0) {
-        const int64_t now = SteadyNowNs();
-        if (idle_since_ns < 0) idle_since_ns = now;
-        if (!spin_forever && now - idle_since_ns >= spin_ns) {
-          spin = false;
-        } else if (now - idle_since_ns >= kQuietBeforeCheckNs && now >= next_hangup_check_ns) {
-          check_sockets(now);
-        }
-      }
-      if (spin) {
+    const IdleWait::Step step = idle.Next();
+    if (step.action != IdleWait::Action::kSleep) {
+      if (step.quiet_ns >= kQuietBeforeCheckNs && step.now_ns >= next_hangup_check_ns) check_sockets(step.now_ns);
+      if (step.action == IdleWait::Action::kYield) {
+        sched_yield();
+      } else {
         ringbuf::CpuRelax();
-        continue;
       }
+      continue;
     }
     // Going to sleep: announce it on every ring, then re-check; a producer
     // that wrote after our check sees the flag and rings the doorbell.
@@ -600,11 +578,9 @@ void Receiver::Loop() {
       unmute_expired();
       held.assign(held.size(), 0);
     }
-    // Look at the clock first thing after the wake-up: `idle_since_ns`
-    // still dates from before the sleep, so a wake-up that brings nothing
-    // (a spurious or hostile doorbell) goes straight back to sleep instead
-    // of spinning again; one that brings data resets it in drain_all.
-    spins = 0;
+    // A wake-up that brings nothing (spurious, or a hostile doorbell) goes
+    // straight back to sleep; one that brings data calls idle.Busy().
+    idle.WokeUp();
   }
 }
 
