@@ -57,6 +57,7 @@ int FirstPublisherRole(const RoleConfig& config);  // publishes first/t (history
 int FirstSubscriberRole(const RoleConfig& config); // Subscribe -> first message, 20 tries per command
 // The floor (roles_floor.cc): one cache line between two pinned processes.
 int FloorRole(const RoleConfig& config);           // measures; forks its echo peer
+int FanoutFloorRole(const RoleConfig& config);     // fan-out floor rows: forks its subscribers
 // Eclipse iceoryx (roles_iceoryx.cc); --policy copy or zero_copy.
 int IoxRoudiRole(const RoleConfig& config);        // runs iox-roudi until stdin closes, then stops it
 int IoxServerRole(const RoleConfig& config);       // echo/sink runtime

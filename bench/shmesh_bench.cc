@@ -18,6 +18,8 @@
 //   topic_spin                     the same ping-pong over two topics
 //   rpc_adaptive_rtt, rpc_sleep_rtt, rpc_pinned_rtt  Node::Call round trips (not halved)
 //   topic_fanout_<N>               one publisher, N subscriber processes
+//   fanout_floor_{rings,shared}_<N> the same on bare shared memory: a ring
+//                                  per subscriber, or one shared ring
 //   topic_sub_first_msg[_max]      Subscribe returning -> first message
 //   mesh_link_setup_pair, mesh16_formation, mesh16_idle
 //   ring_microbench_*              Google Benchmark, one thread
@@ -127,6 +129,7 @@ int RunRole(const std::string& role) {
   if (role == "first_pub") return FirstPublisherRole(c);
   if (role == "first_sub") return FirstSubscriberRole(c);
   if (role == "floor") return FloorRole(c);
+  if (role == "fanout_floor") return FanoutFloorRole(c);
   if (role == "iox_roudi") return IoxRoudiRole(c);
   if (role == "iox_server") return IoxServerRole(c);
   if (role == "iox_client") return IoxClientRole(c);
@@ -196,7 +199,8 @@ class Results {
         "floor", "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
         "mesh_spin",  "mesh_spin_batch",
         "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "rpc_pinned_rtt", "topic_fanout_1",
-        "topic_fanout_4", "topic_fanout_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
+        "topic_fanout_4", "topic_fanout_8", "fanout_floor_rings_1", "fanout_floor_rings_4", "fanout_floor_rings_8",
+        "fanout_floor_shared_1", "fanout_floor_shared_4", "fanout_floor_shared_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
         "mesh_loan", "mesh_copy_big", "mesh_loan_fanout_1", "mesh_loan_fanout_4",
         "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
         "mesh16_formation", "mesh16_idle", "py_rtt", "py_call_rtt", "py_send", "py_send_batch"};

@@ -26,6 +26,24 @@ std::string NewDir(const std::string& parent, const std::string& name) {
 
 void Progress(const std::string& what) { std::fprintf(stderr, "shmesh_bench: %s\n", what.c_str()); }
 
+// The fan-out floor rows for n subscribers (roles_fanout_floor.cc), after
+// the mesh processes are gone.
+void RunFanoutFloor(const TopicsPlan& plan, int n, std::vector<std::string>* rows) {
+  Progress(absl::StrCat("fanout_floor_", n));
+  Child floor = Child::Spawn({"--role=fanout_floor", absl::StrCat("--expect_peers=", n),
+                              absl::StrCat("--duration_ms=", plan.duration_ms),
+                              absl::StrCat("--ring_bytes=", plan.ring_bytes)});
+  floor.WaitFor("READY", absl::Now() + kStartTimeout, "fan-out floor");
+  for (int rep = 0; rep < plan.reps; ++rep) {
+    for (uint64_t size : plan.sizes) {
+      floor.WriteLine(absl::StrCat("thru ", size, " 0"));
+      floor.WaitFor("OK", absl::Now() + kCommandTimeout, "fan-out floor", rows);
+    }
+  }
+  floor.CloseStdin();
+  floor.Finish(absl::Seconds(10));
+}
+
 }  // namespace
 
 std::vector<std::string> RunTopicFanout(const TopicsPlan& plan, const std::string& tmp) {
@@ -59,6 +77,7 @@ std::vector<std::string> RunTopicFanout(const TopicsPlan& plan, const std::strin
     pub.Finish(absl::Seconds(10));
     for (Child& s : subs) s.CloseStdin();
     for (Child& s : subs) s.Finish(absl::Seconds(10));
+    RunFanoutFloor(plan, n, &rows);
   }
   return rows;
 }
@@ -127,6 +146,19 @@ void PrintTopicRatios(const MedianFn& median) {
     const auto eight = median("topic_fanout_8", size, "msgs_per_s");
     line(absl::StrCat("topic_fanout_8 / topic_fanout_1 msgs/s per subscriber, ", size, " B"), ratio(eight, one),
          one && eight ? absl::StrFormat(" (%.0f vs %.0f)", *eight, *one) : "");
+    // What bounds it: the same 8-vs-1 ratio with nothing but shared memory,
+    // a ring per subscriber (shmesh's layout) and one shared ring.
+    for (const char* layout : {"rings", "shared"}) {
+      const auto floor_one = median(absl::StrCat("fanout_floor_", layout, "_1"), size, "msgs_per_s");
+      const auto floor_eight = median(absl::StrCat("fanout_floor_", layout, "_8"), size, "msgs_per_s");
+      line(absl::StrCat("fanout_floor_", layout, "_8 / fanout_floor_", layout, "_1 msgs/s per subscriber, ", size, " B"),
+           ratio(floor_eight, floor_one),
+           floor_one && floor_eight ? absl::StrFormat(" (%.0f vs %.0f)", *floor_eight, *floor_one) : "");
+    }
+    const auto floor_rings = median("fanout_floor_rings_8", size, "msgs_per_s");
+    line(absl::StrCat("topic_fanout_8 / fanout_floor_rings_8 msgs/s per subscriber, ", size, " B"),
+         ratio(eight, floor_rings),
+         eight && floor_rings ? absl::StrFormat(" (%.0f vs %.0f)", *eight, *floor_rings) : "");
   }
   const auto first = median("topic_sub_first_msg", 0, "setup_ms");
   const auto first_max = median("topic_sub_first_msg_max", 0, "setup_ms");
