@@ -45,9 +45,11 @@ absl::StatusOr<SharedRegion> SharedRegion::Create(std::string_view debug_name, s
 namespace {
 
 // The checks Map and MapReadOnly share: `raw` is a memfd sealed against
-// shrinking, growing and further sealing, not write-sealed, a regular file
-// of exactly `expected_size` bytes. `what` names the caller in errors.
-absl::Status CheckSealedMemfd(int raw, size_t expected_size, absl::string_view what) {
+// shrinking, growing and further sealing, not write-sealed (or, with
+// `writer_only`, sealed with F_SEAL_FUTURE_WRITE but not F_SEAL_WRITE), a
+// regular file of exactly `expected_size` bytes. `what` names the caller
+// in errors.
+absl::Status CheckSealedMemfd(int raw, size_t expected_size, absl::string_view what, bool writer_only = false) {
   if (expected_size == 0) return absl::InvalidArgumentError(absl::StrCat(what, ": expected_size is 0"));
   absl::StatusOr<int> seals = os_internal::GetSeals(raw);
   if (!seals.ok()) {
@@ -62,7 +64,13 @@ absl::Status CheckSealedMemfd(int raw, size_t expected_size, absl::string_view w
         what, ": memfd ", raw, " lacks seals ", SealNames(kRequiredSeals & ~*seals), " (has ", SealNames(*seals),
         "); its size could change and a mapping could SIGBUS"));
   }
-  if ((*seals & kForbiddenSeals) != 0) {
+  if (writer_only) {
+    if ((*seals & F_SEAL_FUTURE_WRITE) == 0 || (*seals & F_SEAL_WRITE) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, ": memfd ", raw, " has seals ", SealNames(*seals),
+          "; expected F_SEAL_FUTURE_WRITE without F_SEAL_WRITE (only its creator may write it)"));
+    }
+  } else if ((*seals & kForbiddenSeals) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(what, ": memfd ", raw, " is write-sealed (",
                                                       SealNames(*seals & kForbiddenSeals),
                                                       "); shmesh's regions are written by their creator"));
@@ -92,6 +100,25 @@ absl::StatusOr<SharedRegion> SharedRegion::MapReadOnly(base::UniqueFd fd, size_t
   SHMESH_RETURN_IF_ERROR(CheckSealedMemfd(fd.get(), expected_size, "SharedRegion::MapReadOnly"));
   SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapSharedReadOnly(fd.get(), expected_size));
   // The mapping keeps the memory; the descriptor is no longer needed.
+  return SharedRegion(base::UniqueFd(), data, expected_size);
+}
+
+absl::StatusOr<SharedRegion> SharedRegion::CreateWriterOnly(std::string_view debug_name, size_t size) {
+  if (size == 0) return absl::InvalidArgumentError("SharedRegion::CreateWriterOnly: size is 0");
+  std::string name(debug_name.substr(0, kMaxNameLength));
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd fd, os_internal::MemfdCreate(name));
+  SHMESH_RETURN_IF_ERROR(os_internal::Ftruncate(fd.get(), size));
+  // Map first: after F_SEAL_FUTURE_WRITE no new writable mapping is allowed.
+  SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapShared(fd.get(), size));
+  SharedRegion region(std::move(fd), data, size);
+  SHMESH_RETURN_IF_ERROR(os_internal::AddSeals(region.fd(), kRequiredSeals | F_SEAL_FUTURE_WRITE));
+  return region;
+}
+
+absl::StatusOr<SharedRegion> SharedRegion::MapWriterOnly(base::UniqueFd fd, size_t expected_size) {
+  if (!fd.valid()) return absl::InvalidArgumentError("SharedRegion::MapWriterOnly: no fd given");
+  SHMESH_RETURN_IF_ERROR(CheckSealedMemfd(fd.get(), expected_size, "SharedRegion::MapWriterOnly", true));
+  SHMESH_ASSIGN_OR_RETURN(uint8_t * data, os_internal::MapSharedReadOnly(fd.get(), expected_size));
   return SharedRegion(base::UniqueFd(), data, expected_size);
 }
 

@@ -56,6 +56,19 @@ class SharedRegion {
   // reads (pool segments). Writing to data() of such a region faults.
   static absl::StatusOr<SharedRegion> MapReadOnly(base::UniqueFd fd, size_t expected_size);
 
+  // One writer, many readers that must not write (a broadcast ring): like
+  // Create, and then sealed with F_SEAL_FUTURE_WRITE as well, so that this
+  // mapping is the only one that can ever write. A process that receives
+  // the fd can map it only read-only, and cannot mprotect that mapping
+  // writable (the kernel refuses it for such a memfd).
+  static absl::StatusOr<SharedRegion> CreateWriterOnly(std::string_view debug_name, size_t size);
+  // The reading side of CreateWriterOnly: the checks of Map, except that
+  // the memfd must carry F_SEAL_FUTURE_WRITE (and not F_SEAL_WRITE), then
+  // a read-only mapping; `fd` is closed (fd() returns -1). A memfd without
+  // F_SEAL_FUTURE_WRITE is refused (FAILED_PRECONDITION): another reader
+  // could write it.
+  static absl::StatusOr<SharedRegion> MapWriterOnly(base::UniqueFd fd, size_t expected_size);
+
   SharedRegion(SharedRegion&& other) noexcept;
   SharedRegion& operator=(SharedRegion&& other) noexcept;
   SharedRegion(const SharedRegion&) = delete;
