@@ -18,8 +18,17 @@
 // what bounds topic_fanout_<N>: the rings row is the layout's ceiling, the
 // shared row what one ring per publisher would allow.
 //
-// Per command "thru SIZE 0": both rows, each with N subscriber processes
-// forked for it (they exit at the end marker).
+// And beside them the real thing on the shared layout:
+//
+//   broadcast_ring_<N>       ringbuf::BroadcastProducer / BroadcastConsumer
+//                            (broadcast.h): the same traffic with its copy-out
+//                            and overwrite check, doorbells, and consumers
+//                            that sleep after 50 us idle
+//
+// Per command "thru SIZE 0": the three rows, each with N subscriber
+// processes forked for it (they exit at the end).
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -37,11 +46,18 @@
 #include "absl/strings/str_cat.h"
 #include "bench/harness.h"
 #include "bench/roles.h"
+#include "ringbuf/broadcast.h"
 #include "ringbuf/region.h"
 #include "ringbuf/wait.h"
 
 namespace shmesh_bench {
 namespace {
+
+absl::StatusOr<base::UniqueFd> DupFd(int fd) {
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return absl::InternalError("dup failed");
+  return base::UniqueFd(copy);
+}
 
 constexpr int64_t kPauseNs = 5'000;
 constexpr uint64_t kHeaderBytes = 8;
@@ -192,6 +208,92 @@ double Measure(ringbuf::SharedRegion& region, int n, bool shared, uint64_t size,
   return static_cast<double>(sent) / (static_cast<double>(last - t0) / 1e9);
 }
 
+// broadcast_ring_<N>: one BroadcastProducer, N BroadcastConsumers made and
+// attached here and used by forked processes (which inherit the mappings
+// and doorbell ends). Each records its count and finish time in `results`
+// (a Counter pair per subscriber). Returns msgs/s per subscriber.
+double MeasureBroadcast(int n, uint64_t size, int64_t duration_ms, uint64_t ring_bytes) {
+  absl::StatusOr<ringbuf::SharedRegion> results =
+      ringbuf::SharedRegion::Create("shmesh-bench-broadcast-results", sizeof(Counter) * 2 * kMaxSubscribers);
+  Check(results.status(), "broadcast_ring: results page");
+  auto* slots = new (results->data()) Counter[2 * kMaxSubscribers];
+  ringbuf::BroadcastOptions options;
+  options.capacity = ring_bytes;
+  absl::StatusOr<ringbuf::BroadcastProducer> producer = ringbuf::BroadcastProducer::Create("shmesh-bench-broadcast",
+                                                                                           options);
+  Check(producer.status(), "broadcast_ring: create");
+  std::vector<pid_t> pids;
+  std::fflush(nullptr);
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<base::UniqueFd> region_fd = DupFd(producer->region_fd());
+    absl::StatusOr<ringbuf::BroadcastConsumer> consumer =
+        ringbuf::BroadcastConsumer::Open(std::move(*region_fd), ring_bytes, producer->tail());
+    Check(consumer.status(), "broadcast_ring: open");
+    Check(producer->Attach(std::move(*DupFd(consumer->cursor_fd())), consumer->TakeProducerDoorbell(),
+                           producer->tail())
+              .status(),
+          "broadcast_ring: attach");
+    const pid_t pid = ::fork();
+    if (pid < 0) Die("broadcast_ring: fork failed");
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      std::vector<char> sink(size);
+      uint64_t count = 0;
+      int64_t idle_since = -1;
+      for (;;) {
+        absl::StatusOr<size_t> got = consumer->Drain(256, [&](absl::Span<const uint8_t> f) {
+          if (f.size() != size) Die("broadcast_ring: a frame of the wrong size");
+          std::memcpy(sink.data(), f.data(), f.size());
+          return true;
+        });
+        if (absl::IsOutOfRange(got.status())) break;
+        Check(got.status(), "broadcast_ring: drain");
+        if (*got > 0) {
+          count += *got;
+          idle_since = -1;
+          continue;
+        }
+        const int64_t now = NowNs();
+        if (idle_since < 0) idle_since = now;
+        if (now - idle_since < kPauseNs) {
+          ringbuf::CpuRelax();
+        } else if (now - idle_since < 10 * kPauseNs) {
+          sched_yield();
+        } else if (consumer->PrepareToSleep()) {
+          pollfd p{consumer->doorbell_fd(), POLLIN, 0};
+          ::poll(&p, 1, 100);
+          (void)consumer->ClearDoorbell();
+        }
+      }
+      slots[2 * i].value.store(count, std::memory_order_relaxed);
+      slots[2 * i + 1].value.store(NowNs(), std::memory_order_relaxed);
+      std::_Exit(0);
+    }
+    pids.push_back(pid);
+  }
+  std::string payload(size, 'x');
+  uint64_t sent = 0;
+  const int64_t t0 = NowNs();
+  const int64_t stop = t0 + duration_ms * 1'000'000;
+  std::vector<ringbuf::BroadcastEviction> evicted;
+  do {
+    for (int k = 0; k < 32; ++k, ++sent) Check(producer->Write("", payload, absl::InfiniteFuture(), &evicted), "write");
+  } while (NowNs() < stop);
+  if (!evicted.empty()) Die("broadcast_ring: a subscriber was evicted");
+  { ringbuf::BroadcastProducer closing = std::move(*producer); }  // closed: the consumers end
+  int64_t last = t0;
+  for (int i = 0; i < n; ++i) {
+    int status = 0;
+    if (::waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      Die("broadcast_ring: a subscriber process failed");
+    }
+    // relaxed: waitpid ordered the child's stores before these loads.
+    if (slots[2 * i].value.load(std::memory_order_relaxed) != sent) Die("broadcast_ring: a subscriber missed frames");
+    last = std::max(last, static_cast<int64_t>(slots[2 * i + 1].value.load(std::memory_order_relaxed)));
+  }
+  return static_cast<double>(sent) / (static_cast<double>(last - t0) / 1e9);
+}
+
 }  // namespace
 
 int FanoutFloorRole(const RoleConfig& config) {
@@ -209,6 +311,9 @@ int FanoutFloorRole(const RoleConfig& config) {
       Emit(RowLine(absl::StrCat(shared ? "fanout_floor_shared_" : "fanout_floor_rings_", n), command->size,
                    {{"msgs_per_s", rate}, {"gb_per_s", rate * command->size / 1e9}}));
     }
+    const double rate = MeasureBroadcast(n, command->size, config.duration_ms, config.ring_bytes);
+    Emit(RowLine(absl::StrCat("broadcast_ring_", n), command->size,
+                 {{"msgs_per_s", rate}, {"gb_per_s", rate * command->size / 1e9}}));
     Emit("OK");
   }
   return 0;

@@ -20,6 +20,7 @@
 //   topic_fanout_<N>               one publisher, N subscriber processes
 //   fanout_floor_{rings,shared}_<N> the same on bare shared memory: a ring
 //                                  per subscriber, or one shared ring
+//   broadcast_ring_<N>             the same through ringbuf's broadcast ring
 //   topic_sub_first_msg[_max]      Subscribe returning -> first message
 //   mesh_link_setup_pair, mesh16_formation, mesh16_idle
 //   ring_microbench_*              Google Benchmark, one thread
@@ -200,7 +201,8 @@ class Results {
         "mesh_spin",  "mesh_spin_batch",
         "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "rpc_pinned_rtt", "topic_fanout_1",
         "topic_fanout_4", "topic_fanout_8", "fanout_floor_rings_1", "fanout_floor_rings_4", "fanout_floor_rings_8",
-        "fanout_floor_shared_1", "fanout_floor_shared_4", "fanout_floor_shared_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
+        "fanout_floor_shared_1", "fanout_floor_shared_4", "fanout_floor_shared_8", "broadcast_ring_1",
+        "broadcast_ring_4", "broadcast_ring_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
         "mesh_loan", "mesh_copy_big", "mesh_loan_fanout_1", "mesh_loan_fanout_4",
         "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
         "mesh16_formation", "mesh16_idle", "py_rtt", "py_call_rtt", "py_send", "py_send_batch"};
@@ -931,7 +933,7 @@ int Orchestrate() {
       "rpc_adaptive_rtt, rpc_sleep_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE or SLEEP, unpinned; rpc_pinned_rtt: ADAPTIVE, pinned as mesh_spin. topic_fanout_<N>: "
       "one publisher to N subscriber processes, nothing pinned, msgs/s and GB/s per subscriber; fanout_floor_rings_<N> / "
       "fanout_floor_shared_<N>: the same on bare shared memory, a ring per subscriber / one ring with a cursor per "
-      "subscriber (no doorbells or envelopes). "
+      "subscriber (no doorbells or envelopes); broadcast_ring_<N>: the same through ringbuf::BroadcastProducer/Consumer. "
       "topic_sub_first_msg[_max]: Subscribe returning -> first message (a history of 1), p50 and max of 20. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "
       "streaming (throughput). mesh_link_setup_pair: link handshake, dialer's connect() to the link up on both sides. "
       "mesh_pair_join: second node's Start() to both linked (gRPC discovery included). mesh%d_formation: last "

@@ -148,11 +148,11 @@ void PrintTopicRatios(const MedianFn& median) {
          one && eight ? absl::StrFormat(" (%.0f vs %.0f)", *eight, *one) : "");
     // What bounds it: the same 8-vs-1 ratio with nothing but shared memory,
     // a ring per subscriber (shmesh's layout) and one shared ring.
-    for (const char* layout : {"rings", "shared"}) {
-      const auto floor_one = median(absl::StrCat("fanout_floor_", layout, "_1"), size, "msgs_per_s");
-      const auto floor_eight = median(absl::StrCat("fanout_floor_", layout, "_8"), size, "msgs_per_s");
-      line(absl::StrCat("fanout_floor_", layout, "_8 / fanout_floor_", layout, "_1 msgs/s per subscriber, ", size, " B"),
-           ratio(floor_eight, floor_one),
+    // And with ringbuf's broadcast ring (the real component).
+    for (const char* prefix : {"fanout_floor_rings_", "fanout_floor_shared_", "broadcast_ring_"}) {
+      const auto floor_one = median(absl::StrCat(prefix, 1), size, "msgs_per_s");
+      const auto floor_eight = median(absl::StrCat(prefix, 8), size, "msgs_per_s");
+      line(absl::StrCat(prefix, "8 / ", prefix, "1 msgs/s per subscriber, ", size, " B"), ratio(floor_eight, floor_one),
            floor_one && floor_eight ? absl::StrFormat(" (%.0f vs %.0f)", *floor_eight, *floor_one) : "");
     }
     const auto floor_rings = median("fanout_floor_rings_8", size, "msgs_per_s");

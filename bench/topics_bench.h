@@ -27,7 +27,8 @@ struct TopicsPlan {
 
 // Rows topic_fanout_<N> (msgs/s and GB/s per subscriber) for every N and
 // size, each followed by its floor rows fanout_floor_rings_<N> and
-// fanout_floor_shared_<N> (roles_fanout_floor.cc). `tmp` is a directory for the run directories.
+// fanout_floor_shared_<N> and the broadcast_ring_<N> row
+// (roles_fanout_floor.cc). `tmp` is a directory for the run directories.
 std::vector<std::string> RunTopicFanout(const TopicsPlan& plan, const std::string& tmp);
 
 // Rows topic_sub_first_msg and topic_sub_first_msg_max (setup_ms: the p50
