@@ -225,14 +225,14 @@ double MeasureBroadcast(int n, uint64_t size, int64_t duration_ms, uint64_t ring
   std::vector<pid_t> pids;
   std::fflush(nullptr);
   for (int i = 0; i < n; ++i) {
+    absl::StatusOr<ringbuf::BroadcastProducer::NewConsumer> added = producer->AddConsumer(producer->tail());
+    Check(added.status(), "broadcast_ring: add a consumer");
     absl::StatusOr<base::UniqueFd> region_fd = DupFd(producer->region_fd());
+    Check(region_fd.status(), "broadcast_ring: dup");
     absl::StatusOr<ringbuf::BroadcastConsumer> consumer =
-        ringbuf::BroadcastConsumer::Open(std::move(*region_fd), ring_bytes, producer->tail());
+        ringbuf::BroadcastConsumer::Open(std::move(*region_fd), std::move(added->cursor_fd),
+                                         std::move(added->doorbell_fd), ring_bytes, added->start);
     Check(consumer.status(), "broadcast_ring: open");
-    Check(producer->Attach(std::move(*DupFd(consumer->cursor_fd())), consumer->TakeProducerDoorbell(),
-                           producer->tail())
-              .status(),
-          "broadcast_ring: attach");
     const pid_t pid = ::fork();
     if (pid < 0) Die("broadcast_ring: fork failed");
     if (pid == 0) {

@@ -80,8 +80,7 @@ BroadcastProducer::~BroadcastProducer() {
 
 uint64_t BroadcastProducer::history_start() const { return history_.empty() ? tail_ : history_.front(); }
 
-absl::StatusOr<uint32_t> BroadcastProducer::Attach(base::UniqueFd cursor_fd, base::UniqueFd doorbell_end,
-                                                   uint64_t start) {
+absl::StatusOr<BroadcastProducer::NewConsumer> BroadcastProducer::AddConsumer(uint64_t start) {
   if (consumers_.size() >= max_consumers_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("broadcast ring: ", max_consumers_, " consumers attached already (max_consumers)"));
@@ -92,19 +91,17 @@ absl::StatusOr<uint32_t> BroadcastProducer::Attach(base::UniqueFd cursor_fd, bas
                                                    " is neither the tail (", tail_,
                                                    ") nor the start of a frame of the history"));
   }
-  SHMESH_RETURN_IF_ERROR(os_internal::CheckDoorbell(doorbell_end.get()));
-  SHMESH_ASSIGN_OR_RETURN(SharedRegion page, SharedRegion::Map(std::move(cursor_fd), kBroadcastCursorBytes));
-  auto* cursor = reinterpret_cast<BroadcastCursor*>(page.data());
-  // acquire: pairs with the consumer's release store of its first head.
-  const uint64_t head = cursor->head.load(std::memory_order_acquire);
-  if (head != start) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("broadcast ring: the consumer's cursor page says ", head, ", expected its start ", start));
-  }
+  SHMESH_ASSIGN_OR_RETURN(SharedRegion page, SharedRegion::Create("shmesh-broadcast-cursor", kBroadcastCursorBytes));
+  // The memfd is zero-filled; the cursor object is made once, here, before
+  // the consumer has the page.
+  auto* cursor = new (page.data()) BroadcastCursor;
+  cursor->head.store(start, std::memory_order_relaxed);
+  SHMESH_ASSIGN_OR_RETURN(os_internal::DoorbellPair doorbell, os_internal::DoorbellPairCreate());
+  SHMESH_ASSIGN_OR_RETURN(base::UniqueFd page_fd, os_internal::Dup(page.fd()));
   const uint32_t id = next_id_++;
-  consumers_.push_back(Consumer{id, std::move(page), cursor, std::move(doorbell_end), start});
+  consumers_.push_back(Consumer{id, std::move(page), cursor, std::move(doorbell.producer_end), start});
   floor_ = std::min(floor_, start);
-  return id;
+  return NewConsumer{id, start, std::move(page_fd), std::move(doorbell.consumer_end)};
 }
 
 void BroadcastProducer::Detach(uint32_t id) {
@@ -221,7 +218,8 @@ absl::Status BroadcastProducer::Write(absl::string_view prefix, absl::string_vie
   return absl::OkStatus();
 }
 
-absl::StatusOr<BroadcastConsumer> BroadcastConsumer::Open(base::UniqueFd region_fd, size_t capacity, uint64_t start) {
+absl::StatusOr<BroadcastConsumer> BroadcastConsumer::Open(base::UniqueFd region_fd, base::UniqueFd cursor_fd,
+                                                          base::UniqueFd doorbell_fd, size_t capacity, uint64_t start) {
   SHMESH_RETURN_IF_ERROR(CheckCapacity(capacity, "BroadcastConsumer::Open"));
   if (start % kFrameAlignment != 0) {
     return absl::InvalidArgumentError(absl::StrCat("BroadcastConsumer::Open: start ", start, " is not 8-aligned"));
@@ -240,21 +238,16 @@ absl::StatusOr<BroadcastConsumer> BroadcastConsumer::Open(base::UniqueFd region_
         "BroadcastConsumer::Open: not a broadcast ring of ", capacity, " bytes (magic ", absl::Hex(magic),
         ", version ", version, ", header ", header_size, " bytes, capacity ", claimed, ")"));
   }
-  SHMESH_ASSIGN_OR_RETURN(SharedRegion page, SharedRegion::Create("shmesh-broadcast-cursor", kBroadcastCursorBytes));
-  auto* cursor = new (page.data()) BroadcastCursor;
-  // release: the producer's acquire load in Attach sees it.
-  cursor->head.store(start, std::memory_order_release);
-  SHMESH_ASSIGN_OR_RETURN(os_internal::DoorbellPair doorbell, os_internal::DoorbellPairCreate());
-  return BroadcastConsumer(std::move(region), std::move(page), std::move(doorbell.consumer_end),
-                           std::move(doorbell.producer_end), capacity, start);
+  SHMESH_RETURN_IF_ERROR(os_internal::CheckDoorbell(doorbell_fd.get()));
+  SHMESH_ASSIGN_OR_RETURN(SharedRegion page, SharedRegion::Map(std::move(cursor_fd), kBroadcastCursorBytes));
+  return BroadcastConsumer(std::move(region), std::move(page), std::move(doorbell_fd), capacity, start);
 }
 
 BroadcastConsumer::BroadcastConsumer(SharedRegion region, SharedRegion page, base::UniqueFd doorbell,
-                                     base::UniqueFd producer_doorbell, size_t capacity, uint64_t start)
+                                     size_t capacity, uint64_t start)
     : region_(std::move(region)),
       page_(std::move(page)),
       doorbell_(std::move(doorbell)),
-      producer_doorbell_(std::move(producer_doorbell)),
       capacity_(capacity),
       head_(start),
       frame_(MaxFrameSizeForCapacity(capacity)) {}

@@ -12,15 +12,16 @@
 //     is the only mapping that can ever write it. Consumers map it
 //     read-only (MapWriterOnly), so no consumer can change what another
 //     reads.
-//   * each consumer owns a cursor page (BroadcastCursor in its own memfd,
-//     created by the consumer, mapped by the producer too): its head (the
-//     bytes it has read), its sleep flag, and an eviction flag the producer
-//     sets. A consumer can only lie about itself there.
-//   * each consumer has a doorbell socket pair (internal/os.h); it keeps its
-//     end and hands the other to the producer, which rings it after
-//     publishing for a consumer that said it sleeps (the Dekker pair of
-//     ring.h: consumer waiting = 1 then load tail, producer tail store then
-//     load waiting, all seq_cst).
+//   * each consumer has a cursor page (BroadcastCursor in its own memfd,
+//     made by the producer in AddConsumer and shared with that consumer
+//     alone): its head (the bytes it has read), its sleep flag, and an
+//     eviction flag the producer sets. A consumer can only lie about
+//     itself there; it never reads its own head back.
+//   * each consumer has a doorbell socket pair (internal/os.h); the
+//     producer keeps one end and hands the other to the consumer with the
+//     page, and rings it after publishing for a consumer that said it
+//     sleeps (the Dekker pair of ring.h: consumer waiting = 1 then load
+//     tail, producer tail store then load waiting, all seq_cst).
 //
 // Room and eviction. The producer writes only where every attached
 // consumer has read: the tail stays within `capacity` of the lowest head.
@@ -160,15 +161,22 @@ class BroadcastProducer {
   uint64_t history_start() const;
   size_t consumers() const { return consumers_.size(); }
 
+  // What a new consumer needs, to hand to it (with region_fd()).
+  struct NewConsumer {
+    uint32_t id;                 // never reused
+    uint64_t start;              // where it starts reading
+    base::UniqueFd cursor_fd;    // owned: its cursor page's memfd
+    base::UniqueFd doorbell_fd;  // owned: its end of the doorbell
+  };
   // Adds a consumer that starts reading at `start` (a frame start from
-  // history_start() up to tail()): its cursor page (a sealed memfd of
-  // kBroadcastCursorBytes whose head already says `start`) and the
-  // producer's end of its doorbell. Returns its id (never reused).
-  // Errors: INVALID_ARGUMENT for a bad page, doorbell or start;
-  // RESOURCE_EXHAUSTED at max_consumers.
-  absl::StatusOr<uint32_t> Attach(base::UniqueFd cursor_fd, base::UniqueFd doorbell_end, uint64_t start);
-  // Removes a consumer (unknown ids are ignored). Its page and doorbell end
-  // are closed; it is not told (the caller's channel says why).
+  // history_start() up to tail()): makes its cursor page and doorbell, and
+  // waits for it from now on (it need not have opened anything yet).
+  // Errors: INVALID_ARGUMENT for a bad start; RESOURCE_EXHAUSTED at
+  // max_consumers; the memfd's and socketpair's errors.
+  absl::StatusOr<NewConsumer> AddConsumer(uint64_t start);
+  // Removes a consumer (unknown ids are ignored): the producer no longer
+  // waits for it or rings it. It is not told (the caller's channel says
+  // why); it can read on until its frames are overwritten (DATA_LOSS).
   void Detach(uint32_t id);
 
   // Writes prefix + payload as one frame for every attached consumer. When
@@ -210,21 +218,20 @@ class BroadcastProducer {
 class BroadcastConsumer {
  public:
   // Maps a producer's region (read-only; it must be sealed with
-  // F_SEAL_FUTURE_WRITE) of `capacity` data bytes, and makes this
-  // consumer's cursor page (head = `start`, where the producer will attach
-  // it) and doorbell pair. Errors: INVALID_ARGUMENT / FAILED_PRECONDITION
-  // for a region that is not one (wrong seals, size, magic, version,
-  // capacity); the memfd's and socketpair's errors.
-  static absl::StatusOr<BroadcastConsumer> Open(base::UniqueFd region_fd, size_t capacity, uint64_t start);
+  // F_SEAL_FUTURE_WRITE) of `capacity` data bytes and this consumer's
+  // cursor page, and keeps its doorbell end: what AddConsumer made, with
+  // its `start`. Takes ownership of the descriptors (closed on every
+  // error). Errors: INVALID_ARGUMENT / FAILED_PRECONDITION for a region or
+  // page that is not one (wrong seals, size, magic, version, capacity), a
+  // doorbell that is not an AF_UNIX stream socket, a start that is not
+  // 8-aligned.
+  static absl::StatusOr<BroadcastConsumer> Open(base::UniqueFd region_fd, base::UniqueFd cursor_fd,
+                                                base::UniqueFd doorbell_fd, size_t capacity, uint64_t start);
   BroadcastConsumer(BroadcastConsumer&&) noexcept = default;
-  BroadcastConsumer& operator=(BroadcastConsumer&&) = delete;
+  BroadcastConsumer& operator=(BroadcastConsumer&&) noexcept = default;
   BroadcastConsumer(const BroadcastConsumer&) = delete;
 
-  // The cursor page's memfd (borrowed): send it to the producer.
-  int cursor_fd() const { return page_.fd(); }
-  // The producer's end of the doorbell, once (then an invalid fd).
-  base::UniqueFd TakeProducerDoorbell() { return std::move(producer_doorbell_); }
-  // This consumer's end: readable when the producer rang.
+  // This consumer's doorbell end: readable when the producer rang.
   int doorbell_fd() const { return doorbell_.get(); }
   uint64_t head() const { return head_; }
 
@@ -243,8 +250,7 @@ class BroadcastConsumer {
   absl::Status ClearDoorbell();
 
  private:
-  BroadcastConsumer(SharedRegion region, SharedRegion page, base::UniqueFd doorbell, base::UniqueFd producer_doorbell,
-                    size_t capacity, uint64_t start);
+  BroadcastConsumer(SharedRegion region, SharedRegion page, base::UniqueFd doorbell, size_t capacity, uint64_t start);
   const BroadcastHeader* header() const { return reinterpret_cast<const BroadcastHeader*>(region_.data()); }
   const uint8_t* data() const { return region_.data() + kBroadcastHeaderSize; }
   BroadcastCursor* cursor() { return reinterpret_cast<BroadcastCursor*>(page_.data()); }
@@ -254,8 +260,7 @@ class BroadcastConsumer {
 
   SharedRegion region_;  // owned read-only mapping of the producer's region
   SharedRegion page_;    // owned: this consumer's cursor page (fd + mapping)
-  base::UniqueFd doorbell_;           // owned: our end
-  base::UniqueFd producer_doorbell_;  // owned until handed over
+  base::UniqueFd doorbell_;  // owned: our end
   size_t capacity_;
   uint64_t head_;
   std::vector<uint8_t> frame_;  // the copy of the frame being handed on

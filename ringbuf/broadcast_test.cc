@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,16 +39,32 @@ BroadcastOptions Options(size_t capacity, size_t history = 0) {
   return o;
 }
 
-// A consumer opened on `p` at `start` and attached; its id in *id.
-BroadcastConsumer AddConsumer(BroadcastProducer& p, uint64_t start, uint32_t* id = nullptr) {
-  absl::StatusOr<BroadcastConsumer> c = BroadcastConsumer::Open(DupOrDie(p.region_fd()), p.capacity(), start);
+// A consumer added to `p` at `start` and opened as its process would; its
+// id in *id, and a copy of its cursor page's memfd in *page (a consumer
+// that writes its own page).
+BroadcastConsumer AddConsumer(BroadcastProducer& p, uint64_t start, uint32_t* id = nullptr,
+                              base::UniqueFd* page = nullptr) {
+  absl::StatusOr<BroadcastProducer::NewConsumer> added = p.AddConsumer(start);
+  EXPECT_TRUE(added.ok()) << added.status();
+  if (!added.ok()) std::abort();
+  if (id != nullptr) *id = added->id;
+  if (page != nullptr) *page = DupOrDie(added->cursor_fd.get());
+  absl::StatusOr<BroadcastConsumer> c = BroadcastConsumer::Open(
+      DupOrDie(p.region_fd()), std::move(added->cursor_fd), std::move(added->doorbell_fd), p.capacity(), start);
   EXPECT_TRUE(c.ok()) << c.status();
   if (!c.ok()) std::abort();
-  absl::StatusOr<uint32_t> attached = p.Attach(DupOrDie(c->cursor_fd()), c->TakeProducerDoorbell(), start);
-  EXPECT_TRUE(attached.ok()) << attached.status();
-  if (!attached.ok()) std::abort();
-  if (id != nullptr) *id = *attached;
   return std::move(*c);
+}
+
+// A consumer of a region made by hand (a hostile or frozen producer), with
+// a cursor page and doorbell of its own.
+absl::StatusOr<BroadcastConsumer> OpenOn(const SharedRegion& region, uint64_t start) {
+  absl::StatusOr<SharedRegion> page = SharedRegion::Create("page", kBroadcastCursorBytes);
+  if (!page.ok()) return page.status();
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return absl::InternalError("socketpair");
+  ::close(pair[1]);
+  return BroadcastConsumer::Open(DupOrDie(region.fd()), DupOrDie(page->fd()), base::UniqueFd(pair[0]), kSmall, start);
 }
 
 // Payload i: its number, then (i % 200) bytes derived from it.
@@ -182,13 +199,14 @@ TEST(BroadcastTest, AStoppedConsumerIsEvictedAtTheDeadlineAndTheOthersGoOn) {
 TEST(BroadcastTest, AConsumerThatIgnoresItsEvictionNeverGetsAnOverwrittenFrame) {
   absl::StatusOr<BroadcastProducer> p = BroadcastProducer::Create("bt", Options(kSmall));
   ASSERT_TRUE(p.ok());
-  BroadcastConsumer stubborn = AddConsumer(*p, 0);
+  base::UniqueFd stubborn_page;
+  BroadcastConsumer stubborn = AddConsumer(*p, 0, nullptr, &stubborn_page);
   std::vector<BroadcastEviction> evicted;
   // Fill the ring and more: the consumer is evicted and its frames reused.
   for (uint64_t i = 0; i < 200; ++i) ASSERT_TRUE(p->Write("", Payload(i), absl::InfinitePast(), &evicted).ok());
   ASSERT_EQ(evicted.size(), 1u);
   // It clears the eviction flag in its own page and reads on.
-  absl::StatusOr<SharedRegion> page = SharedRegion::Map(DupOrDie(stubborn.cursor_fd()), kBroadcastCursorBytes);
+  absl::StatusOr<SharedRegion> page = SharedRegion::Map(std::move(stubborn_page), kBroadcastCursorBytes);
   ASSERT_TRUE(page.ok());
   reinterpret_cast<BroadcastCursor*>(page->data())->evicted.store(0);
   bool called = false;
@@ -254,55 +272,60 @@ TEST(BroadcastTest, HistoryNeverHoldsBackAWrite) {
   EXPECT_GE(n, 10u);
 }
 
-TEST(BroadcastTest, AttachChecksItsArguments) {
+TEST(BroadcastTest, AddConsumerAndOpenCheckTheirArguments) {
   absl::StatusOr<BroadcastProducer> p = BroadcastProducer::Create("bt", Options(kSmall));
   ASSERT_TRUE(p.ok());
   ASSERT_TRUE(p->Write("", "a frame", absl::InfiniteFuture(), nullptr).ok());
   // A start inside a frame, or past the tail.
-  absl::StatusOr<BroadcastConsumer> c = BroadcastConsumer::Open(DupOrDie(p->region_fd()), kSmall, 8);
-  ASSERT_TRUE(c.ok());
-  absl::StatusOr<uint32_t> a = p->Attach(DupOrDie(c->cursor_fd()), c->TakeProducerDoorbell(), 8);
-  EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << a.status();
-  EXPECT_THAT(a.status().message(), HasSubstr("neither the tail"));
-  // A page whose head is not the start.
-  absl::StatusOr<BroadcastConsumer> c2 = BroadcastConsumer::Open(DupOrDie(p->region_fd()), kSmall, 0);
-  ASSERT_TRUE(c2.ok());
-  a = p->Attach(DupOrDie(c2->cursor_fd()), c2->TakeProducerDoorbell(), p->tail());
-  EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << a.status();
-  EXPECT_THAT(a.status().message(), HasSubstr("cursor page says 0"));
-  // A doorbell that is not a socket.
+  for (uint64_t bad : {uint64_t{8}, p->tail() + 8}) {
+    absl::StatusOr<BroadcastProducer::NewConsumer> a = p->AddConsumer(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << a.status();
+    EXPECT_THAT(a.status().message(), HasSubstr("neither the tail"));
+  }
+  absl::StatusOr<BroadcastProducer::NewConsumer> good = p->AddConsumer(p->tail());
+  ASSERT_TRUE(good.ok());
+  // Open: a doorbell that is not a socket.
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   base::UniqueFd keep(fds[1]);
-  absl::StatusOr<BroadcastConsumer> c3 = BroadcastConsumer::Open(DupOrDie(p->region_fd()), kSmall, p->tail());
-  ASSERT_TRUE(c3.ok());
-  a = p->Attach(DupOrDie(c3->cursor_fd()), base::UniqueFd(fds[0]), p->tail());
-  EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << a.status();
-  // A cursor "page" that is not a sealed memfd of the right size.
+  absl::StatusOr<BroadcastConsumer> c = BroadcastConsumer::Open(
+      DupOrDie(p->region_fd()), DupOrDie(good->cursor_fd.get()), base::UniqueFd(fds[0]), kSmall, p->tail());
+  EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << c.status();
+  // A cursor page that is not a sealed memfd of the right size.
   absl::StatusOr<SharedRegion> wrong = SharedRegion::Create("x", 8192);
   ASSERT_TRUE(wrong.ok());
-  a = p->Attach(DupOrDie(wrong->fd()), c3->TakeProducerDoorbell(), p->tail());
-  EXPECT_FALSE(a.ok());
+  c = BroadcastConsumer::Open(DupOrDie(p->region_fd()), DupOrDie(wrong->fd()), DupOrDie(good->doorbell_fd.get()),
+                              kSmall, p->tail());
+  EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << c.status();
+  // A start that is not aligned; a capacity that is not the region's.
+  c = BroadcastConsumer::Open(DupOrDie(p->region_fd()), DupOrDie(good->cursor_fd.get()),
+                              DupOrDie(good->doorbell_fd.get()), kSmall, 3);
+  EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << c.status();
+  c = BroadcastConsumer::Open(DupOrDie(p->region_fd()), DupOrDie(good->cursor_fd.get()),
+                              DupOrDie(good->doorbell_fd.get()), kSmall * 2, p->tail());
+  EXPECT_FALSE(c.ok());
+  // The right ones.
+  c = BroadcastConsumer::Open(DupOrDie(p->region_fd()), std::move(good->cursor_fd), std::move(good->doorbell_fd),
+                              kSmall, p->tail());
+  EXPECT_TRUE(c.ok()) << c.status();
   // max_consumers.
   BroadcastOptions one = Options(kSmall);
   one.max_consumers = 1;
   absl::StatusOr<BroadcastProducer> small = BroadcastProducer::Create("bt", one);
   ASSERT_TRUE(small.ok());
-  BroadcastConsumer first = AddConsumer(*small, 0);
-  absl::StatusOr<BroadcastConsumer> second = BroadcastConsumer::Open(DupOrDie(small->region_fd()), kSmall, 0);
-  ASSERT_TRUE(second.ok());
-  a = small->Attach(DupOrDie(second->cursor_fd()), second->TakeProducerDoorbell(), 0);
-  EXPECT_TRUE(absl::IsResourceExhausted(a.status())) << a.status();
+  ASSERT_TRUE(small->AddConsumer(0).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(small->AddConsumer(0).status()));
 }
 
 TEST(BroadcastTest, AnImpossibleHeadIsEvictedAndTheOthersGoOn) {
   absl::StatusOr<BroadcastProducer> p = BroadcastProducer::Create("bt", Options(kSmall));
   ASSERT_TRUE(p.ok());
   uint32_t liar_id = 0;
-  BroadcastConsumer liar = AddConsumer(*p, 0, &liar_id);
+  base::UniqueFd liar_page;
+  BroadcastConsumer liar = AddConsumer(*p, 0, &liar_id, &liar_page);
   BroadcastConsumer honest = AddConsumer(*p, 0);
   // The liar writes its own page: a head past everything published.
-  absl::StatusOr<SharedRegion> page = SharedRegion::Map(DupOrDie(liar.cursor_fd()), kBroadcastCursorBytes);
+  absl::StatusOr<SharedRegion> page = SharedRegion::Map(std::move(liar_page), kBroadcastCursorBytes);
   ASSERT_TRUE(page.ok());
   reinterpret_cast<BroadcastCursor*>(page->data())->head.store(1 << 20);
   std::vector<BroadcastEviction> evicted;
@@ -335,7 +358,7 @@ TEST(BroadcastTest, ConsumersCannotWriteTheRegion) {
   // And a consumer refuses a region others could write.
   absl::StatusOr<SharedRegion> open = SharedRegion::Create("plain", bytes);
   ASSERT_TRUE(open.ok());
-  absl::StatusOr<BroadcastConsumer> c = BroadcastConsumer::Open(DupOrDie(open->fd()), kSmall, 0);
+  absl::StatusOr<BroadcastConsumer> c = OpenOn(*open, 0);
   EXPECT_TRUE(absl::IsFailedPrecondition(c.status())) << c.status();
   EXPECT_THAT(c.status().message(), HasSubstr("F_SEAL_FUTURE_WRITE"));
 }
@@ -371,7 +394,7 @@ TEST(BroadcastTest, ACorruptRegionFailsTheConsumerCleanly) {
   };
   for (const Case& k : cases) {
     SharedRegion r = make(k.tail, k.word);
-    absl::StatusOr<BroadcastConsumer> c = BroadcastConsumer::Open(DupOrDie(r.fd()), kSmall, 0);
+    absl::StatusOr<BroadcastConsumer> c = OpenOn(r, 0);
     ASSERT_TRUE(c.ok()) << c.status();
     bool called = false;
     absl::StatusOr<size_t> n = c->Drain(10, [&](absl::Span<const uint8_t>) {
@@ -385,7 +408,7 @@ TEST(BroadcastTest, ACorruptRegionFailsTheConsumerCleanly) {
   // Wrong magic or capacity: refused at Open.
   SharedRegion r = make(0, 0);
   reinterpret_cast<BroadcastHeader*>(r.data())->magic = 1;
-  EXPECT_TRUE(absl::IsInvalidArgument(BroadcastConsumer::Open(DupOrDie(r.fd()), kSmall, 0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(OpenOn(r, 0).status()));
 }
 
 // The producer began to overwrite the frame while the consumer copied it
@@ -403,7 +426,7 @@ TEST(BroadcastTest, AFrameOverwrittenWhileItIsCopiedIsNotHandedOn) {
   std::memcpy(r->data() + kBroadcastHeaderSize, &word, 8);
   h->tail.store(16);
   h->reserved_end.store(kSmall + 8);  // writing [kSmall, kSmall + 8): our frame's bytes
-  absl::StatusOr<BroadcastConsumer> c = BroadcastConsumer::Open(DupOrDie(r->fd()), kSmall, 0);
+  absl::StatusOr<BroadcastConsumer> c = OpenOn(*r, 0);
   ASSERT_TRUE(c.ok());
   bool called = false;
   absl::StatusOr<size_t> n = c->Drain(10, [&](absl::Span<const uint8_t>) {
@@ -416,7 +439,7 @@ TEST(BroadcastTest, AFrameOverwrittenWhileItIsCopiedIsNotHandedOn) {
   // Once the write is done with the first 8 bytes only (reserved_end at
   // kSmall), the frame is whole: a fresh consumer gets it.
   h->reserved_end.store(kSmall);
-  absl::StatusOr<BroadcastConsumer> c2 = BroadcastConsumer::Open(DupOrDie(r->fd()), kSmall, 0);
+  absl::StatusOr<BroadcastConsumer> c2 = OpenOn(*r, 0);
   ASSERT_TRUE(c2.ok());
   n = c2->Drain(10, [](absl::Span<const uint8_t>) { return true; });
   ASSERT_TRUE(n.ok()) << n.status();
