@@ -18,6 +18,7 @@
 #include "mesh/control/services.h"
 #include "mesh/dataplane/envelope.h"
 #include "mesh/node_impl.h"
+#include "mesh/pubsub/topic_name.h"
 
 namespace mesh {
 namespace {
@@ -211,6 +212,7 @@ absl::Status NodeImpl::Start() {
     hooks.router = this;
     hooks.inboxes = &inboxes_;
     hooks.pool = pool_.get();
+    hooks.valid_topic = [](absl::string_view topic) { return pubsub::ValidateTopicName(topic); };
     hooks.link_failed = [this](const std::shared_ptr<Transport>& link, absl::string_view why) {
       LinkFailed(link, why);
     };

@@ -127,6 +127,8 @@ class NodeImpl final : public control::DiscoveryBackend,
   // --- FrameRouter (receive thread; node_topics.cc) ---
   bool RouteFrame(const std::shared_ptr<Transport>& link, const FrameHeader& header, absl::string_view payload,
                   const std::shared_ptr<const SharedPayload>& pooled) override;
+  bool RouteShared(const std::shared_ptr<Transport>& link, uint32_t channel, absl::string_view topic,
+                   absl::string_view payload) override;
   absl::Status RouteControl(const std::shared_ptr<Transport>& link, const mesh::v1::LinkControl& msg) override;
   void LinksChanged(absl::Span<const std::shared_ptr<Transport>> active) override;
 

@@ -64,6 +64,7 @@ void NodeImpl::MakeTopicsAndServices() {
   pc.post_event = [this](std::function<void()> fn) { events_.Post(std::move(fn)); };
   pc.pool = pool_;
   pc.pool_threshold = config_.pool().threshold_bytes();
+  pc.shared_ring_bytes = config_.ring_capacity_bytes();
   topics_ = std::make_unique<pubsub::Topics>(std::move(pc), &interest_, &log_, /*resume_fd=*/-1);
   rpc::RpcContext rc;
   rc.max_message_bytes = config_.max_message_bytes();
@@ -123,6 +124,11 @@ bool NodeImpl::RouteFrame(const std::shared_ptr<Transport>& link, const FrameHea
     default:
       return true;  // the Receiver routes no other kind here
   }
+}
+
+bool NodeImpl::RouteShared(const std::shared_ptr<Transport>& link, uint32_t channel, absl::string_view topic,
+                           absl::string_view payload) {
+  return topics_->router().OnSharedFrame(*link, channel, topic, payload);
 }
 
 absl::Status NodeImpl::RouteControl(const std::shared_ptr<Transport>& link, const mesh::v1::LinkControl& msg) {

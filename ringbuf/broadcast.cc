@@ -143,7 +143,8 @@ uint64_t BroadcastProducer::RefreshFloor(std::vector<BroadcastEviction>* evicted
 }
 
 absl::Status BroadcastProducer::Write(absl::string_view prefix, absl::string_view payload, absl::Time deadline,
-                                      std::vector<BroadcastEviction>* evicted) {
+                                      std::vector<BroadcastEviction>* evicted,
+                                      const std::function<bool(uint32_t id)>& give_up) {
   const size_t length = prefix.size() + payload.size();
   if (length > MaxFrameSize()) {
     return absl::InvalidArgumentError(
@@ -178,6 +179,15 @@ absl::Status BroadcastProducer::Write(absl::string_view prefix, absl::string_vie
       } else if (now - waited_from < kYield) {
         std::this_thread::yield();
       } else {
+        if (give_up) {
+          for (size_t i = 0; i < consumers_.size();) {
+            if (end - consumers_[i].head > capacity_ && give_up(consumers_[i].id)) {
+              Evict(i, "its owner gave up on it while it held the room", evicted);
+            } else {
+              ++i;
+            }
+          }
+        }
         absl::SleepFor(std::min(kNap, deadline - now));
       }
       floor = RefreshFloor(evicted);

@@ -72,6 +72,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -184,9 +185,13 @@ class BroadcastProducer {
   // us) until `deadline` (InfinitePast: not at all), then evicts those that
   // still hold it and writes; they are appended to `*evicted` (may be
   // null). A consumer whose page holds an impossible head is evicted at
-  // once. Errors: INVALID_ARGUMENT for a frame over MaxFrameSize().
+  // once. While it waits it asks `give_up` (if set) about each consumer
+  // that holds the room, and evicts at once those it says to (a consumer
+  // whose process is known to be gone). Errors: INVALID_ARGUMENT for a
+  // frame over MaxFrameSize().
   absl::Status Write(absl::string_view prefix, absl::string_view payload, absl::Time deadline,
-                     std::vector<BroadcastEviction>* evicted);
+                     std::vector<BroadcastEviction>* evicted,
+                     const std::function<bool(uint32_t id)>& give_up = nullptr);
 
  private:
   struct Consumer {

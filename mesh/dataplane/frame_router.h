@@ -33,6 +33,11 @@ class FrameRouter {
   // keep the bytes without copying them.
   virtual bool RouteFrame(const std::shared_ptr<Transport>& link, const FrameHeader& header,
                           absl::string_view payload, const std::shared_ptr<const SharedPayload>& pooled) = 0;
+  // A publication read from a shared ring (shared_rings.h): `link`'s
+  // publisher `channel` on `topic` (checked at the offer). False: the
+  // destination is full, as for RouteFrame (the ring waits for a wake-up).
+  virtual bool RouteShared(const std::shared_ptr<Transport>& link, uint32_t channel, absl::string_view topic,
+                           absl::string_view payload) = 0;
   // A control message of a kind the receiver does not handle itself. OK:
   // handled. UNIMPLEMENTED: a kind nobody here knows (counted, ignored).
   // Any other error: the peer broke the protocol; the link fails.

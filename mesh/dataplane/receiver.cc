@@ -54,6 +54,8 @@ constexpr int kMutedPollMs = 10;
 // Tags in the epoll set: 0 = the wake-up eventfd; 2*i+2 = link i's control
 // socket, 2*i+3 = its doorbell (i indexes the thread's copy of the links).
 constexpr uint64_t kTagWake = 0;
+// 1 = the nested epoll set of the shared rings' doorbells (SharedRings).
+constexpr uint64_t kTagShared = 1;
 
 // Adds `n` to a counter with one writer (the receive thread): relaxed load
 // and store, no read-modify-write needed.
@@ -73,18 +75,26 @@ absl::StatusOr<std::unique_ptr<Receiver>> Receiver::Create(Options options, Hook
   absl::StatusOr<base::Epoll> epoll = base::Epoll::Create();
   if (!epoll.ok()) return epoll.status();
   if (absl::Status added = epoll->Add(wake->get(), EPOLLIN, kTagWake); !added.ok()) return added;
-  return std::unique_ptr<Receiver>(
-      new Receiver(std::move(options), std::move(hooks), table, log, std::move(*wake), std::move(*epoll)));
+  std::optional<SharedRings> shared;
+  if (hooks.valid_topic) {
+    absl::StatusOr<SharedRings> made = SharedRings::Create(hooks.valid_topic);
+    if (!made.ok()) return made.status();
+    if (absl::Status added = epoll->Add(made->fd(), EPOLLIN, kTagShared); !added.ok()) return added;
+    shared.emplace(std::move(*made));
+  }
+  return std::unique_ptr<Receiver>(new Receiver(std::move(options), std::move(hooks), table, log, std::move(*wake),
+                                                std::move(*epoll), std::move(shared)));
 }
 
 Receiver::Receiver(Options options, Hooks hooks, const LinkTable* table, const Logger* log, base::UniqueFd wake,
-                   base::Epoll epoll)
+                   base::Epoll epoll, std::optional<SharedRings> shared)
     : options_(std::move(options)),
       hooks_(std::move(hooks)),
       table_(table),
       log_(log),
       wake_(std::move(wake)),
-      epoll_(std::move(epoll)) {}
+      epoll_(std::move(epoll)),
+      shared_(std::move(shared)) {}
 
 Receiver::~Receiver() { Stop(); }
 
@@ -129,6 +139,7 @@ Receiver::Counters Receiver::counters() const {
   c.pings_answered = counters_.pings_answered.load(std::memory_order_relaxed);
   c.pongs = counters_.pongs.load(std::memory_order_relaxed);
   c.control_ignored = counters_.control_ignored.load(std::memory_order_relaxed);
+  c.shared_rings_dropped = counters_.shared_rings_dropped.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -302,6 +313,7 @@ void Receiver::Loop() {
     held.assign(active.size(), 0);
     if (hooks_.router != nullptr) hooks_.router->LinksChanged(active);
     if (hooks_.inboxes != nullptr) hooks_.inboxes->LinksChanged(active);
+    if (shared_.has_value()) shared_->KeepOnly(active);
     std::map<const Transport*, DoorbellGuard> kept;
     for (size_t i = 0; i < active.size(); ++i) {
       // A link that is down is being retired; watching it would only wake
@@ -422,6 +434,20 @@ void Receiver::Loop() {
         case mesh::v1::LinkControl::kPoolRetire:
           if (hooks_.inboxes != nullptr) hooks_.inboxes->Get(link)->RetireSegment(msg.pool_retire().id());
           break;
+        case mesh::v1::LinkControl::kSharedRing: {
+          const absl::Status added = shared_.has_value()
+                                         ? shared_->Add(link, msg.shared_ring(), std::move((*read)->fds))
+                                         : absl::UnimplementedError("this node takes no shared rings");
+          if (!added.ok()) {
+            drain_rest(link);
+            fail_link(link, absl::StrCat("peer broke the shared ring protocol: ", added.message()));
+            return;
+          }
+          break;
+        }
+        case mesh::v1::LinkControl::kSharedRingEnd:
+          if (shared_.has_value()) shared_->Remove(link.get(), msg.shared_ring_end().channel());
+          break;
         default: {
           const absl::Status routed = hooks_.router != nullptr
                                           ? hooks_.router->RouteControl(link, msg)
@@ -472,6 +498,21 @@ void Receiver::Loop() {
         rang[i] = 0;
       }
     }
+    if (shared_.has_value() && shared_->size() > 0) {
+      const bool got = shared_->Drain(
+          kDrainBatch,
+          [&](const std::shared_ptr<Transport>& link, uint32_t channel, absl::string_view topic,
+              absl::string_view payload) {
+            if (oversize(*link, payload.size(), payload.size())) return true;
+            return hooks_.router == nullptr || hooks_.router->RouteShared(link, channel, topic, payload);
+          },
+          [&](const Transport& link, absl::string_view topic, const absl::Status& why) {
+            Bump(counters_.shared_rings_dropped);
+            log_->Warning("dropped the shared ring of topic %s from %s: %s", absl::CHexEscape(topic),
+                          link.peer_name(), why.message());
+          });
+      any = any || got;
+    }
     return any;
   };
 
@@ -481,6 +522,11 @@ void Receiver::Loop() {
       if (tag == kTagWake) {
         (void)base::DrainEventFd(wake_.get());
         held.assign(held.size(), 0);  // offer the refused frames again
+        if (shared_.has_value()) shared_->Unhold();
+        continue;
+      }
+      if (tag == kTagShared) {
+        if (shared_.has_value()) shared_->ClearDoorbells();
         continue;
       }
       const size_t index = (tag - 2) / 2;
@@ -566,6 +612,7 @@ void Receiver::Loop() {
       }
       if (!active[i]->down() && !active[i]->PrepareToSleep()) data_arrived = true;
     }
+    if (shared_.has_value() && !shared_->PrepareToSleep(&any_held)) data_arrived = true;
     if (data_arrived) continue;
     // With a muted doorbell, poll: its ring is drained at least every
     // kMutedPollMs (and a held link is offered again that often, should a
@@ -577,6 +624,7 @@ void Receiver::Loop() {
     if (polling) {
       unmute_expired();
       held.assign(held.size(), 0);
+      if (shared_.has_value()) shared_->Unhold();
     }
     // A wake-up that brings nothing (spurious, or a hostile doorbell) goes
     // straight back to sleep; one that brings data calls idle.Busy().

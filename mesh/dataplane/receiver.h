@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +49,7 @@
 #include "mesh/base/log.h"
 #include "mesh/dataplane/frame_router.h"
 #include "mesh/dataplane/receive_queue.h"
+#include "mesh/dataplane/shared_rings.h"
 #include "mesh/links/link_table.h"
 #include "mesh/links/transport.h"
 #include "mesh/message.h"
@@ -77,6 +79,9 @@ class Receiver {
     // of this node's blocks (kPoolRelease frames).
     pool::Inboxes* inboxes = nullptr;
     pool::SendPool* pool = nullptr;
+    // Checks the topic name of a shared ring offer (LinkControl.SharedRing;
+    // shared_rings.h). Unset: offers fail the link.
+    std::function<absl::Status(absl::string_view topic)> valid_topic;
     // A link found dead; the node retires it. Runs on the receive thread
     // (or a sender's); must not block.
     std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;
@@ -90,6 +95,7 @@ class Receiver {
     uint64_t pings_answered = 0;
     uint64_t pongs = 0;
     uint64_t control_ignored = 0;    // control messages of an unknown kind
+    uint64_t shared_rings_dropped = 0;  // evicted, publisher gone, or corrupt
   };
 
   // Makes the wake-up eventfd and the epoll set (so that running out of
@@ -117,7 +123,7 @@ class Receiver {
 
  private:
   Receiver(Options options, Hooks hooks, const LinkTable* table, const Logger* log, base::UniqueFd wake,
-           base::Epoll epoll);
+           base::Epoll epoll, std::optional<SharedRings> shared);
   void Loop();
 
   const Options options_;
@@ -126,6 +132,9 @@ class Receiver {
   const Logger* const log_;
   const base::UniqueFd wake_;
   base::Epoll epoll_;  // used by the receive thread only (after Start)
+  // The shared rings this node reads (receive thread only); none without
+  // Hooks::valid_topic.
+  std::optional<SharedRings> shared_;
   std::thread thread_;
   // Release in Stop pairs with acquire in Loop: a loop that sees it also
   // sees everything Stop did before.
@@ -142,7 +151,7 @@ class Receiver {
   // counters() relaxed: plain statistics, they publish no other memory.
   struct AtomicCounters {
     std::atomic<uint64_t> dropped_oversize{0}, dropped_invalid{0}, dropped_unhandled{0}, dropped_bad_refs{0},
-        pings_answered{0}, pongs{0}, control_ignored{0};
+        pings_answered{0}, pongs{0}, control_ignored{0}, shared_rings_dropped{0};
   };
   AtomicCounters counters_;
 };

@@ -20,7 +20,9 @@ static_assert(kMaxControlFds <= fdpass::kMaxFdsPerMessage,
               "fdpass must be able to receive every control message's fds");
 
 // How many descriptors a known kind may carry: PoolSegment its segment's
-// memfd (exactly one: mesh/pool checks the count), the others none.
+// memfd (exactly one: mesh/pool checks the count), SharedRing its ring,
+// cursor page and doorbell end (exactly three: mesh/dataplane/shared_rings
+// checks), the others none.
 size_t MaxFdsOf(LinkControl::BodyCase body,
                 const ControlChannelOptions& options) {
   switch (body) {
@@ -28,6 +30,9 @@ size_t MaxFdsOf(LinkControl::BodyCase body,
       return options.testing_fds_on_ping ? kMaxControlFds : 0;
     case LinkControl::kPoolSegment:
       return 1;
+    case LinkControl::kSharedRing:
+      return 3;
+    case LinkControl::kSharedRingEnd:
     case LinkControl::kGoodbye:
     case LinkControl::kPong:
     case LinkControl::kInterest:
@@ -52,6 +57,10 @@ const char* KindName(LinkControl::BodyCase body) {
       return "PoolSegment";
     case LinkControl::kPoolRetire:
       return "PoolRetire";
+    case LinkControl::kSharedRing:
+      return "SharedRing";
+    case LinkControl::kSharedRingEnd:
+      return "SharedRingEnd";
     case LinkControl::BODY_NOT_SET:
       return "unknown";
   }

@@ -41,6 +41,33 @@ PublisherCore::PublisherCore(PublisherContext context, std::string topic, uint32
 
 PublisherCore::~PublisherCore() { Detach(); }
 
+absl::Status PublisherCore::EnableSharedRing() {
+  std::unique_lock<std::mutex> lock(mu_);
+  absl::StatusOr<std::unique_ptr<SharedFanout>> made =
+      SharedFanout::Create(topic_, channel_, context_.shared_ring_bytes, options_.history);
+  if (!made.ok()) {
+    return absl::Status(made.status().code(),
+                        absl::StrCat("cannot make the shared ring of topic ", topic_, ": ", made.status().message()));
+  }
+  shared_ = std::move(*made);
+  return absl::OkStatus();
+}
+
+std::vector<std::shared_ptr<Transport>> PublisherCore::MatchedLinksLocked() const {
+  std::vector<std::shared_ptr<Transport>> links;
+  links.reserve(peers_.size());
+  for (const Peer& p : peers_) links.push_back(p.link);
+  return links;
+}
+
+PublishResult PublisherCore::PublishSharedLocked(absl::string_view payload, absl::Time deadline) {
+  shared_->Sync(MatchedLinksLocked());
+  PublishResult result;
+  const bool reliable = options_.reliability == PublisherOptions::Reliability::kReliable;
+  shared_->Publish(payload, reliable ? deadline : absl::InfinitePast(), &result);
+  return result;
+}
+
 void PublisherCore::RematchLocked(bool force) {
   const bool links_changed = context_.links->CopyIfChanged(&seen_links_, &live_);
   const uint64_t interest = context_.interest->generation();
@@ -120,7 +147,7 @@ void PublisherCore::NoteFailure(const std::shared_ptr<Transport>& link, const ab
 }
 
 absl::StatusOr<PublishResult> PublisherCore::Publish(absl::string_view payload, absl::Time deadline) {
-  if (context_.pool != nullptr && payload.size() > context_.pool_threshold &&
+  if (!options_.shared_ring && context_.pool != nullptr && payload.size() > context_.pool_threshold &&
       payload.size() <= context_.max_message_bytes) {
     // One copy into the pool; every subscriber gets a reference to it.
     absl::StatusOr<pool::BlockHandle> block = AllocateBlock(payload.size(), deadline, /*copy=*/true);
@@ -144,6 +171,10 @@ absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, abs
           absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
     }
     pool = context_.pool;
+  }
+  if (options_.shared_ring) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the publisher of topic ", topic_, " has a shared ring, which takes no loans; publish bytes"));
   }
   // Outside mu_: waiting for pool memory must not hold up Rematch.
   return pool->Allocate(bytes, deadline, copy);
@@ -175,6 +206,24 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(const Outgoing& out, 
                                                    "); split it or raise max_message_bytes in the config"));
   }
   RematchLocked(false);
+  if (shared_ != nullptr) {
+    if (out.block != nullptr || payload_size > shared_->MaxPayload()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message of ", payload_size, " bytes to topic ", topic_, " does not fit its shared ring (at most ",
+          shared_->MaxPayload(), " bytes, half of ring_capacity_bytes; loans are not taken)"));
+    }
+    PublishResult shared = PublishSharedLocked(out.bytes, deadline);
+    messages_.store(messages_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    bytes_.store(bytes_.load(std::memory_order_relaxed) + payload_size, std::memory_order_relaxed);
+    if (shared.delivered == 0 && !shared.not_reached.empty()) {
+      std::vector<std::string> why;
+      for (const auto& [name, st] : shared.not_reached) why.push_back(absl::StrCat(name, ": ", st.message()));
+      return absl::Status(shared.not_reached.front().second.code(),
+                          absl::StrCat("no subscriber of ", topic_, " could be reached (", absl::StrJoin(why, "; "),
+                                       ")"));
+    }
+    return shared;
+  }
   const uint64_t seq = next_seq_++;
   if (options_.history > 0) {
     history_.push_back(out.block != nullptr ? Entry{std::string(), *out.block} : Entry{std::string(out.bytes), {}});
@@ -250,6 +299,10 @@ void PublisherCore::Rematch(absl::Duration patience) {
 
 void PublisherCore::RematchAndCatchUpLocked(absl::Time deadline) {
   RematchLocked(true);
+  if (shared_ != nullptr) {
+    shared_->Sync(MatchedLinksLocked());
+    return;
+  }
   for (Peer& peer : peers_) {
     if (peer.declared && peer.next_seq >= next_seq_) continue;
     absl::Status s = CatchUpLocked(&peer, next_seq_, deadline);
@@ -302,6 +355,10 @@ void PublisherCore::Detach() {
   if (detached_) return;
   detached_ = true;
   history_.clear();  // its pool blocks go back
+  if (shared_ != nullptr) {
+    shared_->Close();
+    shared_.reset();
+  }
   // Frees the id on the subscribers' side (best effort: a full ring keeps
   // it until the link goes, which is bounded per link).
   for (Peer& peer : peers_) {

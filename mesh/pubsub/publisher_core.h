@@ -47,6 +47,7 @@
 #include "mesh/links/transport.h"
 #include "mesh/message.h"
 #include "mesh/pool/send_pool.h"
+#include "mesh/pubsub/shared_fanout.h"
 #include "mesh/topic.h"
 
 namespace mesh {
@@ -72,12 +73,17 @@ struct PublisherContext {
   // loans) go through it, one block for every subscriber (null: none).
   std::shared_ptr<pool::SendPool> pool;
   size_t pool_threshold = ~size_t{0};
+  // Data bytes of a shared ring (PublisherOptions::shared_ring).
+  size_t shared_ring_bytes = size_t{1} << 20;
 };
 
 class PublisherCore {
  public:
   PublisherCore(PublisherContext context, std::string topic, uint32_t channel, PublisherOptions options);
   ~PublisherCore();
+
+  // PublisherOptions::shared_ring: makes the ring (before first use).
+  absl::Status EnableSharedRing();
 
   const std::string& topic() const { return topic_; }
   uint32_t channel() const { return channel_; }
@@ -121,6 +127,9 @@ class PublisherCore {
   absl::StatusOr<PublishResult> PublishLocked(const Outgoing& out, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<PublishResult> PublishOutside(const Outgoing& out, absl::Time deadline);
+  // The shared ring's publish path (shared_ set).
+  PublishResult PublishSharedLocked(absl::string_view payload, absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::shared_ptr<Transport>> MatchedLinksLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes `out` to `peer`'s link: a frame, or a reference to the block.
   absl::Status WriteLocked(Peer* peer, const Outgoing& out, absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-matches if the links or the interests changed since the last time.
@@ -158,6 +167,8 @@ class PublisherCore {
   // History: messages next_seq_ - history_.size() .. next_seq_ - 1.
   std::deque<Entry> history_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set by EnableSharedRing: every publication goes through it.
+  std::unique_ptr<SharedFanout> shared_ ABSL_GUARDED_BY(mu_);
   // Statistics (relaxed: plain counters, read for the topology).
   std::atomic<uint64_t> messages_{0}, bytes_{0};
   // peers_.size() as of the last match, for matched() while a Publish

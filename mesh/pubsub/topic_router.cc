@@ -88,6 +88,28 @@ bool TopicRouter::OnFrame(const Transport& link, const FrameHeader& header, absl
   return Deliver(link, channel, payload, pooled);
 }
 
+bool TopicRouter::OnSharedFrame(const Transport& link, uint32_t channel, absl::string_view topic,
+                                absl::string_view payload) {
+  auto found = links_.find(&link);  // receive thread: the maps' only writer
+  if (found != links_.end()) {
+    auto c = found->second.shared.find(channel);
+    if (c != found->second.shared.end() && c->second->topic == topic) return Deliver(link, c->second.get(), payload, nullptr);
+  }
+  Channel* made = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    LinkTopics& topics = links_[&link];
+    topics.peer = link.peer_name();
+    std::unique_ptr<Channel>& slot = topics.shared[channel];
+    if (slot != nullptr) Retire(topics.peer, *slot);  // a new offer on that channel, another topic
+    slot = std::make_unique<Channel>();
+    slot->topic = std::string(topic);  // matched at its first publication (generation 0)
+    made = slot.get();
+  }
+  last_channel_ = nullptr;  // the maps changed
+  return Deliver(link, made, payload, nullptr);
+}
+
 bool TopicRouter::Deliver(const Transport& link, Channel* channel, absl::string_view payload,
                           const std::shared_ptr<const SharedPayload>& pooled) {
   const uint64_t generation = subscriptions_->generation();
@@ -137,6 +159,7 @@ void TopicRouter::LinksChanged(absl::Span<const std::shared_ptr<Transport>> acti
       continue;
     }
     for (const auto& [id, c] : it->second.channels) Retire(it->second.peer, *c);
+    for (const auto& [id, c] : it->second.shared) Retire(it->second.peer, *c);
     it = links_.erase(it);
   }
 }
@@ -155,13 +178,15 @@ std::map<std::string, TopicRouter::TopicCount> TopicRouter::Received() const {
   absl::MutexLock lock(&mu_);
   std::map<std::string, TopicCount> out = retired_;
   for (const auto& [link, topics] : links_) {
-    for (const auto& [id, c] : topics.channels) {
-      const uint64_t messages = c->messages.load(std::memory_order_relaxed);
-      if (messages == 0) continue;
-      TopicCount& total = out[c->topic];
-      total.messages += messages;
-      total.bytes += c->bytes.load(std::memory_order_relaxed);
-      total.peers.insert(topics.peer);
+    for (const auto* channels : {&topics.channels, &topics.shared}) {
+      for (const auto& [id, c] : *channels) {
+        const uint64_t messages = c->messages.load(std::memory_order_relaxed);
+        if (messages == 0) continue;
+        TopicCount& total = out[c->topic];
+        total.messages += messages;
+        total.bytes += c->bytes.load(std::memory_order_relaxed);
+        total.peers.insert(topics.peer);
+      }
     }
   }
   return out;

@@ -64,6 +64,9 @@ class TopicRouter {
   // is full; leave the frame in the ring and come back (nothing delivered).
   bool OnFrame(const Transport& link, const FrameHeader& header, absl::string_view payload,
                const std::shared_ptr<const SharedPayload>& pooled = nullptr);
+  // A publication from `link`'s shared ring `channel` on `topic` (a valid
+  // name, checked at the offer). Result as OnFrame.
+  bool OnSharedFrame(const Transport& link, uint32_t channel, absl::string_view topic, absl::string_view payload);
   // The receive thread's links now: forget the others' ids.
   void LinksChanged(absl::Span<const std::shared_ptr<Transport>> active);
 
@@ -82,6 +85,7 @@ class TopicRouter {
   struct LinkTopics {
     std::string peer;
     std::map<uint32_t, std::unique_ptr<Channel>> channels;
+    std::map<uint32_t, std::unique_ptr<Channel>> shared;  // by shared ring channel
   };
   // Delivers to `channel`'s subscriptions (see OnFrame's result).
   bool Deliver(const Transport& link, Channel* channel, absl::string_view payload,

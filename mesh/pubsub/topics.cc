@@ -40,7 +40,11 @@ absl::StatusOr<std::shared_ptr<PublisherCore>> Topics::Advertise(absl::string_vi
   }
   // relaxed: a unique number, nothing else to order.
   const uint32_t channel = next_channel_.fetch_add(1, std::memory_order_relaxed);
+  const bool shared_ring = options.shared_ring;
   auto core = std::make_shared<PublisherCore>(context_, std::string(topic), channel, std::move(options));
+  if (shared_ring) {
+    if (absl::Status made = core->EnableSharedRing(); !made.ok()) return made;
+  }
   absl::MutexLock lock(&registry_->mu);
   if (registry_->exchange == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("cannot advertise ", topic, ": the node is gone"));
