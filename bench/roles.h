@@ -33,6 +33,7 @@ struct RoleConfig {
   int64_t duration_ms = 0;    // length of one throughput repetition
   int batch = 32;             // messages per SendBatch / WriteBatch
   uint64_t ring_bytes = 1 << 20;  // capacity of each ring
+  bool shared_ring = false;       // fanout_pub: PublisherOptions::shared_ring
 };
 
 int RingRole(const RoleConfig& config);          // raw ringbuf: forks its peer

@@ -195,7 +195,9 @@ int RpcClientRole(const RoleConfig& config) {
 int FanoutPublisherRole(const RoleConfig& config) {
   PinToCpu(config.cpu);
   std::unique_ptr<mesh::Node> node = MakeMeshNode(config, "p", "", config.policy);
-  std::unique_ptr<mesh::Publisher> data = Must(node->Advertise("fan/data"), "advertise fan/data");
+  mesh::PublisherOptions options;
+  options.shared_ring = config.shared_ring;
+  std::unique_ptr<mesh::Publisher> data = Must(node->Advertise("fan/data", options), "advertise fan/data");
   absl::Mutex mu;
   std::vector<Ack> acks;  // under mu
   int64_t last_ack_ns = 0;  // under mu

@@ -18,6 +18,7 @@
 //   topic_spin                     the same ping-pong over two topics
 //   rpc_adaptive_rtt, rpc_sleep_rtt, rpc_pinned_rtt  Node::Call round trips (not halved)
 //   topic_fanout_<N>               one publisher, N subscriber processes
+//   topic_shared_fanout_<N>        the same with PublisherOptions::shared_ring
 //   fanout_floor_{rings,shared}_<N> the same on bare shared memory: a ring
 //                                  per subscriber, or one shared ring
 //   broadcast_ring_<N>             the same through ringbuf's broadcast ring
@@ -89,6 +90,7 @@ ABSL_FLAG(uint64_t, warmup, 10000, "internal: ping-pong warm-up round trips");
 ABSL_FLAG(uint64_t, samples, 100000, "internal: measured ping-pong round trips");
 ABSL_FLAG(int64_t, duration_ms, 300, "length of one throughput repetition (--quick: 100)");
 ABSL_FLAG(std::string, sizes, "64,1024,65536", "throughput payload sizes, comma-separated");
+ABSL_FLAG(bool, shared_ring, false, "internal: the fan-out publisher uses PublisherOptions::shared_ring");
 ABSL_FLAG(uint64_t, ring_bytes, 1 << 20,
           "capacity of each ring, raw and mesh (mesh's ring_capacity_bytes; default: the mesh default)");
 ABSL_FLAG(int, batch, 32, "messages per SendBatch/WriteBatch call in the *_batch rows");
@@ -110,6 +112,7 @@ int RunRole(const std::string& role) {
   c.duration_ms = absl::GetFlag(FLAGS_duration_ms);
   c.batch = absl::GetFlag(FLAGS_batch);
   c.ring_bytes = absl::GetFlag(FLAGS_ring_bytes);
+  c.shared_ring = absl::GetFlag(FLAGS_shared_ring);
   if (role == "ring") return RingRole(c);
   if (role == "doorbell") return DoorbellRole(c);
   if (role == "mesh_server") return MeshServerRole(c);
@@ -200,7 +203,7 @@ class Results {
         "floor", "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
         "mesh_spin",  "mesh_spin_batch",
         "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "rpc_pinned_rtt", "topic_fanout_1",
-        "topic_fanout_4", "topic_fanout_8", "fanout_floor_rings_1", "fanout_floor_rings_4", "fanout_floor_rings_8",
+        "topic_fanout_4", "topic_fanout_8", "topic_shared_fanout_1", "topic_shared_fanout_4", "topic_shared_fanout_8", "fanout_floor_rings_1", "fanout_floor_rings_4", "fanout_floor_rings_8",
         "fanout_floor_shared_1", "fanout_floor_shared_4", "fanout_floor_shared_8", "broadcast_ring_1",
         "broadcast_ring_4", "broadcast_ring_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
         "mesh_loan", "mesh_copy_big", "mesh_loan_fanout_1", "mesh_loan_fanout_4",
@@ -931,7 +934,8 @@ int Orchestrate() {
       "py_*: two Python processes through the binding (python/bench_roundtrip.py), ADAPTIVE, unpinned: "
       "py_rtt send + receive() round trip and py_call_rtt Node.call, not halved; py_send[_batch] one-way. "
       "rpc_adaptive_rtt, rpc_sleep_rtt: Node::Call round trip (not halved), both nodes ADAPTIVE or SLEEP, unpinned; rpc_pinned_rtt: ADAPTIVE, pinned as mesh_spin. topic_fanout_<N>: "
-      "one publisher to N subscriber processes, nothing pinned, msgs/s and GB/s per subscriber; fanout_floor_rings_<N> / "
+      "one publisher to N subscriber processes, nothing pinned, msgs/s and GB/s per subscriber (topic_shared_fanout_<N>: "
+      "the publisher with PublisherOptions::shared_ring); fanout_floor_rings_<N> / "
       "fanout_floor_shared_<N>: the same on bare shared memory, a ring per subscriber / one ring with a cursor per "
       "subscriber (no doorbells or envelopes); broadcast_ring_<N>: the same through ringbuf::BroadcastProducer/Consumer. "
       "topic_sub_first_msg[_max]: Subscribe returning -> first message (a history of 1), p50 and max of 20. mesh_spin throughput: receiver SPIN, sender ADAPTIVE. grpc: unary Echo (latency), client "
