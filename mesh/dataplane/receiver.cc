@@ -507,6 +507,10 @@ void Receiver::Loop() {
             return hooks_.router == nullptr || hooks_.router->RouteShared(link, channel, topic, payload);
           },
           [&](const Transport& link, absl::string_view topic, const absl::Status& why) {
+            if (absl::IsOutOfRange(why)) {  // its publisher is gone, and we read it all: its end
+              log_->Debug("shared ring of topic %s from %s ended", absl::CHexEscape(topic), link.peer_name());
+              return;
+            }
             Bump(counters_.shared_rings_dropped);
             log_->Warning("dropped the shared ring of topic %s from %s: %s", absl::CHexEscape(topic),
                           link.peer_name(), why.message());
