@@ -169,6 +169,15 @@ bool WellFormed(const std::string& bytes, size_t n, bool fds_on_ping, LinkContro
     case LinkControl::kPoolRetire:
       *known = true;
       return n == 0;
+    case LinkControl::kSharedRing:
+      // A shared ring (mesh/dataplane/shared_rings.h): its ring, cursor
+      // page and doorbell end, at most three. Fewer pass here (the node's
+      // SharedRings refuses them and fails the link), as for PoolSegment.
+      *known = true;
+      return n <= 3;
+    case LinkControl::kSharedRingEnd:
+      *known = true;
+      return n == 0;
     case LinkControl::BODY_NOT_SET:
       // Unknown kind (what it parsed into is all unknown fields): ignored,
       // with its descriptors. Nothing at all is an empty body.
