@@ -5,8 +5,8 @@
 //   meshd --config node.textproto [--print] [--stdin [--exit_on_eof]]
 //         [--log_level=debug|info|warning|error]
 //         [--wait_peers=N [--wait_timeout_ms=M]]
-//         [--subscribe=PATTERN,...] [--publish=TOPIC [--history=N]]
-//         [--serve=NAME,...]
+//         [--subscribe=PATTERN,...]
+//         [--publish=TOPIC [--history=N] [--shared_ring]] [--serve=NAME,...]
 //
 // Logs one timestamped line per event on stderr; with --print writes every
 // received message to stdout; with --stdin sends the lines it reads (or,
@@ -101,6 +101,13 @@ ABSL_FLAG(int32_t, history, 0,
           "With --publish: keep the last N lines (at most 4096) and give "
           "them to every subscriber that comes later (it subscribes, or its "
           "node joins), before the live ones.");
+ABSL_FLAG(bool, shared_ring, false,
+          "With --publish: publish through one shared ring for all "
+          "subscribers (PublisherOptions::shared_ring): each line is written "
+          "once, however many subscribe; a line may be at most half of the "
+          "config's ring_capacity_bytes, and a subscriber that holds the "
+          "ring past --send_timeout_ms is evicted (logged) until the next "
+          "line.");
 ABSL_FLAG(std::string, serve, "",
           "Serve these services (comma-separated names): each request is "
           "answered with its payload upper-cased (ASCII letters; other bytes "
@@ -124,8 +131,8 @@ constexpr absl::Duration kEofFlushTimeout = absl::Seconds(2);
 constexpr char kUsage[] =
     "usage: meshd --config FILE [--print] [--stdin [--exit_on_eof]] "
     "[--log_level=LEVEL] [--wait_peers=N [--wait_timeout_ms=M]]\n"
-    "             [--subscribe=PATTERN,...] [--publish=TOPIC [--history=N]] "
-    "[--serve=NAME,...]\n";
+    "             [--subscribe=PATTERN,...] [--publish=TOPIC [--history=N] "
+    "[--shared_ring]] [--serve=NAME,...]\n";
 
 constexpr char kHelp[] =
     R"(meshd: run one shmesh node from a config file until SIGTERM or SIGINT.
@@ -165,6 +172,7 @@ examples:
       --wait_peers=1 --exit_on_eof
   meshd --config b.textproto --subscribe='chat/*,sensors/**'
   meshd --config c.textproto --stdin --publish=chat/general --history=10
+  meshd --config c.textproto --stdin --publish=ticks --shared_ring
   meshd --config d.textproto --serve=upper
 )";
 
@@ -341,6 +349,10 @@ int Main(int argc, char** argv) {
     return UsageError("--history must not be negative");
   }
   topic_flags.history = static_cast<size_t>(absl::GetFlag(FLAGS_history));
+  if (absl::GetFlag(FLAGS_shared_ring) && topic_flags.publish.empty()) {
+    return UsageError("--shared_ring needs --publish=TOPIC");
+  }
+  topic_flags.shared_ring = absl::GetFlag(FLAGS_shared_ring);
 
   // Before any thread exists: every thread inherits this mask, so SIGINT,
   // SIGTERM and SIGHUP reach only the signalfd. A closed stdout (--print
@@ -420,6 +432,7 @@ int Main(int argc, char** argv) {
         topic_flags.history > 0
             ? absl::StrCat(" (history ", topic_flags.history, ")")
             : std::string(),
+        topic_flags.shared_ring ? " (shared ring)" : "",
         ", serves ",
         topic_flags.serve.empty() ? "-" : absl::StrJoin(topic_flags.serve, ",")));
   }

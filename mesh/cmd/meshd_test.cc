@@ -52,7 +52,7 @@ TEST(MeshdTest, HelpDocumentsEveryFlag) {
   for (const char* flag :
        {"--config", "--print", "--stdin", "--exit_on_eof", "--log_level",
         "--wait_peers", "--wait_timeout_ms", "--send_timeout_ms",
-        "--subscribe", "--publish", "--history", "--serve", "upper-cased"}) {
+        "--subscribe", "--publish", "--history", "--shared_ring", "--serve", "upper-cased"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_THAT(r.out, HasSubstr("SIGHUP restarts only the\nnode's gRPC server"));

@@ -59,6 +59,7 @@ absl::StatusOr<MeshdTopics> SetUpTopics(
   if (!flags.publish.empty()) {
     mesh::PublisherOptions options;
     options.history = flags.history;
+    options.shared_ring = flags.shared_ring;
     absl::StatusOr<std::unique_ptr<mesh::Publisher>> pub =
         node.Advertise(flags.publish, options);
     if (!pub.ok()) return Named("--publish topic", flags.publish, pub.status());

@@ -25,6 +25,7 @@ struct MeshdTopicFlags {
   std::vector<std::string> subscribe;  // patterns
   std::string publish;                 // topic, or empty
   size_t history = 0;
+  bool shared_ring = false;            // PublisherOptions::shared_ring
   std::vector<std::string> serve;      // service names
 };
 

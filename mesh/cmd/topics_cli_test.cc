@@ -206,6 +206,27 @@ TEST_F(TopicsCliTest, LateEchoGetsHistoryAndHzMeasuresTheRate) {
   EXPECT_EQ(a->Wait(), 0);
 }
 
+// meshd --shared_ring: real processes, the lines through one broadcast
+// ring; a late meshctl echo (a short-lived member) gets the history, then
+// a live line.
+TEST_F(TopicsCliTest, ASharedRingPublisherReachesALateEcho) {
+  std::unique_ptr<Child> a = StartMeshd("a", {});
+  std::unique_ptr<Child> b = StartMeshd(
+      "b", {"--stdin", "--publish=news", "--history=2", "--shared_ring", "--log_level=debug"});
+  ASSERT_TRUE(WaitForFileToContain(Path("b.err"), "(shared ring)")) << ReadFile(Path("b.err"));
+  b->WriteStdin("1\n22\n333\n");
+  ASSERT_TRUE(WaitForFileToContain(Path("b.err"), "published 3 bytes to news")) << ReadFile(Path("b.err"));
+  Child echo(MeshctlArgv({"echo", "news", "--count=3"}), Path("echo.out"), Path("echo.err"));
+  ASSERT_TRUE(WaitForFileToContain(Path("echo.out"), "news b 333")) << ReadFile(Path("echo.err"));
+  b->WriteStdin("4444\n");
+  EXPECT_EQ(echo.Wait(absl::Seconds(10)), 0) << ReadFile(Path("echo.err"));
+  EXPECT_EQ(ReadFile(Path("echo.out")), "news b 22\nnews b 333\nnews b 4444\n");
+  b->Signal(SIGTERM);
+  a->Signal(SIGTERM);
+  EXPECT_EQ(b->Wait(), 0);
+  EXPECT_EQ(a->Wait(), 0);
+}
+
 TEST_F(TopicsCliTest, ErrorsSayWhatHappenedAndWhatToDo) {
   std::unique_ptr<Child> a = StartMeshd("a", {});
 
@@ -245,6 +266,7 @@ TEST_F(TopicsCliTest, ErrorsSayWhatHappenedAndWhatToDo) {
        std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--publish=t"}, "--publish needs --stdin"},
            {{"--history=3"}, "--history needs --publish=TOPIC"},
+           {{"--shared_ring"}, "--shared_ring needs --publish=TOPIC"},
            {{"--subscribe=a//b"}, "--subscribe pattern \"a//b\""},
            {{"--stdin", "--publish=t", "--history=100000"}, "history"},
            {{"--serve=x,x"}, "--serve service \"x\""},
