@@ -180,12 +180,14 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
   node_class
       .def(
           "_advertise",
-          [](PyNode& self, const std::string& topic, size_t history, bool best_effort, const py::object& on_matched) {
+          [](PyNode& self, const std::string& topic, size_t history, bool best_effort, const py::object& on_matched,
+             bool shared_ring) {
             mesh::Node& n = self.get();
             PyPublisher* raw = nullptr;
             py::object obj = NewHandle(&raw);
             mesh::PublisherOptions options;
             options.history = history;
+            options.shared_ring = shared_ring;
             options.reliability = best_effort ? mesh::PublisherOptions::Reliability::kBestEffort
                                               : mesh::PublisherOptions::Reliability::kReliable;
             if (!on_matched.is_none()) {
@@ -204,7 +206,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
             return obj;
           },
           py::arg("topic"), py::arg("history") = 0, py::arg("best_effort") = false,
-          py::arg("on_matched") = py::none())
+          py::arg("on_matched") = py::none(), py::arg("shared_ring") = false)
       .def(
           "_subscribe",
           [](PyNode& self, const std::string& pattern, const py::object& callback, size_t queue_depth) {

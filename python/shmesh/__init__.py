@@ -239,15 +239,19 @@ class Node(_shmesh._Node):
         return text if as_json else json.loads(text)
 
     # ---- topics and services
-    def advertise(self, topic, history=0, *, reliability="reliable", on_matched=None):
+    def advertise(self, topic, history=0, *, reliability="reliable", on_matched=None, shared_ring=False):
         """A Publisher of `topic`. history: keep the last N messages for
         subscribers that come later (at most 4096). reliability: "reliable"
         (wait for full subscribers until the publish timeout) or "best_effort"
         (skip them). on_matched(n) is called on the node's events thread when
-        the number of subscribers changes. InvalidArgumentError for a bad topic."""
+        the number of subscribers changes. shared_ring: one ring for all
+        subscribers, each message written once (mesh/topic.h,
+        PublisherOptions::shared_ring: messages of at most half the ring; a
+        subscriber that holds the ring past the timeout is evicted until the
+        next publish). InvalidArgumentError for a bad topic."""
         if reliability not in ("reliable", "best_effort"):
             raise ValueError("reliability must be 'reliable' or 'best_effort'")
-        return self._advertise(topic, history, reliability == "best_effort", on_matched)
+        return self._advertise(topic, history, reliability == "best_effort", on_matched, shared_ring)
 
     def subscribe(self, pattern, callback=None, *, queue_depth=1024):
         """A Subscription to `pattern` ('*' one segment, '**' any number).

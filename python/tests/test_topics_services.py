@@ -43,6 +43,29 @@ def test_topics_callback_and_pull(make_node):
         with_callback.receive(timeout=0)
 
 
+def test_shared_ring_publisher(make_node):
+    a = make_node("a")
+    b = make_node("b", seed=a)
+    c = make_node("c", seed=a)
+    for n in (a, b, c):
+        n.wait_for_peers(2, timeout=5)
+    got_b, got_c = [], []
+    sb = b.subscribe("ticks", lambda m: got_b.append(bytes(m.payload)))
+    sc = c.subscribe("ticks", lambda m: got_c.append(bytes(m.payload)))
+    with a.advertise("ticks", history=1, shared_ring=True) as pub:
+        pub.wait_for_subscribers(2, timeout=5)
+        for i in range(200):
+            r = pub.publish(b"%d" % i, timeout=5)
+            assert r.delivered == 2 and r.not_reached == []
+        want = [b"%d" % i for i in range(200)]
+        assert wait_until(lambda: len(got_b) == 200 and len(got_c) == 200), (len(got_b), len(got_c))
+        assert got_b == want and got_c == want
+        with pytest.raises(shmesh.InvalidArgumentError):
+            pub.publish(b"x" * (1 << 20))  # over half the ring
+    sb.unsubscribe()
+    sc.unsubscribe()
+
+
 def test_services_and_error_codes(make_node):
     a = make_node("a")
     b = make_node("b", seed=a)
