@@ -61,7 +61,10 @@ std::vector<std::shared_ptr<Transport>> PublisherCore::MatchedLinksLocked() cons
 }
 
 PublishResult PublisherCore::PublishSharedLocked(absl::string_view payload, absl::Time deadline) {
-  shared_->Sync(MatchedLinksLocked());
+  if (shared_synced_ != peers_generation_ || shared_->any_without_ring()) {
+    shared_->Sync(MatchedLinksLocked());
+    shared_synced_ = peers_generation_;
+  }
   PublishResult result;
   const bool reliable = options_.reliability == PublisherOptions::Reliability::kReliable;
   shared_->Publish(payload, reliable ? deadline : absl::InfinitePast(), &result);
@@ -83,6 +86,7 @@ void PublisherCore::RematchLocked(bool force) {
     next.push_back(old != peers_.end() ? std::move(*old) : Peer{link, false, start});
   }
   peers_.swap(next);
+  ++peers_generation_;
   matched_cv_.notify_all();  // WaitForSubscribers
   // relaxed: a statistic for matched() (see there).
   matched_count_.store(peers_.size(), std::memory_order_relaxed);
@@ -301,6 +305,7 @@ void PublisherCore::RematchAndCatchUpLocked(absl::Time deadline) {
   RematchLocked(true);
   if (shared_ != nullptr) {
     shared_->Sync(MatchedLinksLocked());
+    shared_synced_ = peers_generation_;
     return;
   }
   for (Peer& peer : peers_) {

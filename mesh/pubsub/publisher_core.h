@@ -169,6 +169,11 @@ class PublisherCore {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Set by EnableSharedRing: every publication goes through it.
   std::unique_ptr<SharedFanout> shared_ ABSL_GUARDED_BY(mu_);
+  // Bumped whenever RematchLocked rebuilds peers_; shared_ was last
+  // synced with peers_ of generation shared_synced_ (a Publish syncs only
+  // after a change, or to offer the ring again to a subscriber without it).
+  uint64_t peers_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t shared_synced_ ABSL_GUARDED_BY(mu_) = ~uint64_t{0};
   // Statistics (relaxed: plain counters, read for the topology).
   std::atomic<uint64_t> messages_{0}, bytes_{0};
   // peers_.size() as of the last match, for matched() while a Publish

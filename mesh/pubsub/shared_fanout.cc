@@ -86,6 +86,8 @@ void SharedFanout::Sync(const std::vector<std::shared_ptr<Transport>>& matched) 
     }
     if (it->id == 0) Offer(&*it);
   }
+  any_without_ring_ = false;
+  for (const Subscriber& s : subscribers_) any_without_ring_ = any_without_ring_ || s.id == 0;
 }
 
 void SharedFanout::Publish(absl::string_view payload, absl::Time deadline, PublishResult* result) {
@@ -112,10 +114,12 @@ void SharedFanout::Publish(absl::string_view payload, absl::Time deadline, Publi
         absl::StrCat("subscriber ", it->link->peer_name(), " was evicted from the shared ring of ", topic_, ": ",
                      e.why, "; it gets the ring again from the next publication"));
   }
+  any_without_ring_ = false;
   for (const Subscriber& s : subscribers_) {
     if (s.id != 0) {
       ++result->delivered;
     } else {
+      any_without_ring_ = true;
       result->not_reached.emplace_back(s.link->peer_name(), s.why_not);
     }
   }
@@ -124,6 +128,7 @@ void SharedFanout::Publish(absl::string_view payload, absl::Time deadline, Publi
 void SharedFanout::Close() {
   for (Subscriber& s : subscribers_) End(&s);
   subscribers_.clear();
+  any_without_ring_ = false;
 }
 
 }  // namespace pubsub

@@ -50,6 +50,8 @@ class SharedFanout {
   void Publish(absl::string_view payload, absl::Time deadline, PublishResult* result);
   // Ends the ring for every subscriber (best effort).
   void Close();
+  // Whether a subscriber is without the ring (Sync would offer it again).
+  bool any_without_ring() const { return any_without_ring_; }
 
  private:
   struct Subscriber {
@@ -67,6 +69,7 @@ class SharedFanout {
   const uint32_t channel_;
   ringbuf::BroadcastProducer producer_;
   std::vector<Subscriber> subscribers_;
+  bool any_without_ring_ = false;
 };
 
 }  // namespace pubsub

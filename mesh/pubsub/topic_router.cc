@@ -90,10 +90,21 @@ bool TopicRouter::OnFrame(const Transport& link, const FrameHeader& header, absl
 
 bool TopicRouter::OnSharedFrame(const Transport& link, uint32_t channel, absl::string_view topic,
                                 absl::string_view payload) {
+  // The hot path: the same ring as the publication before (a new offer on
+  // that channel may carry another topic: compared too).
+  if (&link == last_shared_link_ && channel == last_shared_id_ && last_shared_channel_ != nullptr &&
+      last_shared_channel_->topic == topic) {
+    return Deliver(link, last_shared_channel_, payload, nullptr);
+  }
   auto found = links_.find(&link);  // receive thread: the maps' only writer
   if (found != links_.end()) {
     auto c = found->second.shared.find(channel);
-    if (c != found->second.shared.end() && c->second->topic == topic) return Deliver(link, c->second.get(), payload, nullptr);
+    if (c != found->second.shared.end() && c->second->topic == topic) {
+      last_shared_link_ = &link;
+      last_shared_id_ = channel;
+      last_shared_channel_ = c->second.get();
+      return Deliver(link, c->second.get(), payload, nullptr);
+    }
   }
   Channel* made = nullptr;
   {
@@ -107,6 +118,9 @@ bool TopicRouter::OnSharedFrame(const Transport& link, uint32_t channel, absl::s
     made = slot.get();
   }
   last_channel_ = nullptr;  // the maps changed
+  last_shared_link_ = &link;
+  last_shared_id_ = channel;
+  last_shared_channel_ = made;
   return Deliver(link, made, payload, nullptr);
 }
 
@@ -150,6 +164,7 @@ void TopicRouter::Retire(const std::string& peer, const Channel& c) {
 
 void TopicRouter::LinksChanged(absl::Span<const std::shared_ptr<Transport>> active) {
   last_channel_ = nullptr;  // the maps change (and a link's address may be reused)
+  last_shared_channel_ = nullptr;
   std::set<const Transport*> live;
   for (const auto& link : active) live.insert(link.get());
   absl::MutexLock lock(&mu_);

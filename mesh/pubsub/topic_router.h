@@ -101,6 +101,11 @@ class TopicRouter {
   const Transport* last_link_ = nullptr;
   uint32_t last_id_ = 0;
   Channel* last_channel_ = nullptr;
+  // The same for the last shared-ring publication (its ids are another
+  // space: a publisher's shared ring and its declared id share a number).
+  const Transport* last_shared_link_ = nullptr;
+  uint32_t last_shared_id_ = 0;
+  Channel* last_shared_channel_ = nullptr;
 
   // The receive thread changes the maps under mu_ (rare: declarations,
   // links going) and reads them without it (it is their only writer);
