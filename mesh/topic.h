@@ -98,9 +98,10 @@ struct PublisherOptions {
   // One shared ring for all subscribers (ringbuf/broadcast.h) instead of a
   // frame in each subscriber's ring: a Publish writes the message once,
   // whatever the number of subscribers, and each reads it from the same
-  // memory. For small messages to many subscribers (with 8 subscriber
-  // processes on 2 CPUs it keeps about 0.6-0.9x of the one-subscriber rate
-  // per subscriber where per-subscriber rings keep 0.2-0.4x: bench/README).
+  // memory. For small messages to many subscribers: with 8 subscriber
+  // processes on 2 CPUs each got 0.56-1.68x of what the one subscriber of
+  // a default publisher gets, where the default kept 0.13-0.58x (four runs;
+  // mesh/pubsub/README.md). With one subscriber the default is faster.
   // What changes:
   //   - a payload may be at most half of the node's ring_capacity_bytes
   //     (INVALID_ARGUMENT beyond); no pool, no loans (Loan() and
