@@ -21,12 +21,8 @@ constexpr absl::Duration kPause = absl::Microseconds(5);
 constexpr absl::Duration kYield = absl::Microseconds(50);
 constexpr absl::Duration kNap = absl::Microseconds(50);
 
-uint64_t FrameBytes(size_t payload) {
-  return (kFrameHeaderSize + payload + kFrameAlignment - 1) / kFrameAlignment * kFrameAlignment;
-}
-
 absl::Status CheckCapacity(size_t capacity, absl::string_view what) {
-  if (capacity < kMinRingCapacity || capacity > kMaxRingCapacity || (capacity & (capacity - 1)) != 0) {
+  if (!IsValidRingCapacity(capacity)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": capacity ", capacity, " is not a power of two from ",
                                                    kMinRingCapacity, " to ", kMaxRingCapacity));
   }

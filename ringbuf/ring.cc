@@ -33,12 +33,6 @@ namespace {
 constexpr uint64_t kAlignMask = kFrameAlignment - 1;
 constexpr uint32_t kKnownClosedBits = kRingProducerClosed | kRingConsumerClosed;
 
-constexpr uint64_t FrameTotal(uint64_t len) {
-  return kFrameHeaderSize + ((len + kAlignMask) & ~kAlignMask);
-}
-
-bool IsPowerOfTwo(size_t n) { return n != 0 && (n & (n - 1)) == 0; }
-
 // Copies `n` <= 16 bytes with fixed-size moves (two overlapping ones for
 // 8..16 bytes) instead of a memcpy call, whose dispatch costs more than the
 // copy at this size: the prefixes written in front of each frame (the mesh's
@@ -214,7 +208,7 @@ bool RingProducer::CheckPeerOpen() {
 }
 
 uint64_t RingProducer::SpaceNeeded(size_t len) const {
-  const uint64_t total = FrameTotal(len);
+  const uint64_t total = FrameBytes(len);
   const uint64_t contiguous = capacity_ - (tail_ & mask_);
   return contiguous >= total ? total : contiguous + total;
 }
@@ -260,7 +254,7 @@ absl::StatusOr<absl::Span<uint8_t>> RingProducer::Reserve(size_t len, absl::Time
   }
   uint64_t position = tail_;
   const uint64_t contiguous = capacity_ - (tail_ & mask_);
-  if (contiguous < FrameTotal(len)) position += contiguous;  // after a padding frame
+  if (contiguous < FrameBytes(len)) position += contiguous;  // after a padding frame
   reserved_ = true;
   reserved_len_ = len;
   return absl::Span<uint8_t>(data_ + (position & mask_) + kFrameHeaderSize, len);
@@ -275,12 +269,12 @@ absl::Status RingProducer::CommitInternal(size_t len) {
   }
   // Same padding decision as Reserve() made for the reserved length.
   const uint64_t contiguous = capacity_ - (tail_ & mask_);
-  if (contiguous < FrameTotal(reserved_len_)) {
+  if (contiguous < FrameBytes(reserved_len_)) {
     StoreFrameWord(data_ + (tail_ & mask_), contiguous - kFrameHeaderSize, kFrameTypePadding);
     tail_ += contiguous;
   }
   StoreFrameWord(data_ + (tail_ & mask_), len, kFrameTypeData);
-  tail_ += FrameTotal(len);
+  tail_ += FrameBytes(len);
   reserved_ = false;
   StatCounters::Add(stats_.frames, 1);
   StatCounters::Add(stats_.bytes, len);
@@ -365,7 +359,7 @@ absl::Status RingProducer::WriteBatchInternal(absl::string_view prefix,
     for (; done < payloads.size(); ++done) {
       const size_t len = prefix.size() + payloads[done].size();
       if (len > max_frame_) break;
-      const uint64_t total = FrameTotal(len);
+      const uint64_t total = FrameBytes(len);
       const uint64_t contiguous = capacity_ - (tail_ & mask_);
       // As SpaceNeeded(): a padding frame first if this one would wrap.
       const uint64_t need = contiguous >= total ? total : contiguous + total;
@@ -622,7 +616,7 @@ RingConsumer::PeekResult RingConsumer::PeekInternal() {
                         "-byte maximum"));
       return PeekResult::kFailed;
     }
-    const uint64_t total = FrameTotal(len);
+    const uint64_t total = FrameBytes(len);
     if (total > available) {
       Fail(absl::StrCat("frame of ", len, " bytes at ", head_, " runs past tail ", cached_tail_));
       return PeekResult::kFailed;
@@ -855,7 +849,7 @@ Ring& Ring::operator=(Ring&&) noexcept = default;
 Ring::~Ring() = default;
 
 absl::StatusOr<Ring> Ring::Create(size_t capacity, const WaitOptions& options) {
-  if (!IsPowerOfTwo(capacity) || capacity < kMinRingCapacity || capacity > kMaxRingCapacity) {
+  if (!IsValidRingCapacity(capacity)) {
     return absl::InvalidArgumentError(absl::StrCat("ring capacity ", capacity,
                                                    " is not a power of two in [", kMinRingCapacity,
                                                    ", ", kMaxRingCapacity, "]"));
@@ -897,7 +891,7 @@ absl::StatusOr<Ring> Ring::Attach(SharedRegion region, base::UniqueFd doorbell, 
     return absl::InvalidArgumentError(
         absl::StrCat("ring header size is ", header_size, ", expected ", kRingHeaderSize));
   }
-  if (!IsPowerOfTwo(capacity) || capacity < kMinRingCapacity || capacity > kMaxRingCapacity) {
+  if (!IsValidRingCapacity(capacity)) {
     return absl::InvalidArgumentError(absl::StrCat("ring header capacity ", capacity,
                                                    " is not a power of two in [", kMinRingCapacity,
                                                    ", ", kMaxRingCapacity, "]"));

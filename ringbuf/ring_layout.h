@@ -141,6 +141,18 @@ static_assert(sizeof(std::atomic<uint32_t>) == 4 && alignof(std::atomic<uint32_t
 static_assert(kRingHeaderSize % kFrameAlignment == 0);
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "frame header word is little-endian");
 
+// Whether `capacity` is a valid data size for a ring (a power of two in
+// [kMinRingCapacity, kMaxRingCapacity]); the broadcast ring's too.
+constexpr bool IsValidRingCapacity(uint64_t capacity) {
+  return capacity >= kMinRingCapacity && capacity <= kMaxRingCapacity && (capacity & (capacity - 1)) == 0;
+}
+
+// Bytes a frame with `payload` bytes takes in a ring: its header, the
+// payload, padding to kFrameAlignment.
+constexpr uint64_t FrameBytes(uint64_t payload) {
+  return kFrameHeaderSize + (payload + kFrameAlignment - 1) / kFrameAlignment * kFrameAlignment;
+}
+
 // Bytes of shared memory a ring of `capacity` data bytes needs.
 constexpr size_t RingRegionSize(size_t capacity) { return kRingHeaderSize + capacity; }
 

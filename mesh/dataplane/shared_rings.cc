@@ -6,7 +6,6 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "ringbuf/ring_layout.h"
 
 namespace mesh {
 
@@ -23,12 +22,6 @@ absl::Status SharedRings::Add(const std::shared_ptr<Transport>& link, const mesh
   };
   if (offer.channel() == 0) return bad("channel 0");
   if (fds.size() != 3) return bad(absl::StrCat(fds.size(), " descriptors, expected 3"));
-  const uint64_t capacity = offer.capacity();
-  if (capacity < ringbuf::kMinRingCapacity || capacity > ringbuf::kMaxRingCapacity ||
-      (capacity & (capacity - 1)) != 0) {
-    return bad(absl::StrCat("capacity ", capacity, " is not a power of two from ", ringbuf::kMinRingCapacity,
-                            " to ", ringbuf::kMaxRingCapacity));
-  }
   if (absl::Status valid = valid_topic_(offer.topic()); !valid.ok()) {
     return bad(absl::StrCat("bad topic: ", valid.message()));
   }
@@ -44,7 +37,7 @@ absl::Status SharedRings::Add(const std::shared_ptr<Transport>& link, const mesh
     }
   }
   absl::StatusOr<ringbuf::BroadcastConsumer> consumer = ringbuf::BroadcastConsumer::Open(
-      std::move(fds[0]), std::move(fds[1]), std::move(fds[2]), capacity, offer.start());
+      std::move(fds[0]), std::move(fds[1]), std::move(fds[2]), offer.capacity(), offer.start());
   if (!consumer.ok()) return bad(consumer.status().message());
   const uint64_t tag = next_tag_++;
   if (absl::Status added = epoll_.Add(consumer->doorbell_fd(), EPOLLIN, tag); !added.ok()) return added;
