@@ -216,6 +216,7 @@ absl::Status NodeImpl::Start() {
     hooks.link_failed = [this](const std::shared_ptr<Transport>& link, absl::string_view why) {
       LinkFailed(link, why);
     };
+    hooks.peer_left = [this](const Transport& link) { membership_->MarkLeft(link.peer().id()); };
     absl::StatusOr<std::unique_ptr<Receiver>> receiver = Receiver::Create(options, std::move(hooks), &links_, &log_);
     if (!receiver.ok()) return fail(receiver.status());
     receiver_ = std::move(*receiver);

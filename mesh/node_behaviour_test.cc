@@ -411,10 +411,19 @@ TEST_F(NodeBehaviourTest, DepartedMemberIsDownUntilReplaced) {
   EXPECT_GE(since, stopped - absl::Seconds(1));
   EXPECT_LE(since, absl::Now() + absl::Milliseconds(100));
   EXPECT_EQ(a->Peers(), std::vector<std::string>{"b"});
+  // A Join that c sent before it left and that a serves only now (its
+  // control thread was announcing itself when it stopped) is refused: c
+  // said goodbye, and its process (this one) is alive, so it would stay a
+  // JOINING member that nobody can reach, and hold its name.
+  const absl::Status late = testing_util::AnnounceMember(a->grpc_address(), dir_.path(), "c", old_id, ::getpid());
+  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition) << late;
+  EXPECT_THAT(std::string(late.message()), HasSubstr("said goodbye and left the mesh"));
   {
     auto topo = a->Topology(true);
     ASSERT_TRUE(topo.ok()) << topo.status();
-    EXPECT_EQ(MembersNamed(*topo, "c").size(), 1u) << topo->DebugString();
+    const std::vector<mesh::v1::Member> cs = MembersNamed(*topo, "c");
+    ASSERT_EQ(cs.size(), 1u) << topo->DebugString();
+    EXPECT_EQ(cs[0].state(), mesh::v1::DOWN) << topo->DebugString();
   }
 
   // A new incarnation of c (a new id) joins through a.

@@ -407,6 +407,7 @@ void Receiver::Loop() {
       switch (msg.body_case()) {
         case mesh::v1::LinkControl::kGoodbye:
           drain_rest(link);
+          if (hooks_.peer_left) hooks_.peer_left(*link);
           fail_link(link, absl::StrCat("peer left the mesh (", absl::CHexEscape(msg.goodbye().reason()), ")"));
           return;
         case mesh::v1::LinkControl::kPing: {
@@ -562,6 +563,9 @@ void Receiver::Loop() {
       leaving.swap(leaving_);
     }
     for (const auto& link : leaving) {
+      // Its Goodbye (sent before its Leave) is read first: it says the
+      // peer left for good (Hooks::peer_left).
+      read_control(link, 64);
       if (link->down()) continue;
       drain_rest(link);
       fail_link(link, "peer left the mesh");

@@ -85,6 +85,9 @@ class Receiver {
     // A link found dead; the node retires it. Runs on the receive thread
     // (or a sender's); must not block.
     std::function<void(const std::shared_ptr<Transport>&, absl::string_view why)> link_failed;
+    // The peer said Goodbye on `link` (it left the mesh for good); called
+    // just before `link_failed`. Unset: only link_failed runs. Must not block.
+    std::function<void(const Transport& link)> peer_left;
   };
   // What the receiver dropped or ignored, for the node's diagnostics.
   struct Counters {

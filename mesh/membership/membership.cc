@@ -195,6 +195,11 @@ bool Membership::Admit(const std::string& name, uint64_t id, absl::FunctionRef<b
   return true;
 }
 
+void Membership::MarkLeft(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  roster_.MarkLeft(id);
+}
+
 void Membership::Depart(const std::string& name, uint64_t id, absl::FunctionRef<void()> remove) {
   {
     absl::MutexLock lock(&mu_);

@@ -105,6 +105,10 @@ class Membership {
   // Runs `remove` under the mutex (removes the link, posts peer-down), then
   // departs the member `name`/`id` (kept DOWN for a while; its name free).
   void Depart(const std::string& name, uint64_t id, absl::FunctionRef<void()> remove);
+  // The member with id `id` said Goodbye on its link: it never joins again
+  // under that id (Roster::MarkLeft), so a Join it sent before leaving and
+  // served after cannot bring it back.
+  void MarkLeft(uint64_t id);
 
   // Runs `fn` under the mutex, ordered with Admit and Depart (the node
   // posts a link's unresponsive events so: never after its down).

@@ -76,6 +76,11 @@ absl::StatusOr<Roster::Change> Roster::Join(const mesh::v1::Member& m, const std
     // The old holder of the name is dead: forget it, welcome the new one.
     DepartInto(m.name(), old.id(), now, &change);
   }
+  if (HasLeft(m.id())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "member '", m.name(), "' (id ", absl::Hex(m.id()),
+        ") said goodbye and left the mesh; a node that left joins again only as a new incarnation (restart it)"));
+  }
   // The member itself may come back under an id we buried (it lost its
   // link, say, but lives): its own word outranks gossip.
   Untombstone(m.id());
@@ -165,10 +170,19 @@ void Roster::Clear() {
   ++generation_;
 }
 
-void Roster::Tombstone(uint64_t id) {
+void Roster::MarkLeft(uint64_t id) { Tombstone(id, /*left=*/true); }
+
+bool Roster::HasLeft(uint64_t id) const {
+  auto t = tombstones_.find(id);
+  return t != tombstones_.end() && t->second.left;
+}
+
+void Roster::Tombstone(uint64_t id, bool left) {
   if (options_.max_tombstones == 0) return;
   const uint64_t seq = ++tombstone_seq_;
-  tombstones_[id] = seq;
+  Tomb& tomb = tombstones_[id];
+  tomb.seq = seq;
+  tomb.left = tomb.left || left;
   tombstone_order_.emplace_back(id, seq);
   // Forget the oldest beyond the cap; pairs whose id was erased or
   // tombstoned again since are stale and simply dropped.
@@ -176,7 +190,7 @@ void Roster::Tombstone(uint64_t id) {
     const auto [old_id, old_seq] = tombstone_order_.front();
     tombstone_order_.pop_front();
     auto t = tombstones_.find(old_id);
-    if (t != tombstones_.end() && t->second == old_seq) tombstones_.erase(t);
+    if (t != tombstones_.end() && t->second.seq == old_seq) tombstones_.erase(t);
   }
   // Stale pairs only pile up when ids are erased (Join) without eviction:
   // compact then, so the queue stays within twice the cap.
@@ -184,7 +198,7 @@ void Roster::Tombstone(uint64_t id) {
     std::deque<std::pair<uint64_t, uint64_t>> live;
     for (const auto& [tid, tseq] : tombstone_order_) {
       auto t = tombstones_.find(tid);
-      if (t != tombstones_.end() && t->second == tseq) live.emplace_back(tid, tseq);
+      if (t != tombstones_.end() && t->second.seq == tseq) live.emplace_back(tid, tseq);
     }
     tombstone_order_.swap(live);
   }

@@ -12,7 +12,11 @@
 //
 // Tombstones: the ids of departed members. An announcement of a tombstoned id
 // is ignored (a third node may still gossip a member we saw leave or die),
-// except that the member itself may Join again (Join erases its tombstone).
+// except that the member itself may Join again (Join erases its tombstone),
+// unless it said it left (MarkLeft: the Goodbye on its own link). A node
+// that left never comes back under the same id (a restarted node has a new
+// one), so a Join it sent before it left, answered after, must not bring it
+// back as a member nobody can reach.
 // Bounded: the most recent Options::max_tombstones ids are kept (default
 // 4096, the oldest forgotten first). A forgotten id can be learned again only
 // while its process is alive, which for a departed member means a pid reused
@@ -107,6 +111,8 @@ class Roster {
   //     pid>); pick another name";
   //   - another incarnation holds m's name and is linked or its pid alive:
   //     ALREADY_EXISTS naming the holder's pid; a dead holder is departed;
+  //   - m's id said it left (MarkLeft): FAILED_PRECONDITION "member '<name>'
+  //     (id <id>) said goodbye and left the mesh; ...";
   //   - m's tombstone (if any) is erased, m is learned (Learn), then every
   //     valid member of `known` (invalid ones are skipped silently).
   // Returns what changed: tell the reconciler of each member departed
@@ -129,6 +135,15 @@ class Roster {
   // its id tombstoned, and kept as DOWN since `now`. Returns false (nothing
   // changes) if no live member has that name and id.
   bool Depart(const std::string& name, uint64_t id, absl::Time now);
+
+  // The member with id `id` said goodbye on its own link (an authenticated
+  // word: only the peer holds its end): the id is tombstoned for good, and
+  // Join refuses it from now on (even once Depart has run). Bounded with the
+  // tombstones. A gRPC Leave does not call this: anyone who can reach our
+  // socket can send one, and a member wrongly reported gone must be able to
+  // Join again.
+  void MarkLeft(uint64_t id);
+  bool HasLeft(uint64_t id) const;
 
   // A link to `name` came up at `now`: its `since` becomes `now`. Returns
   // false if `name` is not a live member.
@@ -174,7 +189,8 @@ class Roster {
  private:
   // Depart(), recording the departed member in `*change` if not null.
   void DepartInto(const std::string& name, uint64_t id, absl::Time now, Change* change);
-  void Tombstone(uint64_t id);
+  // `left`: MarkLeft's mark, kept by later Tombstone calls for the same id.
+  void Tombstone(uint64_t id, bool left = false);
   void Untombstone(uint64_t id);
   bool IsAlive(pid_t pid) const;
 
@@ -185,7 +201,11 @@ class Roster {
   // Tombstoned id -> its insertion sequence number; `tombstone_order_`
   // holds (id, seq) oldest first, with stale pairs (erased or re-inserted
   // ids) skipped when met and compacted when they pile up.
-  absl::flat_hash_map<uint64_t, uint64_t> tombstones_;
+  struct Tomb {
+    uint64_t seq = 0;
+    bool left = false;  // MarkLeft: Join refuses the id
+  };
+  absl::flat_hash_map<uint64_t, Tomb> tombstones_;
   std::deque<std::pair<uint64_t, uint64_t>> tombstone_order_;
   uint64_t tombstone_seq_ = 0;
   uint64_t generation_ = 0;

@@ -194,6 +194,35 @@ TEST_F(RosterTest, JoinErasesOwnTombstone) {
   EXPECT_FALSE(r.IsTombstoned(1));
 }
 
+// A member that said goodbye (MarkLeft) is not brought back by a Join it
+// sent before leaving, whether that Join is served before or after its
+// Depart; a new incarnation of its name is welcome.
+TEST_F(RosterTest, MemberThatLeftCannotJoinAgainUnderItsId) {
+  Roster r(Opts());
+  ASSERT_TRUE(Join(r, M("a", 1, 201)).ok());
+  r.MarkLeft(1);
+  EXPECT_TRUE(r.HasLeft(1));
+  EXPECT_EQ(r.Find("a")->member.id(), 1u);  // still a member until it departs
+  ASSERT_TRUE(r.Depart("a", 1, kT0));
+  EXPECT_TRUE(r.HasLeft(1));  // Depart's tombstone keeps the mark
+  auto late = Join(r, M("a", 1, 201));
+  ASSERT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition) << late.status();
+  EXPECT_TRUE(absl::StrContains(late.status().message(), "said goodbye and left the mesh")) << late.status();
+  EXPECT_TRUE(r.IsTombstoned(1));
+  EXPECT_FALSE(Learn(r, M("a", 1, 201)));
+  auto all = Members(r, kT0 + absl::Seconds(1));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].state(), mesh::v1::DOWN);
+  // Marked before Depart: the same.
+  ASSERT_TRUE(Join(r, M("b", 3, 203)).ok());
+  r.MarkLeft(3);
+  EXPECT_EQ(Join(r, M("b", 3, 203)).status().code(), absl::StatusCode::kFailedPrecondition);
+  // A new incarnation of "a" joins (its pid is alive; the old one is gone).
+  auto fresh = Join(r, M("a", 2, 202));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(r.Find("a")->member.id(), 2u);
+}
+
 TEST_F(RosterTest, LearnRules) {
   Roster r(Opts());
   EXPECT_FALSE(Learn(r, M("self", 77, 201)));       // our name
