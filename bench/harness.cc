@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -418,6 +419,16 @@ int Child::Finish(absl::Duration timeout) {
   }
   pid_ = -1;
   return status;
+}
+
+void Progress(const std::string& what) {
+  std::fprintf(stderr, "shmesh_bench: %s\n", what.c_str());
+}
+
+std::string MakeDir(const std::string& parent, const std::string& name) {
+  const std::string dir = parent + "/" + name;
+  if (::mkdir(dir.c_str(), 0700) != 0) Die(absl::StrCat("mkdir ", dir, " failed"));
+  return dir;
 }
 
 }  // namespace shmesh_bench

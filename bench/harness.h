@@ -190,6 +190,12 @@ class Child {
 // Path of this executable (for re-executing roles).
 std::string SelfExe();
 
+// A progress line on stderr ("shmesh_bench: <what>").
+void Progress(const std::string& what);
+// Makes the directory `parent`/`name` (mode 0700) and returns its path;
+// dies if it cannot.
+std::string MakeDir(const std::string& parent, const std::string& name);
+
 // The shared memory resident in `pids` through memfd mappings, from
 // /proc/<pid>/smaps: each memfd (device, inode) counted once, with the
 // largest Rss of any of its mappings (the pages some process touched);

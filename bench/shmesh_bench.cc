@@ -62,8 +62,11 @@
 #include "absl/time/time.h"
 #include "bench/compare.h"
 #include "bench/harness.h"
+#include "bench/mesh_formation.h"
 #include "bench/python_bench.h"
+#include "bench/results.h"
 #include "bench/roles.h"
+#include "bench/targets.h"
 #include "bench/topics_bench.h"
 
 ABSL_FLAG(bool, quick, false, "short run (under a minute)");
@@ -144,145 +147,6 @@ int RunRole(const std::string& role) {
   Die(absl::StrCat("unknown role '", role, "'"));
 }
 
-// ------------------------------------------------------------ results
-
-constexpr const char* kFields[] = {"p50_ns",     "p99_ns",      "p999_ns",  "msgs_per_s",
-                                   "gb_per_s",   "cpu_percent", "setup_ms", "shm_resident_mib"};
-
-struct Row {
-  std::string name;
-  uint64_t payload = 0;
-  std::map<std::string, std::vector<double>> reps;  // field -> one value per repetition
-
-  std::optional<double> Median(const std::string& field) const {
-    auto it = reps.find(field);
-    if (it == reps.end() || it->second.empty()) return std::nullopt;
-    std::vector<double> v = it->second;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  }
-};
-
-class Results {
- public:
-  // Parses "ROW name payload key=value ...".
-  void Add(const std::string& line) {
-    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (parts.size() < 3 || parts[0] != "ROW") Die(absl::StrCat("bad row line: ", line));
-    uint64_t payload = 0;
-    if (!absl::SimpleAtoi(parts[2], &payload)) Die(absl::StrCat("bad row line: ", line));
-    Row& row = Get(parts[1], payload);
-    for (size_t i = 3; i < parts.size(); ++i) {
-      std::vector<std::string> kv = absl::StrSplit(parts[i], absl::MaxSplits('=', 1));
-      double value = 0;
-      if (kv.size() != 2 || !absl::SimpleAtod(kv[1], &value)) Die(absl::StrCat("bad row line: ", line));
-      row.reps[kv[0]].push_back(value);
-    }
-  }
-  void AddAll(const std::vector<std::string>& lines) {
-    for (const std::string& line : lines) Add(line);
-  }
-  void AddValue(const std::string& name, uint64_t payload, const std::string& field, double value) {
-    Get(name, payload).reps[field].push_back(value);
-  }
-
-  const Row* Find(const std::string& name, uint64_t payload) const {
-    for (const Row& r : rows_) {
-      if (r.name == name && r.payload == payload) return &r;
-    }
-    return nullptr;
-  }
-  std::optional<double> Median(const std::string& name, uint64_t payload, const std::string& field) const {
-    const Row* r = Find(name, payload);
-    return r == nullptr ? std::nullopt : r->Median(field);
-  }
-
-  // Rows in the table's order: by name (the order below), then payload.
-  std::vector<Row> Sorted() const {
-    static const char* const kOrder[] = {
-        "floor", "raw_ring",     "raw_ring_batch", "raw_ring_sleep", "doorbell_eventfd", "doorbell_socketpair",
-        "mesh_spin",  "mesh_spin_batch",
-        "mesh_adaptive", "mesh_adaptive_batch", "topic_spin", "rpc_adaptive_rtt", "rpc_sleep_rtt", "rpc_pinned_rtt", "topic_fanout_1",
-        "topic_fanout_4", "topic_fanout_8", "topic_shared_fanout_1", "topic_shared_fanout_4", "topic_shared_fanout_8", "fanout_floor_rings_1", "fanout_floor_rings_4", "fanout_floor_rings_8",
-        "fanout_floor_shared_1", "fanout_floor_shared_4", "fanout_floor_shared_8", "broadcast_ring_1",
-        "broadcast_ring_4", "broadcast_ring_8", "uds", "zmq", "grpc_unary", "grpc_stream", "iox_copy", "iox_zero_copy",
-        "mesh_loan", "mesh_copy_big", "mesh_loan_fanout_1", "mesh_loan_fanout_4",
-        "mesh_link_setup_pair", "mesh_pair_join", "topic_sub_first_msg", "topic_sub_first_msg_max",
-        "mesh16_formation", "mesh16_idle", "py_rtt", "py_call_rtt", "py_send", "py_send_batch"};
-    auto rank = [](const std::string& name) {
-      for (size_t i = 0; i < std::size(kOrder); ++i) {
-        if (name == kOrder[i]) return i;
-      }
-      return std::size(kOrder);
-    };
-    std::vector<Row> sorted = rows_;
-    std::stable_sort(sorted.begin(), sorted.end(), [&](const Row& a, const Row& b) {
-      if (rank(a.name) != rank(b.name)) return rank(a.name) < rank(b.name);
-      return a.payload < b.payload;
-    });
-    return sorted;
-  }
-
- private:
-  Row& Get(const std::string& name, uint64_t payload) {
-    for (Row& r : rows_) {
-      if (r.name == name && r.payload == payload) return r;
-    }
-    rows_.push_back(Row{name, payload, {}});
-    return rows_.back();
-  }
-  std::vector<Row> rows_;
-};
-
-std::string HumanSize(uint64_t bytes) {
-  if (bytes == 0) return "-";
-  if (bytes >= (1 << 20) && bytes % (1 << 20) == 0) return absl::StrCat(bytes >> 20, " MiB");
-  if (bytes >= 1024 && bytes % 1024 == 0) return absl::StrCat(bytes / 1024, " KiB");
-  return absl::StrCat(bytes, " B");
-}
-
-std::string Fmt(const std::optional<double>& v, const char* format) {
-  if (!v.has_value()) return "-";
-  return absl::StrFormat(format, *v);
-}
-
-std::string FormatRate(const std::optional<double>& v) {
-  if (!v.has_value()) return "-";
-  if (*v >= 1e6) return absl::StrFormat("%.2fM", *v / 1e6);
-  if (*v >= 1e3) return absl::StrFormat("%.1fk", *v / 1e3);
-  return absl::StrFormat("%.0f", *v);
-}
-
-void PrintTable(const Results& results) {
-  std::printf("| benchmark | payload | p50 ns | p99 ns | p99.9 ns | msgs/s | GB/s | CPU %% | setup ms |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (const Row& r : results.Sorted()) {
-    std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.name.c_str(),
-                HumanSize(r.payload).c_str(), Fmt(r.Median("p50_ns"), "%.0f").c_str(),
-                Fmt(r.Median("p99_ns"), "%.0f").c_str(), Fmt(r.Median("p999_ns"), "%.0f").c_str(),
-                FormatRate(r.Median("msgs_per_s")).c_str(), Fmt(r.Median("gb_per_s"), "%.2f").c_str(),
-                Fmt(r.Median("cpu_percent"), "%.2f").c_str(), Fmt(r.Median("setup_ms"), "%.2f").c_str());
-  }
-}
-
-bool WriteJson(const std::string& path, const Results& results) {
-  std::string out = "[\n";
-  const std::vector<Row> rows = results.Sorted();
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& r = rows[i];
-    absl::StrAppend(&out, "  {\"name\": \"", r.name, "\", \"payload_bytes\": ", r.payload);
-    for (const char* field : kFields) {
-      std::optional<double> v = r.Median(field);
-      if (v.has_value()) absl::StrAppend(&out, ", \"", field, "\": ", absl::StrFormat("%.6g", *v));
-    }
-    absl::StrAppend(&out, "}", i + 1 < rows.size() ? "," : "", "\n");
-  }
-  out += "]\n";
-  std::ofstream f(path);
-  f << out;
-  return static_cast<bool>(f);
-}
-
 // ------------------------------------------------------------ orchestration
 
 struct Plan {
@@ -310,16 +174,6 @@ std::vector<std::string> CommonArgs(const Plan& plan, bool sockets) {
 std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
-}
-
-void Progress(const std::string& what) {
-  std::fprintf(stderr, "shmesh_bench: %s\n", what.c_str());
-}
-
-std::string MakeDir(const std::string& parent, const std::string& name) {
-  const std::string dir = parent + "/" + name;
-  if (::mkdir(dir.c_str(), 0700) != 0) Die(absl::StrCat("mkdir ", dir, " failed"));
-  return dir;
 }
 
 // One benchmark pair: an optional server process and the measuring client,
@@ -568,145 +422,6 @@ void RunRounds(Results& results, const Plan& plan, const std::string& tmp,
   }
 }
 
-int64_t ParseTime(const std::string& line) {
-  std::vector<std::string> parts = absl::StrSplit(line, ' ');
-  int64_t t = 0;
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[1], &t)) Die(absl::StrCat("bad line: ", line));
-  return t;
-}
-
-struct Formation {
-  double from_last_start_ms = 0;  // last node's Start() -> every node linked to all
-  double handshake_ms = 0;        // earliest handshake start -> last link up (pairs)
-};
-
-// Starts `n` member processes (member 0 first, the rest at once, all
-// seeded with member 0) and waits until each has n-1 links. Member i is
-// named n<i>, or with `seed_last` n<n-1-i>: the seed's name then sorts
-// last, so the others dial it (the name that sorts first dials).
-Formation FormMesh(const std::string& dir, int n, bool seed_last, std::vector<Child>& members) {
-  auto name = [&](int i) { return absl::StrFormat("n%02d", seed_last ? n - 1 - i : i); };
-  const std::string seed = "unix:" + dir + "/" + name(0) + ".grpc";
-  auto args = [&](int i) {
-    return std::vector<std::string>{"--role=mesh_member", "--run_dir=" + dir, "--name=" + name(i),
-                                    i == 0 ? "--seed=" : "--seed=" + seed,
-                                    absl::StrCat("--expect_peers=", n - 1)};
-  };
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  members.push_back(Child::Spawn(args(0)));
-  int64_t last_start = ParseTime(members[0].WaitFor("STARTING", deadline, "member 0"));
-  members[0].WaitFor("STARTED", deadline, "member 0");
-  for (int i = 1; i < n; ++i) members.push_back(Child::Spawn(args(i)));
-  int64_t last_linked = 0;
-  int64_t first_handshake = std::numeric_limits<int64_t>::max();
-  for (int i = 0; i < n; ++i) {
-    if (i > 0) last_start = std::max(last_start, ParseTime(members[i].WaitFor("STARTING", deadline, "member")));
-    for (;;) {
-      std::optional<std::string> line = members[i].ReadLine(deadline);
-      if (!line.has_value()) Die("a mesh member ended or timed out before it linked");
-      long long t = 0, handshake = 0;
-      if (std::sscanf(line->c_str(), "PEER %lld %lld", &t, &handshake) == 2) {
-        first_handshake = std::min<int64_t>(first_handshake, t - handshake);
-        continue;
-      }
-      if (absl::StartsWith(*line, "LINKED")) {
-        last_linked = std::max(last_linked, ParseTime(*line));
-        break;
-      }
-    }
-  }
-  Formation f;
-  f.from_last_start_ms = static_cast<double>(last_linked - last_start) / 1e6;
-  f.handshake_ms = static_cast<double>(last_linked - first_handshake) / 1e6;
-  return f;
-}
-
-void StopMembers(std::vector<Child>& members) {
-  for (Child& m : members) m.CloseStdin();
-  for (Child& m : members) m.Finish(absl::Seconds(10));
-  members.clear();
-}
-
-void RunSetup(Results& results, const Plan& plan, const std::string& tmp) {
-  Progress("mesh_link_setup_pair");
-  for (int rep = 0; rep < plan.setup_reps; ++rep) {
-    const std::string dir = MakeDir(tmp, absl::StrCat("p", rep));
-    std::vector<Child> members;
-    // The joining node's name sorts first, so it dials the seed once its
-    // Join returned: the handshake does not overlap the discovery call.
-    const Formation f = FormMesh(dir, 2, /*seed_last=*/true, members);
-    results.AddValue("mesh_link_setup_pair", 0, "setup_ms", f.handshake_ms);
-    results.AddValue("mesh_pair_join", 0, "setup_ms", f.from_last_start_ms);
-    StopMembers(members);
-  }
-}
-
-void RunMesh16(Results& results, const Plan& plan, const std::string& tmp, std::string& idle_note) {
-  const std::string name = absl::StrCat("mesh", plan.nodes);
-  for (int rep = 0; rep < plan.mesh16_reps; ++rep) {
-    Progress(absl::StrCat(name, "_formation ", rep + 1, "/", plan.mesh16_reps));
-    const std::string dir = MakeDir(tmp, absl::StrCat("f", rep));
-    std::vector<Child> members;
-    results.AddValue(name + "_formation", 0, "setup_ms", FormMesh(dir, plan.nodes, /*seed_last=*/false, members).from_last_start_ms);
-    if (rep + 1 == plan.mesh16_reps) {
-      Progress(absl::StrCat(name, "_idle: ", plan.idle_s, " s"));
-      absl::SleepFor(absl::Seconds(1));  // let the last handlers and logs settle
-      auto total_ticks = [&] {
-        int64_t sum = 0;
-        for (const Child& m : members) {
-          const int64_t t = ProcessCpuTicks(m.pid());
-          if (t < 0) Die("a mesh member died while idle");
-          sum += t;
-        }
-        return sum;
-      };
-      auto by_thread = [&] {
-        std::map<std::string, int64_t> sum;
-        for (const Child& m : members) {
-          for (const auto& [thread, ns] : ThreadCpuNsByName(m.pid())) sum[thread] += ns;
-        }
-        return sum;
-      };
-      const std::map<std::string, int64_t> threads_before = by_thread();
-      const int64_t before = total_ticks();
-      const int64_t t0 = NowNs();
-      absl::SleepFor(absl::Seconds(plan.idle_s));
-      const int64_t after = total_ticks();
-      const double seconds = static_cast<double>(NowNs() - t0) / 1e9;
-      const std::map<std::string, int64_t> threads_after = by_thread();
-      const double cpu_seconds = static_cast<double>(after - before) / ClockTicksPerSecond();
-      results.AddValue(name + "_idle", 0, "cpu_percent", 100.0 * cpu_seconds / seconds);
-      // The exact figure and who spends it, for the notes under the table.
-      double total_ms = 0;
-      std::vector<std::string> parts;
-      for (const auto& [thread, ns] : threads_after) {
-        auto it = threads_before.find(thread);
-        const double ms = static_cast<double>(ns - (it == threads_before.end() ? 0 : it->second)) / 1e6;
-        total_ms += ms;
-        if (ms >= 0.05) parts.push_back(absl::StrFormat("%s %.1f ms", thread, ms));
-      }
-      idle_note = absl::StrFormat(
-          "%s_idle from /proc/<pid>/task/*/schedstat (exact): %.2f%% of one core; by thread name, over %.0f s: "
-          "%s (shmesh_bench = the nodes' own threads: main, control, link, receive).",
-          name, 100.0 * total_ms / 1e3 / seconds, seconds, absl::StrJoin(parts, ", "));
-      // The shared memory the idle mesh keeps resident (rings, and pool
-      // segments if any): each memfd once.
-      std::vector<pid_t> pids;
-      for (const Child& m : members) pids.push_back(m.pid());
-      const MemfdResident shm = MemfdResidentOf(pids);
-      const double mib = static_cast<double>(shm.rss_bytes) / (1 << 20);
-      results.AddValue(name + "_idle", 0, "shm_resident_mib", mib);
-      absl::StrAppend(&idle_note, "\n",
-                      absl::StrFormat("%s_idle shared memory resident: %.1f MiB (Rss of the memfd mappings of the %d "
-                                      "processes from /proc/<pid>/smaps, each of the %d memfds counted once, by "
-                                      "inode; %d mappings; their Pss sums to %.1f MiB).",
-                                      name, mib, plan.nodes, shm.memfds, shm.mappings,
-                                      static_cast<double>(shm.pss_bytes) / (1 << 20)));
-    }
-    StopMembers(members);
-  }
-}
-
 // Runs ring_microbench and folds two of its results in.
 void RunMicrobench(Results& results, const Plan& plan, const std::string& path) {
   Progress("ring_microbench");
@@ -740,102 +455,6 @@ void RunMicrobench(Results& results, const Plan& plan, const std::string& path) 
     }
     results.AddValue(row, 64, "msgs_per_s", *items);
     if (bytes.has_value()) results.AddValue(row, 64, "gb_per_s", *bytes / 1e9);
-  }
-}
-
-// ------------------------------------------------------------ targets
-
-void PrintTargets(const Results& r) {
-  std::printf("\n64 B p50 one-way latency per round (ns):");
-  for (const char* name : {"raw_ring", "mesh_spin", "mesh_adaptive"}) {
-    const Row* row = r.Find(name, 64);
-    if (row == nullptr || row->reps.count("p50_ns") == 0) continue;
-    std::vector<std::string> values;
-    for (double v : row->reps.at("p50_ns")) values.push_back(absl::StrFormat("%.0f", v));
-    std::printf(" %s %s;", name, absl::StrJoin(values, "/").c_str());
-  }
-  std::printf("\n\nTargets (ratios within this run):\n");
-  // `op` is "<=", "<" or ">=": how `value` must compare with `limit`.
-  auto check = [](const std::string& what, std::optional<double> value, const std::string& op, double limit,
-                  const std::string& unit) {
-    if (!value.has_value()) {
-      std::printf("- [n/a] %s: not measured\n", what.c_str());
-      return;
-    }
-    const bool ok = op == "<" ? *value < limit : op == "<=" ? *value <= limit : *value >= limit;
-    std::printf("- [%s] %s: %s%s (target %s %s%s)\n", ok ? "met" : "MISSED", what.c_str(),
-                absl::StrFormat("%.3g", *value).c_str(), unit.c_str(), op.c_str(),
-                absl::StrFormat("%.4g", limit).c_str(), unit.c_str());
-  };
-  auto ratio = [](std::optional<double> a, std::optional<double> b) -> std::optional<double> {
-    if (!a.has_value() || !b.has_value() || *b == 0) return std::nullopt;
-    return *a / *b;
-  };
-  const auto raw_p50 = r.Median("raw_ring", 64, "p50_ns");
-  const auto raw_p99 = r.Median("raw_ring", 64, "p99_ns");
-  check("mesh_spin p50 / raw_ring p50", ratio(r.Median("mesh_spin", 64, "p50_ns"), raw_p50), "<=", 1.25, "x");
-  check("mesh_spin p99 / raw_ring p99", ratio(r.Median("mesh_spin", 64, "p99_ns"), raw_p99), "<=", 2, "x");
-  // Every repetition: round k of mesh_adaptive against round k of raw_ring
-  // (the rounds interleave, so the two ran within seconds of each other).
-  auto per_round = [&](const std::string& name) -> std::vector<double> {
-    const Row* row = r.Find(name, 64);
-    if (row == nullptr || row->reps.count("p50_ns") == 0) return {};
-    return row->reps.at("p50_ns");
-  };
-  const std::vector<double> raw_rounds = per_round("raw_ring");
-  const std::vector<double> adaptive_rounds = per_round("mesh_adaptive");
-  std::optional<double> worst;
-  for (size_t k = 0; k < std::min(raw_rounds.size(), adaptive_rounds.size()); ++k) {
-    worst = std::max(worst.value_or(0), adaptive_rounds[k] / raw_rounds[k]);
-  }
-  check("mesh_adaptive p50 / raw_ring p50, worst round", worst, "<=", 2, "x");
-  check("idle 16-node mesh, total CPU (/proc/<pid>/stat)", r.Median("mesh16_idle", 0, "cpu_percent"), "<", 1,
-        "% of a core");
-  for (const char* row : {"mesh_adaptive_batch", "mesh_spin_batch"}) {
-    const auto rate = r.Median(row, 64, "msgs_per_s");
-    check(absl::StrCat(row, " 64 B msgs/s / raw_ring"), ratio(rate, r.Median("raw_ring", 64, "msgs_per_s")),
-          ">=", 2, "x");
-    check(absl::StrCat(row, " 64 B msgs/s / zmq"), ratio(rate, r.Median("zmq", 64, "msgs_per_s")), ">=", 5,
-          "x");
-  }
-  for (const char* row : {"mesh_adaptive", "mesh_spin"}) {
-    const auto gbps = r.Median(row, 65536, "gb_per_s");
-    check(absl::StrCat(row, " 64 KiB GB/s / raw_ring"), ratio(gbps, r.Median("raw_ring", 65536, "gb_per_s")),
-          ">=", 0.9, "x");
-    check(absl::StrCat(row, " 64 KiB GB/s / zmq"), ratio(gbps, r.Median("zmq", 65536, "gb_per_s")), ">=", 10,
-          "x");
-    check(absl::StrCat(row, " 64 KiB GB/s / grpc_stream"),
-          ratio(gbps, r.Median("grpc_stream", 65536, "gb_per_s")), ">=", 10, "x");
-  }
-  check("16-node mesh formation", r.Median("mesh16_formation", 0, "setup_ms"), "<=", 1000, " ms");
-  check("link setup, one pair", r.Median("mesh_link_setup_pair", 0, "setup_ms"), "<", 1, " ms");
-
-  // Informational: what the doorbell change (eventfds -> one AF_UNIX stream
-  // socket pair per ring) costs a sleeping ring per wake-up. No target.
-  std::printf("\nDoorbell wake-up, one way (informational, no target):\n");
-  for (const char* field : {"p50_ns", "p99_ns"}) {
-    const auto eventfd = r.Median("doorbell_eventfd", 0, field);
-    const auto socketpair = r.Median("doorbell_socketpair", 0, field);
-    const auto ratio_value = ratio(socketpair, eventfd);
-    if (!ratio_value.has_value()) {
-      std::printf("- [info] doorbell_socketpair / doorbell_eventfd %s: not measured\n", field);
-      continue;
-    }
-    std::printf("- [info] doorbell_socketpair / doorbell_eventfd %s: %.3gx (%.0f ns vs %.0f ns)\n", field,
-                *ratio_value, *socketpair, *eventfd);
-  }
-  const MedianFn median = [&r](const std::string& row, uint64_t payload, const std::string& field) {
-    return r.Median(row, payload, field);
-  };
-  PrintTopicRatios(median);
-  PrintPythonRatios(median);
-  PrintPoolTargets(median);
-  const auto sleep_p50 = r.Median("raw_ring_sleep", 64, "p50_ns");
-  const auto sleep_ratio = ratio(sleep_p50, r.Median("doorbell_socketpair", 0, "p50_ns"));
-  if (sleep_ratio.has_value()) {
-    std::printf("- [info] raw_ring_sleep p50 / doorbell_socketpair p50: %.3gx (%.0f ns: the ring's own work "
-                "around one wake-up)\n",
-                *sleep_ratio, *sleep_p50);
   }
 }
 
@@ -901,9 +520,10 @@ int Orchestrate() {
     results.AddAll(RunTopicFanout(topics, tmp));
     results.AddAll(RunTopicFirstMessage(topics, tmp));
   }
-  if (wanted("setup")) RunSetup(results, plan, tmp);
+  const FormationPlan formation{plan.setup_reps, plan.mesh16_reps, plan.idle_s, plan.nodes};
+  if (wanted("setup")) RunSetup(results, formation, tmp);
   std::string idle_note;
-  if (wanted("mesh16")) RunMesh16(results, plan, tmp, idle_note);
+  if (wanted("mesh16")) RunMesh16(results, formation, tmp, idle_note);
   const std::string micro = absl::GetFlag(FLAGS_microbench);
   if (wanted("micro") && !micro.empty()) RunMicrobench(results, plan, micro);
   const std::string python = absl::GetFlag(FLAGS_python_bench);

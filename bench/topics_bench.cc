@@ -18,14 +18,6 @@ namespace {
 constexpr absl::Duration kStartTimeout = absl::Seconds(60);
 constexpr absl::Duration kCommandTimeout = absl::Minutes(3);
 
-std::string NewDir(const std::string& parent, const std::string& name) {
-  const std::string dir = parent + "/" + name;
-  if (::mkdir(dir.c_str(), 0700) != 0) Die(absl::StrCat("mkdir ", dir, " failed"));
-  return dir;
-}
-
-void Progress(const std::string& what) { std::fprintf(stderr, "shmesh_bench: %s\n", what.c_str()); }
-
 // The fan-out floor rows for n subscribers (roles_fanout_floor.cc), after
 // the mesh processes are gone.
 void RunFanoutFloor(const TopicsPlan& plan, int n, std::vector<std::string>* rows) {
@@ -52,7 +44,7 @@ std::vector<std::string> RunTopicFanout(const TopicsPlan& plan, const std::strin
    for (bool shared : {false, true}) {
     const std::string row = absl::StrCat(shared ? "topic_shared_fanout_" : "topic_fanout_", n);
     Progress(row);
-    const std::string dir = NewDir(tmp, absl::StrCat(shared ? "sfan" : "fan", n));
+    const std::string dir = MakeDir(tmp, absl::StrCat(shared ? "sfan" : "fan", n));
     const std::string seed = "unix:" + dir + "/p.grpc";
     // Nothing pinned: 1 + n processes share the CPUs, as they would.
     Child pub = Child::Spawn({"--role=fanout_pub", "--run_dir=" + dir, "--name=" + row,
@@ -89,7 +81,7 @@ std::vector<std::string> RunTopicFanout(const TopicsPlan& plan, const std::strin
 std::vector<std::string> RunTopicFirstMessage(const TopicsPlan& plan, const std::string& tmp) {
   Progress("topic_sub_first_msg");
   std::vector<std::string> rows;
-  const std::string dir = NewDir(tmp, "first");
+  const std::string dir = MakeDir(tmp, "first");
   Child pub = Child::Spawn({"--role=first_pub", "--cpu=1", "--run_dir=" + dir, "--policy=adaptive"});
   const absl::Time deadline = absl::Now() + kStartTimeout;
   pub.WaitFor("READY", deadline, "first-message publisher");
