@@ -74,7 +74,9 @@ class CallsTest : public ::testing::Test {
     server_ = nodes_[0].get();
     client_ = nodes_[1].get();
     serve(server_);
-    if (on_message) ASSERT_TRUE(client_->SetMessageHandler(on_message).ok());
+    if (on_message) {
+      ASSERT_TRUE(client_->SetMessageHandler(on_message).ok());
+    }
     ASSERT_TRUE(server_->Start().ok());
     ASSERT_TRUE(client_->Start().ok());
     ASSERT_TRUE(client_->WaitForPeers(1, absl::Now() + absl::Seconds(10)).ok());

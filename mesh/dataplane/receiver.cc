@@ -14,6 +14,7 @@
 #include "base/eventfd.h"
 #include "mesh/base/os.h"
 #include "mesh/dataplane/envelope.h"
+#include "mesh/dataplane/frame_dispatch.h"
 #include "mesh/dataplane/idle_wait.h"
 #include "ringbuf/ring.h"
 
@@ -56,12 +57,6 @@ constexpr int kMutedPollMs = 10;
 constexpr uint64_t kTagWake = 0;
 // 1 = the nested epoll set of the shared rings' doorbells (SharedRings).
 constexpr uint64_t kTagShared = 1;
-
-// Adds `n` to a counter with one writer (the receive thread): relaxed load
-// and store, no read-modify-write needed.
-void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 
 }  // namespace
 
@@ -132,10 +127,10 @@ void Receiver::Leave(std::shared_ptr<Transport> link) {
 Receiver::Counters Receiver::counters() const {
   // relaxed: statistics (see AtomicCounters).
   Counters c;
-  c.dropped_oversize = counters_.dropped_oversize.load(std::memory_order_relaxed);
-  c.dropped_invalid = counters_.dropped_invalid.load(std::memory_order_relaxed);
-  c.dropped_unhandled = counters_.dropped_unhandled.load(std::memory_order_relaxed);
-  c.dropped_bad_refs = counters_.dropped_bad_refs.load(std::memory_order_relaxed);
+  c.dropped_oversize = counters_.dispatch.dropped_oversize.load(std::memory_order_relaxed);
+  c.dropped_invalid = counters_.dispatch.dropped_invalid.load(std::memory_order_relaxed);
+  c.dropped_unhandled = counters_.dispatch.dropped_unhandled.load(std::memory_order_relaxed);
+  c.dropped_bad_refs = counters_.dispatch.dropped_bad_refs.load(std::memory_order_relaxed);
   c.pings_answered = counters_.pings_answered.load(std::memory_order_relaxed);
   c.pongs = counters_.pongs.load(std::memory_order_relaxed);
   c.control_ignored = counters_.control_ignored.load(std::memory_order_relaxed);
@@ -170,9 +165,13 @@ void Receiver::Loop() {
   IdleWait idle(options_.wait);
   uint32_t busy_passes = 0;
   int64_t next_hangup_check_ns = 0;
-  // Without a handler: the messages of one drain pass, queued under one lock.
-  std::vector<Message> queued;
-  LogLimiter drop_log(absl::Seconds(1));
+  FrameDispatch::Targets targets;
+  targets.message_handler = hooks_.message_handler;
+  targets.queue = hooks_.queue;
+  targets.router = hooks_.router;
+  targets.inboxes = hooks_.inboxes;
+  targets.pool = hooks_.pool;
+  FrameDispatch dispatch(std::move(targets), options_.max_message_bytes, &counters_.dispatch, log_);
 
   auto stopping = [this] {
     // acquire: pairs with the release store in Stop.
@@ -180,125 +179,6 @@ void Receiver::Loop() {
   };
 
   auto queue_full = [&] { return !hooks_.message_handler && hooks_.queue->full(); };
-
-  auto note_drop = [&](const Transport& link, absl::string_view what, size_t bytes) {
-    uint64_t left_out = 0;
-    if (drop_log.Allow(absl::Now(), &left_out)) {
-      log_->Warning("dropped a frame of %d bytes from %s: %s%s", bytes, link.peer_name(), what,
-                    LogLimiter::LeftOut(left_out, "dropped frames"));
-    }
-  };
-
-  auto flush = [&] {
-    if (!queued.empty()) hooks_.queue->PushBatch(&queued);
-  };
-
-  auto oversize = [&](const Transport& link, size_t payload_bytes, size_t frame_bytes) {
-    if (ABSL_PREDICT_TRUE(payload_bytes <= options_.max_message_bytes)) return false;
-    Bump(counters_.dropped_oversize);
-    note_drop(link,
-              absl::StrCat("the payload exceeds this node's max_message_bytes (", options_.max_message_bytes, ")"),
-              frame_bytes);
-    return true;
-  };
-
-  // A kPoolRef frame: resolved in the link's inbox to the payload in the
-  // peer's segment, then delivered as the message (channel 0) or
-  // publication (topic id `channel`) it carries. A reference to a segment
-  // not seen yet is refused once, so that the link's control channel (where
-  // the peer sent the segment before the reference) is read first; after
-  // that it is dropped and counted. False: leave the frame in the ring.
-  auto route_pooled = [&](const std::shared_ptr<Transport>& link, const ParsedFrame& parsed, size_t frame_bytes) {
-    pool::Inbox* inbox = hooks_.inboxes->Get(link);
-    std::shared_ptr<const pool::PooledPayload> pooled;
-    const pool::RefError e = inbox->Resolve(parsed.payload, options_.max_message_bytes, &pooled);
-    if (e == pool::RefError::kUnknownSegment && !inbox->awaiting_control) {
-      inbox->awaiting_control = true;
-      return false;
-    }
-    inbox->awaiting_control = false;
-    if (e != pool::RefError::kNone) {
-      Bump(counters_.dropped_bad_refs);
-      hooks_.inboxes->CountBadRef();
-      note_drop(*link, absl::StrCat("a pool reference that does not resolve (", pool::RefErrorName(e), ")"),
-                frame_bytes);
-      return true;
-    }
-    if (parsed.header.channel != 0) {
-      if (hooks_.router == nullptr) {
-        Bump(counters_.dropped_unhandled);
-        return true;
-      }
-      if (!queued.empty()) flush();
-      FrameHeader topic;
-      topic.kind = static_cast<uint8_t>(FrameKind::kTopic);
-      topic.channel = parsed.header.channel;
-      return hooks_.router->RouteFrame(link, topic, pooled->bytes(), pooled);
-    }
-    if (hooks_.message_handler) {
-      hooks_.message_handler(MessageView{link->peer_name(), pooled->bytes(), {}});
-    } else {
-      Message m;
-      m.from = link->peer_name();
-      m.shared = std::move(pooled);
-      queued.push_back(std::move(m));
-    }
-    return true;
-  };
-
-  // A frame that failed the fast check below: the full parse says why, or
-  // it is a topic frame, request or response for the router. False: the
-  // router's destination is full (leave the frame in the ring).
-  auto route_slow = [&](const std::shared_ptr<Transport>& link, absl::string_view frame) {
-    const ParsedFrame parsed = ParseFrame(frame);
-    if (!parsed.ok()) {
-      Bump(counters_.dropped_invalid);
-      note_drop(*link, FrameErrorName(parsed.error), frame.size());
-      return true;
-    }
-    const FrameKind kind = parsed.header.frame_kind();
-    if (kind == FrameKind::kPoolRef && hooks_.inboxes != nullptr) return route_pooled(link, parsed, frame.size());
-    if (kind == FrameKind::kPoolRelease && hooks_.pool != nullptr) {
-      if (!pool::IsReleasePayload(parsed.payload)) {
-        Bump(counters_.dropped_invalid);
-        note_drop(*link, "a pool release that is not a whole number of tokens", frame.size());
-      } else {
-        hooks_.pool->OnRelease(link.get(), parsed.payload);
-      }
-      return true;
-    }
-    if (hooks_.router == nullptr || (kind != FrameKind::kTopic && kind != FrameKind::kRequest &&
-                                     kind != FrameKind::kResponse)) {
-      // (A valid kMessage header always passes the fast check.)
-      Bump(counters_.dropped_unhandled);
-      note_drop(*link, absl::StrCat("frame kind ", parsed.header.kind, " is not handled by this node"),
-                frame.size());
-      return true;
-    }
-    if (oversize(*link, parsed.payload.size(), frame.size())) return true;
-    if (!queued.empty()) flush();  // keep a link's frames in order across kinds
-    return hooks_.router->RouteFrame(link, parsed.header, parsed.payload, nullptr);
-  };
-
-  // One frame from `link`: check its envelope, route it. A plain message's
-  // header has exactly one valid encoding (kMessagePrefix, 8 bytes: version,
-  // kind kMessage, no flags, channel 0; no correlation), so comparing those
-  // 8 bytes is the whole check on the hot path (ParseFrame agrees: see
-  // envelope_test and tests/fuzz/envelope_fuzz.cc). False: leave the frame.
-  auto route = [&](const std::shared_ptr<Transport>& link, absl::string_view frame) {
-    if (ABSL_PREDICT_FALSE(frame.size() < kMessagePrefix.size() ||
-                           std::memcmp(frame.data(), kMessagePrefix.data(), kMessagePrefix.size()) != 0)) {
-      return route_slow(link, frame);
-    }
-    const absl::string_view payload = frame.substr(kMessagePrefix.size());
-    if (oversize(*link, payload.size(), frame.size())) return true;
-    if (hooks_.message_handler) {
-      hooks_.message_handler(MessageView{link->peer_name(), payload, {}});
-    } else {
-      queued.push_back(Message{link->peer_name(), std::string(payload), {}});
-    }
-    return true;
-  };
 
   auto refresh = [&] {
     std::vector<std::shared_ptr<Transport>> fresh;
@@ -384,10 +264,10 @@ void Receiver::Loop() {
     for (int i = 0; i < 10'000 && link->ConsumerLent(); ++i) sched_yield();
     // A frame a full subscription refuses is left: the link is going.
     (void)link->Drain(~size_t{0} >> 1, [&](absl::string_view frame) {
-      (void)route(link, frame);
+      (void)dispatch.Route(link, frame);
       return true;
     });
-    flush();
+    dispatch.Flush();
   };
 
   // Link i's socket is readable: control messages, or EOF.
@@ -414,11 +294,11 @@ void Receiver::Loop() {
           mesh::v1::LinkControl pong;
           pong.mutable_pong()->set_token(msg.ping().token());
           // A peer that does not read its socket gets no answer: never wait.
-          if (link->SendControl(pong).ok()) Bump(counters_.pings_answered);
+          if (link->SendControl(pong).ok()) BumpCounter(counters_.pings_answered);
           break;
         }
         case mesh::v1::LinkControl::kPong:
-          Bump(counters_.pongs);
+          BumpCounter(counters_.pongs);
           break;
         case mesh::v1::LinkControl::kPoolSegment: {
           const absl::Status added =
@@ -454,7 +334,7 @@ void Receiver::Loop() {
                                           ? hooks_.router->RouteControl(link, msg)
                                           : absl::UnimplementedError("no router");
           if (absl::IsUnimplemented(routed)) {
-            Bump(counters_.control_ignored);
+            BumpCounter(counters_.control_ignored);
           } else if (!routed.ok()) {
             drain_rest(link);
             fail_link(link, absl::StrCat("peer broke the control protocol: ", routed.message()));
@@ -475,11 +355,11 @@ void Receiver::Loop() {
       if (held[i]) continue;  // a subscription of its next frame is full
       bool refused = false;
       auto n = link->Drain(kDrainBatch, [&](absl::string_view frame) {
-        if (route(link, frame)) return true;
+        if (dispatch.Route(link, frame)) return true;
         refused = true;
         return false;
       });
-      flush();
+      dispatch.Flush();
       if (refused && hooks_.inboxes != nullptr && hooks_.inboxes->Get(link)->awaiting_control) {
         // A reference to a segment whose PoolSegment is still in the link
         // socket: read it now; the next pass offers the frame again.
@@ -503,16 +383,13 @@ void Receiver::Loop() {
       const bool got = shared_->Drain(
           kDrainBatch,
           [&](const std::shared_ptr<Transport>& link, uint32_t channel, absl::string_view topic,
-              absl::string_view payload) {
-            if (oversize(*link, payload.size(), payload.size())) return true;
-            return hooks_.router == nullptr || hooks_.router->RouteShared(link, channel, topic, payload);
-          },
+              absl::string_view payload) { return dispatch.RouteShared(link, channel, topic, payload); },
           [&](const Transport& link, absl::string_view topic, const absl::Status& why) {
             if (absl::IsOutOfRange(why)) {  // its publisher is gone, and we read it all: its end
               log_->Debug("shared ring of topic %s from %s ended", absl::CHexEscape(topic), link.peer_name());
               return;
             }
-            Bump(counters_.shared_rings_dropped);
+            BumpCounter(counters_.shared_rings_dropped);
             log_->Warning("dropped the shared ring of topic %s from %s: %s", absl::CHexEscape(topic),
                           link.peer_name(), why.message());
           });

@@ -47,6 +47,7 @@
 #include "base/epoll.h"
 #include "base/unique_fd.h"
 #include "mesh/base/log.h"
+#include "mesh/dataplane/frame_dispatch.h"
 #include "mesh/dataplane/frame_router.h"
 #include "mesh/dataplane/receive_queue.h"
 #include "mesh/dataplane/shared_rings.h"
@@ -153,8 +154,8 @@ class Receiver {
   // Written by the receive thread only (relaxed load + store), read by
   // counters() relaxed: plain statistics, they publish no other memory.
   struct AtomicCounters {
-    std::atomic<uint64_t> dropped_oversize{0}, dropped_invalid{0}, dropped_unhandled{0}, dropped_bad_refs{0},
-        pings_answered{0}, pongs{0}, control_ignored{0}, shared_rings_dropped{0};
+    DispatchCounters dispatch;  // the frames FrameDispatch dropped
+    std::atomic<uint64_t> pings_answered{0}, pongs{0}, control_ignored{0}, shared_rings_dropped{0};
   };
   AtomicCounters counters_;
 };
