@@ -374,6 +374,17 @@ shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
                                          const shmesh_publisher_options* options,
                                          shmesh_publisher** out, shmesh_error* err);
 
+/* As shmesh_node_advertise, for a publisher with one shared ring for all
+ * its subscribers (mesh::PublisherOptions::shared_ring, mesh/topic.h): each
+ * message is written once however many subscribe, and subscribers copy it
+ * out. A subscriber that holds the ring past a publish's timeout is evicted
+ * (listed in the report with DEADLINE_EXCEEDED) and offered the ring again
+ * at the next publish. Payloads of at most half the node's
+ * ring_capacity_bytes (larger: INVALID_ARGUMENT). */
+shmesh_status_code shmesh_node_advertise_shared(shmesh_node* node, const char* topic,
+                                                const shmesh_publisher_options* options,
+                                                shmesh_publisher** out, shmesh_error* err);
+
 /* Publishes the bytes to every node with a matching subscription (first to
  * every ring with room, then, reliable, to the full ones until the
  * timeout). *out_report (may be NULL; freed with shmesh_free) counts the

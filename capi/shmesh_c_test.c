@@ -401,6 +401,29 @@ static void test_two_nodes(const char* dir) {
   CHECK(shmesh_subscription_received(sub_cb) == 1);
   shmesh_subscription_destroy(sub_cb);
 
+  /* A shared-ring publisher: one ring for all its subscribers, with
+   * history; the pull subscription gets its messages in order. */
+  shmesh_publisher* shared = NULL;
+  popts.reliability = SHMESH_RELIABLE;
+  popts.history = 2;
+  CHECK_OK(shmesh_node_advertise_shared(alpha, "sensors/shared", &popts, &shared, &err));
+  CHECK_CODE(shmesh_node_advertise_shared(alpha, NULL, &popts, &bad, &err), SHMESH_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "shmesh_node_advertise_shared") != NULL);
+  CHECK(bad == NULL);
+  CHECK_OK(shmesh_publisher_wait_for_subscribers(shared, 1, 5000, &err));
+  CHECK_OK(shmesh_publisher_publish(shared, "s1", 2, 1000, &report, &err));
+  CHECK(report != NULL && report->delivered_count == 1 && report->failed_count == 0);
+  shmesh_free(report);
+  CHECK_OK(shmesh_publisher_publish(shared, "s2", 2, 1000, NULL, &err));
+  for (int i = 1; i <= 2; ++i) {
+    char want[3] = {'s', (char)('0' + i), 0};
+    CHECK_OK(shmesh_subscription_receive(sub_pull, 5000, &m, &err));
+    CHECK(strcmp(m.from, "alpha") == 0 && strcmp(m.topic, "sensors/shared") == 0);
+    CHECK(m.payload_len == 2 && memcmp(m.payload, want, 2) == 0);
+    shmesh_message_owned_free(&m);
+  }
+  shmesh_publisher_destroy(shared);
+
   /* Services: bravo serves; alpha calls. */
   for (int i = 0; i < 500; ++i) {
     CHECK_OK(shmesh_node_servers(alpha, "text/upper", &names, &count, &err));

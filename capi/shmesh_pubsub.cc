@@ -33,15 +33,19 @@ extern "C" {
 
 // --- Topics ----------------------------------------------------------------
 
-shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
-                                         const shmesh_publisher_options* options,
-                                         shmesh_publisher** out, shmesh_error* err) {
-  return Guard(err, [&, entry = __func__]() -> absl::Status {
+namespace {
+
+// shmesh_node_advertise and shmesh_node_advertise_shared (`shared`:
+// PublisherOptions::shared_ring); `entry` names the C function in errors.
+shmesh_status_code Advertise(shmesh_node* node, const char* topic, const shmesh_publisher_options* options,
+                             bool shared, shmesh_publisher** out, shmesh_error* err, const char* entry) {
+  return Guard(err, [&]() -> absl::Status {
     SHMESH_REQUIRE(out);
     *out = nullptr;
     SHMESH_REQUIRE(node);
     SHMESH_REQUIRE(topic);
     mesh::PublisherOptions opts;
+    opts.shared_ring = shared;
     if (options != nullptr) {
       opts.history = options->history;
       // Read as the int C stored: a C caller may put any value there, and
@@ -58,7 +62,7 @@ shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
           break;
         default:
           return absl::InvalidArgumentError(absl::StrCat(
-              "shmesh_node_advertise: options->reliability is ", reliability,
+              entry, ": options->reliability is ", reliability,
               "; use SHMESH_RELIABLE or SHMESH_BEST_EFFORT"));
       }
       if (options->on_matched != nullptr) {
@@ -74,6 +78,20 @@ shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
     *out = handle.release();
     return absl::OkStatus();
   });
+}
+
+}  // namespace
+
+shmesh_status_code shmesh_node_advertise(shmesh_node* node, const char* topic,
+                                         const shmesh_publisher_options* options,
+                                         shmesh_publisher** out, shmesh_error* err) {
+  return Advertise(node, topic, options, /*shared=*/false, out, err, __func__);
+}
+
+shmesh_status_code shmesh_node_advertise_shared(shmesh_node* node, const char* topic,
+                                                const shmesh_publisher_options* options,
+                                                shmesh_publisher** out, shmesh_error* err) {
+  return Advertise(node, topic, options, /*shared=*/true, out, err, __func__);
 }
 
 shmesh_status_code shmesh_publisher_publish(shmesh_publisher* pub, const void* payload,
