@@ -34,6 +34,34 @@ TEST(RpcCodecTest, MalformedResponsesAreInternalErrors) {
   EXPECT_EQ(huge.status().code(), absl::StatusCode::kInternal);
 }
 
+// A service's core answers with its handler's result (an error too) while
+// open, and NOT_FOUND once closed, without calling the handler.
+TEST(ServiceCoreTest, HandlesWhileOpenAndRefusesOnceClosed) {
+  int calls = 0;
+  bool closed_hook = false;
+  ServiceCore core(
+      "text/upper", 7,
+      [&](const RequestView& r) -> absl::StatusOr<std::string> {
+        ++calls;
+        if (r.payload.empty()) return absl::InvalidArgumentError("empty");
+        return std::string(r.payload) + "!";
+      },
+      [&] { closed_hook = true; });
+  auto ok = core.Handle(RequestView{"text/upper", "caller", "hi"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, "hi!");
+  EXPECT_EQ(core.Handle(RequestView{"text/upper", "caller", ""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(core.handled(), 2u);
+  core.Close();
+  EXPECT_TRUE(closed_hook);
+  auto refused = core.Handle(RequestView{"text/upper", "caller", "hi"});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(refused.status().message(), "service text/upper is no longer served here");
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(core.handled(), 2u);
+}
+
 }  // namespace
 }  // namespace rpc
 }  // namespace mesh
