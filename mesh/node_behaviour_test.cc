@@ -456,7 +456,16 @@ TEST_F(NodeBehaviourTest, PeerUpAndDownAreLoggedOncePerNode) {
   Node* c = info("c", {"b"});
   ASSERT_TRUE(a != nullptr && b != nullptr && c != nullptr);
   for (Node* n : {a, b, c}) ASSERT_TRUE(n->Start().ok()) << n->name();
-  for (Node* n : {a, b, c}) ASSERT_TRUE(n->WaitForPeers(2, absl::Now() + kLinkTimeout).ok()) << n->name();
+  // A node's "peer up" line is written before WaitForPeers can see the
+  // peer: no wait needed here (meshd logs "have N peers" after it).
+  for (Node* n : {a, b, c}) {
+    ASSERT_TRUE(n->WaitForPeers(2, absl::Now() + kLinkTimeout).ok()) << n->name();
+    for (Node* peer : {a, b, c}) {
+      if (peer == n) continue;
+      EXPECT_EQ(log.Count({absl::StrCat("shmesh[", n->name(), "] INFO peer up: ", peer->name(), " (")}), 1)
+          << n->name() << " at once after WaitForPeers\n" << log.All();
+    }
+  }
   b->Stop();
   for (const char* n : {"a", "c"}) {
     ASSERT_TRUE(log.WaitFor({absl::StrCat("shmesh[", n, "] INFO peer down: b (")}, absl::Seconds(5)))

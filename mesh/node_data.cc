@@ -150,9 +150,15 @@ void NodeImpl::InstallLink(std::shared_ptr<Transport> link) {
   // Installed and its peer-up posted under Membership's mutex, which
   // LinkFailed's Depart takes too: so this peer's down is posted after its
   // up, and the events thread runs them in that order. Posted once the link
-  // is in the table: the handler may send to the peer at once.
+  // is in the table: the handler may send to the peer at once. The log line
+  // comes first, before the link is in the table: a WaitForPeers that
+  // returns with this peer finds its "peer up" already written. (Links are
+  // installed and removed only under that mutex, so the table cannot gain
+  // this peer between the check and Install; only a Stop can refuse it.)
   const bool installed = membership_->Admit(link->peer_name(), link->peer().id(), [&] {
-    if (stopping() || !links_.Install(link)) return false;
+    if (stopping() || links_.Find(link->peer_name()) != nullptr) return false;
+    log_.Info("peer up: %s (pid %d)", info.name, info.pid);
+    if (!links_.Install(link)) return false;
     if (peer_up_handler_) events_.Post([this, info] { peer_up_handler_(info); });
     return true;
   });
@@ -163,7 +169,6 @@ void NodeImpl::InstallLink(std::shared_ptr<Transport> link) {
   }
   receiver_->Wake();
   TopicsLinkUp(link);
-  log_.Info("peer up: %s (pid %d)", info.name, info.pid);
 }
 
 void NodeImpl::LinkFailed(const std::shared_ptr<Transport>& link, absl::string_view why) {
