@@ -216,19 +216,13 @@ class HostilePoolTest : public ::testing::Test {
     evil_.reset();
     if (node_ != nullptr) node_->Stop();
     node_.reset();
-    {
-      absl::MutexLock lock(&mu_);
-      downs_.clear();
-    }
+    downs_.Clear();
     const std::string dir = dir_ + "/" + sub;
     std::filesystem::create_directories(dir);
     auto a = mesh::Node::Create(Config(dir, "a", level));
     ASSERT_TRUE(a.ok()) << a.status();
     node_ = std::move(*a);
-    ASSERT_TRUE(node_->SetPeerDownHandler([this](const mesh::PeerInfo& p) {
-                        absl::MutexLock lock(&mu_);
-                        downs_.push_back(p.name);
-                      }).ok());
+    ASSERT_TRUE(node_->SetPeerDownHandler(downs_.Handler()).ok());
     ASSERT_TRUE(node_->Start().ok());
     auto evil = RawPeer::Connect(node_.get(), dir);
     ASSERT_TRUE(evil.ok()) << evil.status();
@@ -274,25 +268,12 @@ class HostilePoolTest : public ::testing::Test {
   }
 
   // The node fails the link: peer-down, no more peers.
-  void ExpectLinkFails(const std::string& what) {
-    for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end; absl::SleepFor(absl::Milliseconds(2))) {
-      absl::MutexLock lock(&mu_);
-      if (!downs_.empty()) break;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      EXPECT_EQ(downs_, std::vector<std::string>{kEvil}) << what << ": no peer-down at the node";
-    }
-    EXPECT_TRUE(node_->Peers().empty()) << what << ": the node kept the link";
-    // And it goes on running.
-    EXPECT_TRUE(node_->Topology(true).ok()) << what;
-  }
+  void ExpectLinkFails(const std::string& what) { downs_.ExpectLinkFails(node_.get(), kEvil, what); }
 
   std::string dir_;
   std::unique_ptr<mesh::Node> node_;
   std::unique_ptr<RawPeer> evil_;
-  absl::Mutex mu_;
-  std::vector<std::string> downs_ ABSL_GUARDED_BY(mu_);
+  shmesh::testing::PeerDowns downs_;
 };
 
 // (a) A reference to a segment never handed over: the node reads its

@@ -101,9 +101,9 @@ class HostileSharedRingTest : public ::testing::Test {
     sub_.reset();
     if (node_ != nullptr) node_->Stop();
     node_.reset();
+    downs_.Clear();
     {
       absl::MutexLock lock(&mu_);
-      downs_.clear();
       got_.clear();
     }
     const std::string dir = dir_ + "/" + sub;
@@ -116,10 +116,7 @@ class HostileSharedRingTest : public ::testing::Test {
     auto a = mesh::Node::Create(c);
     ASSERT_TRUE(a.ok()) << a.status();
     node_ = std::move(*a);
-    ASSERT_TRUE(node_->SetPeerDownHandler([this](const mesh::PeerInfo& p) {
-                        absl::MutexLock lock(&mu_);
-                        downs_.push_back(p.name);
-                      }).ok());
+    ASSERT_TRUE(node_->SetPeerDownHandler(downs_.Handler()).ok());
     auto s = node_->Subscribe("evil/**", [this](const mesh::MessageView& m) {
       absl::MutexLock lock(&mu_);
       got_.push_back(absl::StrCat(m.topic, " ", m.payload));
@@ -137,18 +134,7 @@ class HostileSharedRingTest : public ::testing::Test {
     ASSERT_EQ(node_->Peers(), std::vector<std::string>{kEvil});
   }
 
-  void ExpectLinkFails(const std::string& what) {
-    for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end; absl::SleepFor(absl::Milliseconds(2))) {
-      absl::MutexLock lock(&mu_);
-      if (!downs_.empty()) break;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      EXPECT_EQ(downs_, std::vector<std::string>{kEvil}) << what << ": no peer-down at the node";
-    }
-    EXPECT_TRUE(node_->Peers().empty()) << what << ": the node kept the link";
-    EXPECT_TRUE(node_->Topology(true).ok()) << what;
-  }
+  void ExpectLinkFails(const std::string& what) { downs_.ExpectLinkFails(node_.get(), kEvil, what); }
 
   bool WaitForGot(size_t n) {
     for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end; absl::SleepFor(absl::Milliseconds(2))) {
@@ -167,7 +153,7 @@ class HostileSharedRingTest : public ::testing::Test {
   std::unique_ptr<mesh::Subscription> sub_;
   std::shared_ptr<mesh::Link> link_;
   absl::Mutex mu_;
-  std::vector<std::string> downs_ ABSL_GUARDED_BY(mu_);
+  shmesh::testing::PeerDowns downs_;
   std::vector<std::string> got_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "mesh/v1/mesh.grpc.pb.h"
 #include "mesh/v1/mesh.pb.h"
 #include "ringbuf/wait.h"
@@ -48,6 +49,32 @@ absl::StatusOr<std::shared_ptr<mesh::Link>> DialAsRawPeer(mesh::Node* node, cons
   self.wait = ringbuf::WaitOptions::NoSpin();
   self.heartbeat_interval = absl::Milliseconds(100);
   return mesh::Link::Dial(self, *target, absl::Now() + absl::Seconds(10));
+}
+
+std::function<void(const mesh::PeerInfo&)> PeerDowns::Handler() {
+  return [this](const mesh::PeerInfo& p) {
+    absl::MutexLock lock(&mu_);
+    downs_.push_back(p.name);
+  };
+}
+
+void PeerDowns::Clear() {
+  absl::MutexLock lock(&mu_);
+  downs_.clear();
+}
+
+void PeerDowns::ExpectLinkFails(mesh::Node* node, const std::string& peer, const std::string& what) {
+  for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end; absl::SleepFor(absl::Milliseconds(2))) {
+    absl::MutexLock lock(&mu_);
+    if (!downs_.empty()) break;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    EXPECT_EQ(downs_, std::vector<std::string>{peer}) << what << ": no peer-down at the node";
+  }
+  EXPECT_TRUE(node->Peers().empty()) << what << ": the node kept the link";
+  // And it goes on running.
+  EXPECT_TRUE(node->Topology(true).ok()) << what;
 }
 
 }  // namespace testing

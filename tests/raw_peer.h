@@ -2,16 +2,21 @@
 // itself to the node over gRPC Discovery (Join) as member `name` (this
 // process, a gRPC address nobody serves) and dials the node's link socket
 // with a plain mesh::Link, so the test can write any frame into the node's
-// ring and any control message onto its link socket. Used by
-// hostile_frames_test and hostile_pool_test.
+// ring and any control message onto its link socket. PeerDowns records the
+// node's peer-down events. Used by hostile_frames_test, hostile_pool_test
+// and hostile_shared_ring_test.
 #ifndef SHMESH_TESTS_RAW_PEER_H_
 #define SHMESH_TESTS_RAW_PEER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "mesh/links/link.h"
 #include "mesh/node.h"
 
@@ -23,6 +28,23 @@ namespace testing {
 // it. Errors: the Join's or the dial's.
 absl::StatusOr<std::shared_ptr<mesh::Link>> DialAsRawPeer(mesh::Node* node, const std::string& dir,
                                                           const std::string& name, uint64_t id, uint64_t ring_bytes);
+
+// The peer-down events of a node under attack: Handler() is its
+// peer-down handler (set before Start); ExpectLinkFails checks, with gtest
+// expectations, that the node failed the hostile peer's link and runs on.
+class PeerDowns {
+ public:
+  std::function<void(const mesh::PeerInfo&)> Handler();
+  void Clear();
+  // Waits up to 10 s for a peer-down, then expects exactly `peer`'s, no
+  // peers left at `node`, and `node` still answering Topology. `what`
+  // names the case in failures.
+  void ExpectLinkFails(mesh::Node* node, const std::string& peer, const std::string& what);
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> downs_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace testing
 }  // namespace shmesh
