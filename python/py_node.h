@@ -34,7 +34,7 @@ void DestroyWithoutGil(std::unique_ptr<T>& handle) {
     std::thread([h = std::move(handle)]() mutable { h.reset(); }).detach();
     return;
   }
-  py::gil_scoped_release nogil;
+  ReleasedGil nogil;
   handle.reset();
 }
 

@@ -1,7 +1,11 @@
 #include "python/py_support.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 namespace shmesh_py {
 
@@ -10,6 +14,10 @@ namespace {
 // Set once by shmesh/__init__.py (shmesh._shmesh._set_error_types), never
 // freed: exceptions can be translated until the process exits.
 PyObject* g_error_factory = nullptr;  // factory(code, message) -> exception
+// The class factory(code, "") makes for each code 0..16, for the
+// translator: it sets the error as (class, (message, code)), which Python
+// instantiates later, in the caller's frame, not inside C++ frames.
+PyObject* g_error_classes[17] = {};
 PyObject* g_error_base = nullptr;     // shmesh.Error
 
 bool Finalizing() {
@@ -18,6 +26,16 @@ bool Finalizing() {
 #else
   return _Py_IsFinalizing();
 #endif
+}
+
+// MarkInterpreterExiting: set once, by the thread running shmesh's atexit
+// handler. Release store after the thread id, acquire load before reading
+// it: a thread that sees the flag sees which thread set it.
+std::atomic<bool> g_exiting{false};
+std::atomic<std::thread::id> g_exiting_thread{};
+
+[[noreturn]] void WaitForever() {
+  for (;;) ::pause();
 }
 
 // This thread's Python thread state, created on its first callback and kept
@@ -106,7 +124,27 @@ py::object ErrorObject(const absl::Status& status) {
                                                              std::string(status.message()));
 }
 
+void MarkInterpreterExiting() {
+  // relaxed: published by the release store below.
+  g_exiting_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  g_exiting.store(true, std::memory_order_release);
+}
+
+ReleasedGil::~ReleasedGil() {
+  // acquire: pairs with the release store in MarkInterpreterExiting.
+  const bool exiting = g_exiting.load(std::memory_order_acquire);
+  // relaxed: ordered by the acquire load above.
+  if ((exiting || Finalizing()) && g_exiting_thread.load(std::memory_order_relaxed) != std::this_thread::get_id()) {
+    WaitForever();
+  }
+  PyEval_RestoreThread(state_);
+}
+
 void RegisterErrors(py::module_& m) {
+  m.def(
+      "_mark_exiting", [] { MarkInterpreterExiting(); },
+      "Internal: called by shmesh's atexit handler after it stopped every node; from then on\n"
+      "other threads that would take the GIL back wait forever (they end with the process).");
   m.def(
       "_set_error_types",
       [](py::object base, py::object factory) {
@@ -114,14 +152,30 @@ void RegisterErrors(py::module_& m) {
         Py_XDECREF(g_error_factory);
         g_error_base = base.release().ptr();
         g_error_factory = factory.release().ptr();
+        for (int code = 0; code <= 16; ++code) {
+          Py_XDECREF(g_error_classes[code]);
+          py::object e = py::reinterpret_borrow<py::object>(g_error_factory)(code, std::string());
+          g_error_classes[code] = py::type::of(e).release().ptr();
+        }
       },
       "Internal: registers shmesh.Error and the factory (code, message) -> exception.");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const StatusException& e) {
-      py::object exc = ErrorObject(e.status());
-      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+      // No Python code here (an exception class's __init__ is Python): the
+      // error is set as (class, args) and instantiated in the caller's
+      // frame. Python code run under these C++ frames could give the GIL
+      // away and, at interpreter exit, have the thread ended in the middle
+      // of them (see ReleasedGil).
+      const int code = static_cast<int>(e.status().code());
+      if (g_error_factory == nullptr || code < 0 || code > 16 || g_error_classes[code] == nullptr) {
+        py::object exc = ErrorObject(e.status());
+        PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+        return;
+      }
+      py::tuple args = py::make_tuple(std::string(e.status().message()), code);
+      PyErr_SetObject(g_error_classes[code], args.ptr());
     }
   });
 }
@@ -155,7 +209,7 @@ absl::Status WaitReleasingGil(absl::Time deadline, const std::function<absl::Sta
     const absl::Time chunk = std::min(deadline, absl::Now() + absl::Milliseconds(100));
     absl::Status status;
     {
-      py::gil_scoped_release nogil;
+      ReleasedGil nogil;
       status = step(chunk);
     }
     if (status.code() != absl::StatusCode::kDeadlineExceeded || chunk >= deadline) return status;

@@ -5,7 +5,8 @@
 //
 // GIL rules (see python/README.md):
 //  - A Python thread calling a blocking mesh method releases the GIL around
-//    it (WaitReleasingGil, py::gil_scoped_release).
+//    it (WaitReleasingGil, ReleasedGil; never py::gil_scoped_release, see
+//    ReleasedGil).
 //  - The node's threads (receive, events) run Python callbacks through
 //    RunCallback, which takes the GIL with a thread state kept for the
 //    thread's life, and never while the interpreter is finalizing.
@@ -38,6 +39,33 @@
 namespace shmesh_py {
 
 namespace py = pybind11;
+
+// Releases the GIL for its lifetime, as py::gil_scoped_release does, and
+// takes it back on destruction, except in a thread that would take it back
+// while the interpreter exits: that one waits forever (it ends with the
+// process), as Python 3.14 does for daemon threads. Python 3.11 ends such a
+// thread with pthread_exit inside PyEval_RestoreThread instead, and the
+// forced unwinding that follows either crossed py::gil_scoped_release's
+// noexcept destructor (std::terminate: the whole process aborted at exit,
+// "terminate called without an active exception") or ran pybind11
+// destructors without the GIL (a fatal error). "Exits": after shmesh's
+// atexit handler stopped every node (MarkInterpreterExiting), or once the
+// interpreter is finalizing; the thread that marked it is never held.
+class ReleasedGil {
+ public:
+  ReleasedGil() : state_(PyEval_SaveThread()) {}
+  ~ReleasedGil();
+  ReleasedGil(const ReleasedGil&) = delete;
+  ReleasedGil& operator=(const ReleasedGil&) = delete;
+
+ private:
+  PyThreadState* const state_;
+};
+
+// Called (with the GIL) by shmesh's atexit handler once it has stopped
+// every node: from then on, threads other than this one that would take the
+// GIL back through ReleasedGil wait forever instead.
+void MarkInterpreterExiting();
 
 // A failed absl::Status on its way to Python: the registered translator
 // turns it into the shmesh.Error subclass for its code.

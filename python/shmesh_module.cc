@@ -101,7 +101,7 @@ void BindNode(py::module_& m) {
             mesh::Node& n = self.get();
             absl::Status s;
             {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               s = n.Start();
             }
             ThrowIfError(s);
@@ -121,7 +121,7 @@ void BindNode(py::module_& m) {
                   "stop() cannot be called from a shmesh callback; stop the node from another thread"));
             }
             mesh::Node& n = *self.node;
-            py::gil_scoped_release nogil;
+            ReleasedGil nogil;
             n.Stop();
           },
           "Leaves the mesh, closes every link and stops the node's threads. Idempotent.\n"
@@ -174,7 +174,7 @@ void BindNode(py::module_& m) {
             if (deadline == absl::InfinitePast()) {
               sent = n.SendBatch(peer, views, deadline);
             } else {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               sent = n.SendBatch(peer, views, deadline);
             }
             return ValueOrThrow(std::move(sent));
@@ -193,7 +193,7 @@ void BindNode(py::module_& m) {
             if (deadline == absl::InfinitePast()) {
               r = n.Broadcast(payload.view(), deadline);
             } else {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               r = n.Broadcast(payload.view(), deadline);
             }
             mesh::BroadcastResult res = ValueOrThrow(std::move(r));
@@ -284,7 +284,7 @@ void BindNode(py::module_& m) {
             mesh::Node& n = self.get();
             absl::Status s;
             {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               s = n.RestartControlServer();
             }
             ThrowIfError(s);
@@ -296,7 +296,7 @@ void BindNode(py::module_& m) {
             mesh::Node& n = self.get();
             absl::StatusOr<mesh::v1::TopologySnapshot> t;
             {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               t = n.Topology(local_only);
             }
             mesh::v1::TopologySnapshot snap = ValueOrThrow(std::move(t));

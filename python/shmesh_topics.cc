@@ -45,7 +45,7 @@ struct PySubscription : PyHandle<mesh::Subscription> {
       return;
     }
     mesh::Subscription& s = *handle;
-    py::gil_scoped_release nogil;
+    ReleasedGil nogil;
     s.Unsubscribe();
   }
 };
@@ -88,7 +88,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
             if (deadline == absl::InfinitePast()) {
               r = p.Publish(payload.view(), deadline);
             } else {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               r = p.Publish(payload.view(), deadline);
             }
             mesh::PublishResult res = ValueOrThrow(std::move(r));
@@ -199,7 +199,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
             }
             absl::StatusOr<std::unique_ptr<mesh::Publisher>> p;
             {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               p = n.Advertise(topic, std::move(options));
             }
             raw->handle = ValueOrThrow(std::move(p));
@@ -217,7 +217,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
             options.queue_depth = queue_depth;
             absl::StatusOr<std::unique_ptr<mesh::Subscription>> s;
             if (callback.is_none()) {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               s = n.Subscribe(pattern, options);
             } else {
               AttachCallback(obj, *raw->owner, "_cb_message", callback);
@@ -226,7 +226,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
                 RunCallback(owner, "_cb_message",
                             [&](py::object& cb) { CallWithBorrowedMessage(cb, m.from, m.topic, m.payload); });
               };
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               s = n.Subscribe(pattern, handler, options);
             }
             raw->handle = ValueOrThrow(std::move(s));
@@ -266,7 +266,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
             };
             absl::StatusOr<std::unique_ptr<mesh::ServiceRegistration>> reg;
             {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               reg = n.Serve(service, std::move(h));
             }
             raw->handle = ValueOrThrow(std::move(reg));
@@ -284,7 +284,7 @@ void BindTopics(py::module_& m, py::class_<PyNode>& node_class) {
             const absl::Time deadline = DeadlineFrom(timeout);
             absl::StatusOr<std::string> r;
             {
-              py::gil_scoped_release nogil;
+              ReleasedGil nogil;
               r = n.Call(service, req.view(), deadline, options);
             }
             return py::bytes(ValueOrThrow(std::move(r)));

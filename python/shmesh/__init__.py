@@ -72,6 +72,11 @@ def _stop_all_nodes():
             node.stop()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+    # From here on, a daemon thread coming back from a shmesh call (that
+    # released the GIL) waits forever instead of running on into
+    # finalization, where Python 3.11 would end it in a way that aborts
+    # the process (see ReleasedGil in python/py_support.h).
+    _shmesh._mark_exiting()
 
 
 _ENUM_FIELDS = ("log_level", "mode")
