@@ -130,7 +130,7 @@ void MarkInterpreterExiting() {
   g_exiting.store(true, std::memory_order_release);
 }
 
-ReleasedGil::~ReleasedGil() {
+ReleasedGil::~ReleasedGil() noexcept(false) {
   // acquire: pairs with the release store in MarkInterpreterExiting.
   const bool exiting = g_exiting.load(std::memory_order_acquire);
   // relaxed: ordered by the acquire load above.
@@ -143,7 +143,7 @@ ReleasedGil::~ReleasedGil() {
 void RegisterErrors(py::module_& m) {
   m.def(
       "_mark_exiting", [] { MarkInterpreterExiting(); },
-      "Internal: called by shmesh's atexit handler after it stopped every node; from then on\n"
+      "Internal: called by shmesh's atexit handler before it stops every node; from then on\n"
       "other threads that would take the GIL back wait forever (they end with the process).");
   m.def(
       "_set_error_types",

@@ -48,13 +48,17 @@ namespace py = pybind11;
 // forced unwinding that follows either crossed py::gil_scoped_release's
 // noexcept destructor (std::terminate: the whole process aborted at exit,
 // "terminate called without an active exception") or ran pybind11
-// destructors without the GIL (a fatal error). "Exits": after shmesh's
-// atexit handler stopped every node (MarkInterpreterExiting), or once the
+// destructors without the GIL (a fatal error). "Exits": from shmesh's
+// atexit handler on (MarkInterpreterExiting, before it stops the nodes, so
+// that the threads the stop wakes never wait for the GIL), or once the
 // interpreter is finalizing; the thread that marked it is never held.
 class ReleasedGil {
  public:
   ReleasedGil() : state_(PyEval_SaveThread()) {}
-  ~ReleasedGil();
+  // noexcept(false): should a thread still be ended in PyEval_RestoreThread
+  // (it was already waiting for the GIL when the exit began), its forced
+  // unwinding passes on to pybind11, which lets it end the thread.
+  ~ReleasedGil() noexcept(false);
   ReleasedGil(const ReleasedGil&) = delete;
   ReleasedGil& operator=(const ReleasedGil&) = delete;
 
@@ -62,9 +66,10 @@ class ReleasedGil {
   PyThreadState* const state_;
 };
 
-// Called (with the GIL) by shmesh's atexit handler once it has stopped
-// every node: from then on, threads other than this one that would take the
-// GIL back through ReleasedGil wait forever instead.
+// Called (with the GIL) by shmesh's atexit handler before it stops the
+// nodes: from then on, threads other than this one that would take the GIL
+// back through ReleasedGil wait forever instead. (At atexit only daemon
+// threads are left: Python joined the others first.)
 void MarkInterpreterExiting();
 
 // A failed absl::Status on its way to Python: the registered translator

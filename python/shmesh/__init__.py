@@ -67,16 +67,17 @@ _live_nodes = weakref.WeakSet()
 
 @atexit.register
 def _stop_all_nodes():
+    # From here on, a daemon thread coming back from a shmesh call (that
+    # released the GIL: a receive() the stop below wakes, say) waits
+    # forever instead of waiting for the GIL into finalization, where
+    # Python 3.11 would end it in a way that aborts the process (see
+    # ReleasedGil in python/py_support.h). Only daemon threads are left now.
+    _shmesh._mark_exiting()
     for node in list(_live_nodes):
         try:
             node.stop()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
-    # From here on, a daemon thread coming back from a shmesh call (that
-    # released the GIL) waits forever instead of running on into
-    # finalization, where Python 3.11 would end it in a way that aborts
-    # the process (see ReleasedGil in python/py_support.h).
-    _shmesh._mark_exiting()
 
 
 _ENUM_FIELDS = ("log_level", "mode")
