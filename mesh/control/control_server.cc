@@ -236,13 +236,16 @@ void ControlServer::AcceptPending(grpc::Server* server, int listen_fd, int wake_
 }
 
 void ControlServer::Refuse(base::UniqueFd conn, const fdpass::PeerCred& cred) {
-  conn.reset();  // at once: the client's call fails with UNAVAILABLE
+  // Logged (or counted for the next line) before the descriptor closes, so
+  // the refusal is on record by the time the client sees it.
   uint64_t left_out = 0;
-  if (!refusal_log_.Allow(absl::Now(), &left_out)) return;
-  log_->Warning(
-      "refused a gRPC connection on %s from pid %d, uid %d: uid %d is not in allowed_peer_uids; "
-      "add uid %d to allowed_peer_uids to let it call this node%s",
-      unix_path_, cred.pid, cred.uid, cred.uid, cred.uid, LogLimiter::LeftOut(left_out, "refused"));
+  if (refusal_log_.Allow(absl::Now(), &left_out)) {
+    log_->Warning(
+        "refused a gRPC connection on %s from pid %d, uid %d: uid %d is not in allowed_peer_uids; "
+        "add uid %d to allowed_peer_uids to let it call this node%s",
+        unix_path_, cred.pid, cred.uid, cred.uid, cred.uid, LogLimiter::LeftOut(left_out, "refused"));
+  }
+  conn.reset();  // then at once: the client's call fails with UNAVAILABLE
 }
 
 }  // namespace control
