@@ -36,6 +36,7 @@ RingStats StatCounters::Snapshot() const {
   s.doorbells_rung = doorbells_rung.load(std::memory_order_relaxed);
   return s;
 }
+}  // namespace ring_internal
 
 // Sets `bit` in the shared closed word and wakes the peer through our
 // doorbell end `doorbell_fd`.
@@ -48,8 +49,6 @@ void MarkClosed(RingHeader* header, uint32_t bit, int doorbell_fd) {
   // a failure here leaves nothing to undo.
   (void)os_internal::DoorbellRing(doorbell_fd);
 }
-
-}  // namespace ring_internal
 
 // -------------------------------------------------------------------- ring
 

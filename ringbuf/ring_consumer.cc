@@ -24,12 +24,6 @@ uint64_t LoadFrameWord(const uint8_t* p) {
 
 }  // namespace
 
-using ring_internal::kAlignMask;
-using ring_internal::kKnownClosedBits;
-using ring_internal::MarkClosed;
-using ring_internal::PeerOnMyCpu;
-using ring_internal::PeerWaiter;
-using ring_internal::PublishAndClaimWaiter;
 using ring_internal::StatCounters;
 
 // ---------------------------------------------------------------- consumer

@@ -60,12 +60,6 @@ void StoreFrameWord(uint8_t* p, uint64_t len, uint32_t type) {
 
 }  // namespace
 
-using ring_internal::kAlignMask;
-using ring_internal::kKnownClosedBits;
-using ring_internal::MarkClosed;
-using ring_internal::PeerOnMyCpu;
-using ring_internal::PeerWaiter;
-using ring_internal::PublishAndClaimWaiter;
 using ring_internal::StatCounters;
 
 // ---------------------------------------------------------------- producer

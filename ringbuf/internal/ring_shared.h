@@ -33,8 +33,9 @@
 // is visible to the other (store-load reordering, e.g. the x86 store
 // buffer), both sides miss each other, and a wake-up is lost forever.
 
+// In namespace ringbuf itself: this header is in no target's hdrs, so only
+// the ring's own files see these names.
 namespace ringbuf {
-namespace ring_internal {
 
 inline constexpr uint64_t kAlignMask = kFrameAlignment - 1;
 inline constexpr uint32_t kKnownClosedBits = kRingProducerClosed | kRingConsumerClosed;
@@ -82,7 +83,6 @@ inline bool PeerOnMyCpu(const std::atomic<uint32_t>& peer_cpu, const AdaptiveSpi
   return peer != 0 && peer == os_internal::CpuHint();
 }
 
-}  // namespace ring_internal
 }  // namespace ringbuf
 
 #endif  // SHMESH_RINGBUF_INTERNAL_RING_SHARED_H_
