@@ -1,7 +1,9 @@
 // The consumer role of a Link's receiving ring (Transport::BorrowConsumer): a
 // thread other than the receive thread takes its own frames for a moment,
 // and the receive thread's sleep on the doorbell is neither broken nor
-// disturbed by it. Real links (memfd rings, doorbells, a link socket).
+// disturbed by it. First the role's word alone (ConsumerRole), with the
+// interleavings that matter played out step by step in one thread; then
+// real links (memfd rings, doorbells, a link socket).
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "mesh/links/consumer_role.h"
 #include "mesh/links/link.h"
 #include "mesh/links/link_pair_testutil.h"
 #include "testing/temp_dir.h"
@@ -28,6 +31,103 @@ namespace {
 bool Readable(int fd, int ms) {
   struct pollfd p = {fd, POLLIN, 0};
   return ::poll(&p, 1, ms) == 1;
+}
+
+using Borrowed = ConsumerRole::Borrowed;
+
+TEST(ConsumerRoleWordTest, OneOwnerAtATime) {
+  ConsumerRole role;
+  EXPECT_FALSE(role.lent());
+  ASSERT_TRUE(role.TakeToDrain());
+  EXPECT_EQ(role.Borrow(), Borrowed::kNo);  // the receive thread drains
+  role.Release();
+  ASSERT_EQ(role.Borrow(), Borrowed::kYes);
+  EXPECT_TRUE(role.lent());
+  EXPECT_EQ(role.Borrow(), Borrowed::kNo);  // one borrower
+  EXPECT_FALSE(role.TakeToDrain());         // the receive thread leaves it alone
+  int arms = 0;
+  EXPECT_FALSE(role.Return([&] { return ++arms, true; }));
+  EXPECT_EQ(arms, 0) << "armed for a receive thread that is awake";
+  EXPECT_FALSE(role.lent());
+  EXPECT_TRUE(role.TakeToDrain());
+  role.Release();
+}
+
+TEST(ConsumerRoleWordTest, ABorrowerArmsOnceForAReceiverThatSleptBeforeTheLoan) {
+  ConsumerRole role;
+  ASSERT_TRUE(role.TakeToSleep());
+  role.ReleaseAfterSleep(/*sleeping=*/true);
+  ASSERT_EQ(role.Borrow(), Borrowed::kYesReceiverAsleep);  // the caller stops the doorbell
+  int arms = 0;
+  EXPECT_FALSE(role.Return([&] { return ++arms, true; }));
+  EXPECT_EQ(arms, 1);
+  // And the receive thread, woken later, takes the role back.
+  EXPECT_TRUE(role.TakeToDrain());
+  role.Release();
+}
+
+TEST(ConsumerRoleWordTest, ABorrowerArmsForAReceiverThatFellAsleepDuringTheLoan) {
+  ConsumerRole role;
+  ASSERT_EQ(role.Borrow(), Borrowed::kYes);
+  EXPECT_FALSE(role.TakeToSleep());  // lent: sleep, counting on the borrower
+  int arms = 0;
+  // A frame already waits when the borrower arms: it must wake the receiver.
+  EXPECT_TRUE(role.Return([&] { return ++arms, false; }));
+  EXPECT_EQ(arms, 1);
+}
+
+// The lost wake-up a CI run found (tests/hostile_frames_test, an RPC
+// response unread until its deadline): the borrower arms the doorbell and,
+// before its give-back lands, the peer writes and rings (using up that
+// arming), the receive thread wakes, finds the role still lent and sleeps
+// again. The word is back to what the borrower read; the borrower must
+// still see that it has to arm again (and then find the frame).
+TEST(ConsumerRoleWordTest, AReceiverThatSleptAgainDuringTheGiveBackIsArmedAgain) {
+  ConsumerRole role;
+  ASSERT_EQ(role.Borrow(), Borrowed::kYes);
+  EXPECT_FALSE(role.TakeToSleep());
+  int arms = 0;
+  const bool wake = role.Return([&] {
+    if (++arms > 1) return false;  // the frame written meanwhile waits
+    // Between this arming and the give-back: the peer rings, the receive
+    // thread wakes (a drain finds the role lent) and sleeps again.
+    EXPECT_FALSE(role.TakeToDrain());
+    EXPECT_FALSE(role.TakeToSleep());
+    return true;  // nothing waited when we armed
+  });
+  EXPECT_EQ(arms, 2);
+  EXPECT_TRUE(wake) << "the receive thread sleeps while a frame waits";
+}
+
+TEST(ConsumerRoleWordTest, AReceiverThatWokeDuringTheGiveBackArmsItself) {
+  ConsumerRole role;
+  ASSERT_EQ(role.Borrow(), Borrowed::kYes);
+  EXPECT_FALSE(role.TakeToSleep());
+  int arms = 0;
+  EXPECT_FALSE(role.Return([&] {
+    ++arms;
+    EXPECT_FALSE(role.TakeToDrain());  // awake: no arming needed for it now
+    return true;
+  }));
+  EXPECT_EQ(arms, 1);
+  // Its own next sleep takes the role and looks at the ring itself.
+  EXPECT_TRUE(role.TakeToSleep());
+  role.ReleaseAfterSleep(false);
+}
+
+TEST(ConsumerRoleWordTest, EverySleepDuringTheGiveBackIsArmedFor) {
+  ConsumerRole role;
+  ASSERT_EQ(role.Borrow(), Borrowed::kYes);
+  EXPECT_FALSE(role.TakeToSleep());
+  int arms = 0;
+  EXPECT_FALSE(role.Return([&] {
+    if (++arms <= 3) {  // three more ring, wake, sleep rounds
+      EXPECT_FALSE(role.TakeToDrain());
+      EXPECT_FALSE(role.TakeToSleep());
+    }
+    return true;
+  }));
+  EXPECT_EQ(arms, 4);
 }
 
 // Borrow, drain, return, in one call (what Rpc's caller does in steps).

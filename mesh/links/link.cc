@@ -404,29 +404,9 @@ absl::StatusOr<std::optional<ControlMessage>> Link::ReadControl() {
 }
 
 absl::StatusOr<size_t> Link::Drain(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn) {
-  // Take the role (this thread is awake now: no borrower need arm for it).
-  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
-  for (;;) {
-    if ((role & kConsumerOwned) != 0) {
-      if ((role & kReceiverArmed) == 0) return 0;  // lent: its borrower takes its frames
-      // acq_rel, relaxed on failure: see consumer_role_.
-      if (consumer_role_.compare_exchange_weak(role, role & ~kReceiverArmed, std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
-        return 0;
-      }
-      continue;
-    }
-    // acquire: see what the last borrower did to the RingConsumer.
-    if (consumer_role_.compare_exchange_weak(role, kConsumerOwned, std::memory_order_acquire,
-                                             std::memory_order_relaxed)) {
-      break;
-    }
-  }
+  if (!consumer_role_.TakeToDrain()) return 0;  // lent: its borrower takes its frames
   absl::StatusOr<size_t> drained = DrainOwned(max_frames, fn);
-  // release: the next borrower sees this drain. A plain store: while we own
-  // the role nobody else changes the word (borrowers' CAS needs it free,
-  // kReceiverArmed is ours).
-  consumer_role_.store(0, std::memory_order_release);
+  consumer_role_.Release();
   return drained;
 }
 
@@ -450,40 +430,20 @@ absl::StatusOr<size_t> Link::DrainOwned(size_t max_frames, absl::FunctionRef<boo
 }
 
 bool Link::PrepareToSleep() {
-  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
-  for (;;) {
-    if ((role & kConsumerOwned) != 0) {
-      // Lent: its borrower arms the doorbell when it gives the role back
-      // (acq_rel: see consumer_role_).
-      if (consumer_role_.compare_exchange_weak(role, role | kReceiverArmed, std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
-        return true;
-      }
-      continue;
-    }
-    // acquire: as in Drain.
-    if (consumer_role_.compare_exchange_weak(role, kConsumerOwned | kReceiverArmed, std::memory_order_acquire,
-                                             std::memory_order_relaxed)) {
-      break;
-    }
-  }
+  // Lent: its borrower arms the doorbell when it gives the role back.
+  if (!consumer_role_.TakeToSleep()) return true;
   const bool sleep = rx_ring_.consumer().PrepareToSleep();
-  // release: as in Drain (the word is ours alone while we own the role).
-  consumer_role_.store(sleep ? kReceiverArmed : 0, std::memory_order_release);
+  consumer_role_.ReleaseAfterSleep(sleep);
   return sleep;
 }
 
 bool Link::BorrowConsumer() {
-  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
-  do {
-    if ((role & kConsumerOwned) != 0) return false;
-    // acquire: see what the last owner did to the RingConsumer.
-  } while (!consumer_role_.compare_exchange_weak(role, role | kConsumerOwned, std::memory_order_acquire,
-                                                 std::memory_order_relaxed));
+  const ConsumerRole::Borrowed borrowed = consumer_role_.Borrow();
+  if (borrowed == ConsumerRole::Borrowed::kNo) return false;
   // A sleeping receive thread armed the doorbell: we poll now, so the
   // peer's next write need not ring (a syscall on its side, and a wake-up
-  // here that would compete with us for a CPU).
-  if ((role & kReceiverArmed) != 0) rx_ring_.consumer().CancelSleep();
+  // here that would compete with us for a CPU). ReturnConsumer arms again.
+  if (borrowed == ConsumerRole::Borrowed::kYesReceiverAsleep) rx_ring_.consumer().CancelSleep();
   return true;
 }
 
@@ -492,28 +452,10 @@ absl::StatusOr<size_t> Link::DrainBorrowed(size_t max_frames, absl::FunctionRef<
 }
 
 bool Link::ReturnConsumer() {
-  // First re-arm the doorbell for a receive thread that sleeps counting on it.
-  bool armed = false;
-  bool wake = false;
-  uint32_t role = consumer_role_.load(std::memory_order_relaxed);
-  for (;;) {
-    if ((role & kReceiverArmed) != 0 && !armed) {
-      armed = true;
-      if (!rx_ring_.consumer().PrepareToSleep()) wake = true;  // frames wait for it
-    }
-    // release: the next owner sees what we did; acq_rel so that a failed
-    // exchange re-reads kReceiverArmed set meanwhile.
-    if (consumer_role_.compare_exchange_weak(role, role & ~kConsumerOwned, std::memory_order_acq_rel,
-                                             std::memory_order_relaxed)) {
-      return wake;
-    }
-  }
+  return consumer_role_.Return([this] { return rx_ring_.consumer().PrepareToSleep(); });
 }
 
-bool Link::ConsumerLent() const {
-  // relaxed: advisory (the receive thread's doorbell bookkeeping).
-  return (consumer_role_.load(std::memory_order_relaxed) & kConsumerOwned) != 0;
-}
+bool Link::ConsumerLent() const { return consumer_role_.lent(); }
 absl::Status Link::ClearDoorbell() { return rx_ring_.consumer().DrainDoorbell(); }
 
 bool Link::MarkDown() {

@@ -49,6 +49,7 @@
 #include "base/unique_fd.h"
 #include "fdpass/socket.h"
 #include "mesh/health/liveness.h"
+#include "mesh/links/consumer_role.h"
 #include "mesh/links/control_channel.h"
 #include "mesh/links/transport.h"
 #include "mesh/v1/mesh.pb.h"
@@ -242,23 +243,12 @@ class Link final : public Transport {
   void CountSentLocked(absl::string_view prefix, absl::Span<const absl::string_view> payloads, size_t n);
 
   // Passes frames of rx_ring_ to `fn` and counts them. REQUIRES: the
-  // consumer role (consumer_role_ has kConsumerOwned, set by this thread).
+  // consumer role (taken from consumer_role_ by this thread).
   absl::StatusOr<size_t> DrainOwned(size_t max_frames, absl::FunctionRef<bool(absl::string_view)> fn);
 
-  // The consumer role of rx_ring_ (its RingConsumer keeps process-local
-  // state, so one thread at a time): kConsumerOwned while a thread uses it
-  // (the receive thread in Drain/PrepareToSleep, or a borrower between
-  // BorrowConsumer and ReturnConsumer); kReceiverArmed while the receive thread sleeps counting on
-  // rx_ring_'s doorbell, which a borrower must then re-arm before it gives
-  // the role back. Every change is a read-modify-write of this one word, so
-  // a borrower's give-back and the receive thread's decision to sleep are
-  // ordered: either the borrower sees kReceiverArmed (and arms), or the
-  // receive thread sees the role free (and arms itself). Taking the role is
-  // acquire and giving it back release: the next owner sees what the last
-  // one did to the RingConsumer.
-  static constexpr uint32_t kConsumerOwned = 1;
-  static constexpr uint32_t kReceiverArmed = 2;
-  std::atomic<uint32_t> consumer_role_{0};
+  // Who consumes rx_ring_ now (the receive thread, or a borrower), and
+  // who arms its doorbell for the receive thread: consumer_role.h.
+  ConsumerRole consumer_role_;
 
   // Serializes senders: tx_ring_.producer() has one-producer semantics.
   // rx_ring_.consumer() belongs to whoever has the consumer role.
