@@ -11,10 +11,11 @@ bool ConsumerRole::TakeToDrain() {
   for (;;) {
     if ((word & kOwned) != 0) {
       if ((word & kArmed) == 0) return false;  // lent: its borrower takes the frames
-      // acq_rel: the same order as every other change a non-owner makes,
-      // so that the borrower's give-back (acq_rel) and this are one total
-      // story on the word; no data is published by it.
-      if (word_.compare_exchange_weak(word, word & ~kArmed, std::memory_order_acq_rel,
+      // relaxed: this publishes nothing (the receive thread did not touch
+      // the RingConsumer), and every change to the word is a
+      // read-modify-write, so the borrower's give-back sees it (or fails
+      // and reads it) whatever the order.
+      if (word_.compare_exchange_weak(word, word & ~kArmed, std::memory_order_relaxed,
                                       std::memory_order_relaxed)) {
         return false;
       }
@@ -39,8 +40,9 @@ bool ConsumerRole::TakeToSleep() {
   for (;;) {
     if ((word & kOwned) != 0) {
       // Lent: count this sleep and mark it; the borrower arms for it when
-      // it gives the role back (acq_rel: as in TakeToDrain).
-      if (word_.compare_exchange_weak(word, (word | kArmed) + kSleepStep, std::memory_order_acq_rel,
+      // it gives the role back (relaxed: as in TakeToDrain; the arming
+      // itself is the ring's seq_cst pair with the producer).
+      if (word_.compare_exchange_weak(word, (word | kArmed) + kSleepStep, std::memory_order_relaxed,
                                       std::memory_order_relaxed)) {
         return false;
       }
@@ -83,10 +85,10 @@ bool ConsumerRole::Return(absl::FunctionRef<bool()> arm) {
       armed_for = word & ~kFlags;
       if (!arm()) wake = true;  // frames wait for it
     }
-    // acq_rel: release so that the next owner sees what we did; the
+    // release: the next owner sees what we did to the RingConsumer. The
     // exchange fails if the receive thread changed the word since we read
     // it (it woke, or slept again), and we decide again on the new value.
-    if (word_.compare_exchange_weak(word, word & ~kOwned, std::memory_order_acq_rel,
+    if (word_.compare_exchange_weak(word, word & ~kOwned, std::memory_order_release,
                                     std::memory_order_relaxed)) {
       return wake;
     }
