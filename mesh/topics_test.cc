@@ -155,6 +155,46 @@ TEST_F(TopicsTest, LateSubscriberGetsHistoryThenLiveWithoutGapsOrDuplicates) {
   EXPECT_EQ(late.Get(), want);
 }
 
+// The re-match that sends a late subscriber its history runs on the events
+// thread, which never waits for the publisher's lock: when the lock is
+// taken it leaves the work to the holder. A holder that is not a Publish
+// (here an application thread asking matched() and subscribers() without
+// pause, as a status display would) must do it too, or the history would
+// wait for a Publish that an idle publisher never makes.
+TEST_F(TopicsTest, LateSubscribersGetHistoryWhileTheAppAsksForTheMatchedCount) {
+  std::vector<Node*> n = Mesh(2);
+  PublisherOptions options;
+  options.history = 2;
+  auto pub = n[0]->Advertise("status", options);
+  ASSERT_TRUE(pub.ok());
+  ASSERT_TRUE((*pub)->Publish("h0").ok());
+  ASSERT_TRUE((*pub)->Publish("h1").ok());
+  std::atomic<bool> done{false};
+  std::thread asker([&] {
+    while (!done.load()) {
+      (void)(*pub)->matched();
+      (void)(*pub)->subscribers();
+    }
+  });
+  absl::Cleanup stop_asker = [&] {
+    done.store(true);
+    asker.join();
+  };
+  for (int round = 0; round < 30; ++round) {
+    Inbox late;
+    auto sub = n[1]->Subscribe("status", late.Handler());
+    ASSERT_TRUE(sub.ok()) << sub.status();
+    ASSERT_TRUE(late.WaitFor(2)) << "round " << round << ": the history did not come: " << late.Get().size();
+    EXPECT_THAT(late.Get(), ElementsAre("status n0 h0", "status n0 h1")) << "round " << round;
+    sub->reset();
+    // Unmatched before the next round's subscription.
+    for (absl::Time end = absl::Now() + absl::Seconds(5); (*pub)->matched() != 0 && absl::Now() < end;) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_EQ((*pub)->matched(), 0u);
+  }
+}
+
 TEST_F(TopicsTest, UnsubscribeStopsDeliveryAndResubscribeResumes) {
   std::vector<Node*> n = Mesh(2);
   Inbox in;

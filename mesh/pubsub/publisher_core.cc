@@ -5,7 +5,6 @@
 #include <cstring>
 #include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -170,11 +169,12 @@ absl::StatusOr<pool::BlockHandle> PublisherCore::AllocateBlock(size_t bytes, abs
   std::shared_ptr<pool::SendPool> pool;
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (detached_ || context_.pool == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
-    }
-    pool = context_.pool;
+    if (!detached_) pool = context_.pool;
+  }
+  RematchIfWanted();
+  if (pool == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the publisher of topic ", topic_, " outlived its node; advertise again on a running node"));
   }
   if (options_.shared_ring) {
     return absl::InvalidArgumentError(
@@ -190,10 +190,7 @@ absl::StatusOr<PublishResult> PublisherCore::PublishOutside(const Outgoing& out,
     std::unique_lock<std::mutex> lock(mu_);
     result = PublishLocked(out, deadline);
   }
-  // [RematchWanted] The events thread may have asked between our last
-  // look (inside) and the unlock: look once more, now that mu_ is free.
-  // acquire: pairs with the release store in Rematch.
-  if (rematch_wanted_.load(std::memory_order_acquire)) Rematch(kRematchPatienceInPublish);
+  RematchIfWanted();
   return result;
 }
 
@@ -270,10 +267,11 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(const Outgoing& out, 
   bytes_.store(bytes_.load(std::memory_order_relaxed) + payload_size, std::memory_order_relaxed);
   // A re-match the events thread could not do while we held the lock:
   // new subscribers get their history now, not at some later Publish.
-  // acquire: pairs with the release store in Rematch. A plain load first:
-  // the exchange (a locked read-modify-write) only when it is set.
-  if (rematch_wanted_.load(std::memory_order_acquire) &&
-      rematch_wanted_.exchange(false, std::memory_order_acquire)) {
+  // relaxed: the flag publishes nothing (the work is done under mu_,
+  // which we hold). A plain load first: the exchange (a locked
+  // read-modify-write) only when it is set.
+  if (rematch_wanted_.load(std::memory_order_relaxed) &&
+      rematch_wanted_.exchange(false, std::memory_order_relaxed)) {
     RematchAndCatchUpLocked(absl::Now() + kRematchPatienceInPublish);
   }
   if (result.delivered == 0 && !result.not_reached.empty()) {
@@ -287,18 +285,34 @@ absl::StatusOr<PublishResult> PublisherCore::PublishLocked(const Outgoing& out, 
 }
 
 void PublisherCore::Rematch(absl::Duration patience) {
-  // A Publish in progress (maybe waiting for a full ring until its
-  // deadline) must not hold the events thread: it is asked to do this
-  // itself before it returns.
-  if (!mu_.try_lock()) {
-    // release: pairs with the acquire loads in and after PublishLocked.
-    rematch_wanted_.store(true, std::memory_order_release);
-    return;
+  for (;;) {
+    // A Publish in progress (maybe waiting for a full ring until its
+    // deadline) must not hold the events thread: whoever holds mu_ is
+    // asked to do this itself, after it unlocks ([RematchWanted]).
+    if (!mu_.try_lock()) {
+      rematch_wanted_.store(true, std::memory_order_relaxed);
+      // seq_cst fence: the other half of the pair in RematchIfWanted.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (!mu_.try_lock()) return;  // its holder will see the flag
+    }
+    // relaxed: we hold mu_, and do what was wanted.
+    rematch_wanted_.store(false, std::memory_order_relaxed);
+    if (!detached_) RematchAndCatchUpLocked(absl::Now() + patience);
+    mu_.unlock();
+    // Asked again while we held mu_ (a holder relaying the request found
+    // it taken by us): go round once more.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!rematch_wanted_.load(std::memory_order_relaxed)) return;
   }
-  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.unlock(); };
-  // relaxed: we hold mu_, and do what was wanted.
-  rematch_wanted_.store(false, std::memory_order_relaxed);
-  if (!detached_) RematchAndCatchUpLocked(absl::Now() + patience);
+}
+
+void PublisherCore::RematchIfWanted() {
+  // [RematchWanted] seq_cst fence between our unlock and the flag's load;
+  // Rematch has one between its store and its second try_lock. So either
+  // we see the flag, or its try_lock sees our unlock (and takes mu_, or a
+  // later holder that comes here after its own unlock does).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (rematch_wanted_.load(std::memory_order_relaxed)) Rematch(kRematchPatienceInPublish);
 }
 
 void PublisherCore::RematchAndCatchUpLocked(absl::Time deadline) {
@@ -320,23 +334,34 @@ size_t PublisherCore::matched() {
   // Never waits behind a Publish blocked on a full ring: then the count as
   // of the last match.
   if (!mu_.try_lock()) return matched_count_.load(std::memory_order_relaxed);
-  absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.unlock(); };
-  if (detached_) return 0;
-  RematchLocked(false);
-  return peers_.size();
+  size_t n = 0;
+  if (!detached_) {
+    RematchLocked(false);
+    n = peers_.size();
+  }
+  mu_.unlock();
+  RematchIfWanted();
+  return n;
 }
 
 std::vector<std::string> PublisherCore::subscribers() {
   // As matched(): the last match while a Publish holds mu_.
   if (mu_.try_lock()) {
-    absl::Cleanup unlock = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.unlock(); };
     if (!detached_) RematchLocked(false);
+    mu_.unlock();
+    RematchIfWanted();
   }
   absl::MutexLock lock(&names_mu_);
   return matched_names_;
 }
 
 absl::Status PublisherCore::WaitForSubscribers(size_t n, absl::Time deadline) {
+  absl::Status waited = WaitForSubscribersUnlocked(n, deadline);
+  RematchIfWanted();
+  return waited;
+}
+
+absl::Status PublisherCore::WaitForSubscribersUnlocked(size_t n, absl::Time deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   // Rematch() (the events thread, after every link or interest change)
   // updates peers_ under mu_, which re-evaluates the condition; the slices

@@ -144,6 +144,10 @@ class PublisherCore {
   // Re-matches and sends declarations and history to the peers behind,
   // waiting for ring room until `deadline`.
   void RematchAndCatchUpLocked(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After releasing mu_: does a Rematch that was asked for while we held
+  // it ([RematchWanted]). REQUIRES: mu_ not held.
+  void RematchIfWanted();
+  absl::Status WaitForSubscribersUnlocked(size_t n, absl::Time deadline);
 
   const std::string topic_;
   const uint32_t channel_;
@@ -183,10 +187,13 @@ class PublisherCore {
   // waiting on anything: taken last, briefly).
   absl::Mutex names_mu_;
   std::vector<std::string> matched_names_ ABSL_GUARDED_BY(names_mu_);
-  // [RematchWanted] the events thread found mu_ held (a Publish waiting
-  // for a full ring): set (release) by Rematch; the end of PublishLocked
-  // takes it (acquire exchange) and re-matches and catches up itself, and
-  // Publish looks again after unlocking (a request that came in between).
+  // [RematchWanted] Rematch found mu_ held (a Publish waiting for a full
+  // ring, or a short holder: WaitForSubscribers, matched(), subscribers(),
+  // AllocateBlock): set by Rematch; the end of PublishLocked takes it and
+  // re-matches and catches up itself, and every holder looks again after
+  // it unlocks (RematchIfWanted), so a request is never left for a
+  // Publish that may never come (a late subscriber's history would wait
+  // for it). Relaxed with seq_cst fences: see RematchIfWanted.
   std::atomic<bool> rematch_wanted_{false};
 };
 
